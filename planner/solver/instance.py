@@ -1,0 +1,79 @@
+"""The placement problem as the solver sees it: integers only, names only, no app.yaml.
+
+Units are chosen so that both the CP-SAT model and the evaluator work on the very same
+integers, so rounding can never make them disagree:
+  time in microseconds, memory in kilobytes (1/1000 MB), money in micro-dollars per hour,
+  load in milli-requests-per-second x microseconds (one replica serves REPLICA_CAPACITY).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+REPLICA_CAPACITY = 10**9  # 1 request/s x 1 s of work = 1000 mrps x 1e6 us
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteData(Frozen):
+    name: str
+    cost_uph: int = Field(ge=0, description="price of one replica, micro-$ per hour")
+    memory_kb: int = Field(ge=0, description="memory of one replica")
+    max_replicas: int = Field(ge=1)
+
+
+class Option(Frozen):
+    """A node on a site it may use."""
+
+    latency_us: int = Field(ge=0)
+    memory_kb: int = Field(ge=0)
+    load: int = Field(ge=0, description="rate_mrps x latency_us: the replica capacity it takes")
+
+
+class Transfer(Frozen):
+    """A flow whose producer is on `src_site` and consumer on `dst_site` (different sites)."""
+
+    src_site: str
+    dst_site: str
+    latency_us: int = Field(ge=0)
+    egress_uph: int = Field(ge=0)
+
+
+class FlowData(Frozen):
+    index: int
+    src: str
+    dst: str
+    nbytes: int
+    transfers: list[Transfer] = Field(description="every routable pair of distinct sites")
+
+    def transfer(self, s: str, t: str) -> Transfer | None:
+        for tr in self.transfers:
+            if tr.src_site == s and tr.dst_site == t:
+                return tr
+        return None
+
+
+class Instance(Frozen):
+    sites: list[SiteData]
+    models: list[str] = Field(description="in topological order")
+    options: dict[str, dict[str, Option]] = Field(description="model -> allowed site -> numbers")
+    fixed: dict[str, str] = Field(description="source or sink -> its site")
+    sources: list[str]
+    sinks: list[str]
+    flows: list[FlowData]
+    slo_us: int | None = None
+    cost_cap_uph: int | None = None
+
+    def site(self, name: str) -> SiteData:
+        for s in self.sites:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def allowed(self, node: str) -> list[str]:
+        """Sites a node may use; sources and sinks have exactly one."""
+        if node in self.fixed:
+            return [self.fixed[node]]
+        return list(self.options[node])
