@@ -69,7 +69,12 @@ def build_instance(
     app = la.app
     rate_mrps = {m: max(1, round(r * 1000)) for m, r in graph.rate_rps.items()}
 
+    def option(m: str, latency_ms: float, memory_mb: float) -> Option:
+        lat = max(1, us(latency_ms))
+        return Option(latency_us=lat, memory_kb=round(memory_mb * 1000), load=rate_mrps[m] * lat)
+
     options: dict[str, dict[str, Option]] = {}
+    unpinned: dict[str, dict[str, Option]] = {}
     for m in graph.topological_models:
         options[m] = {}
         too_big = []
@@ -80,8 +85,12 @@ def build_instance(
             if p.memory_mb > sites[s].memory_mb:
                 too_big.append(f"{s} ({sites[s].memory_mb:g} MB)")
                 continue
-            lat = max(1, us(p.latency_ms))
-            options[m][s] = Option(latency_us=lat, memory_kb=round(p.memory_mb * 1000), load=rate_mrps[m] * lat)
+            options[m][s] = option(m, p.latency_ms, p.memory_mb)
+        # given numbers on sites that `sites:` excludes: what relaxing the pin would allow
+        extra = {s: option(m, e.latency_ms, e.memory_mb) for s, e in app.models[m].profile.items()
+                 if s not in options[m] and s not in candidate_sites(app, m) and e.memory_mb <= sites[s].memory_mb}
+        if extra:
+            unpinned[m] = extra
         if not options[m]:
             why = f": it needs more memory than {', '.join(too_big)}" if too_big else ""
             raise la.error(f"no site may host '{m}'{why}", ("models", m))
@@ -89,7 +98,7 @@ def build_instance(
     fixed = {n: s.site for n, s in app.sources.items()} | {n: s.site for n, s in app.sinks.items()}
 
     def allowed(node: str) -> list[str]:
-        return [fixed[node]] if node in fixed else list(options[node])
+        return [fixed[node]] if node in fixed else [*options[node], *unpinned.get(node, {})]
 
     flows = []
     for i, flow in enumerate(app.flows):
@@ -114,6 +123,7 @@ def build_instance(
                         max_replicas=s.max_replicas) for s in sites.values()],
         models=graph.topological_models,
         options=options,
+        unpinned=unpinned,
         fixed=fixed,
         sources=list(app.sources),
         sinks=list(app.sinks),

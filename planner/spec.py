@@ -19,7 +19,7 @@ Tier = Literal["edge", "base-station", "cloud"]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class RpcEndpoint(Strict):

@@ -61,6 +61,9 @@ def apps(draw, max_models: int = 6, max_sites: int = 4) -> dict:
             "profile": {s: {"latency_ms": draw(st.sampled_from([2, 10, 40, 120, 300])),
                             "memory_mb": draw(st.sampled_from([0, 50, 200, 600]))} for s in allowed},
         }
+        if len(allowed) > 1 and draw(st.integers(0, 3)) == 0:  # pinned to some of its profiled sites
+            model_specs[m]["sites"] = draw(st.lists(st.sampled_from(allowed), min_size=1, max_size=len(allowed) - 1,
+                                                    unique=True))
     constraints = {}
     if draw(st.booleans()):
         constraints["latency_ms"] = draw(st.sampled_from([50, 150, 400, 1000]))

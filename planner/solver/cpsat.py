@@ -84,10 +84,17 @@ class _FirstSolutionTimer(cp_model.CpSolverSolutionCallback):
 
 
 class PlacementSolver:
-    def __init__(self, inst: Instance, config: SolverConfig | None = None, hint: dict[str, str] | None = None):
+    """With `soft=True` every constraint family the user sets (SLO, cost cap, memory and
+    replicas per site, pins) is enforced only under an assumption literal in
+    `self.assumptions`, so infeasibility can be explained by a conflict set."""
+
+    def __init__(self, inst: Instance, config: SolverConfig | None = None, hint: dict[str, str] | None = None,
+                 soft: bool = False):
         self.inst = inst
         self.config = config or SolverConfig()
         self.hint = hint
+        self.soft = soft
+        self.assumptions: dict[str, cp_model.IntVar] = {}
         self.model = cp_model.CpModel()
         self.vars = _Vars()
         self._build_model()
@@ -95,6 +102,7 @@ class PlacementSolver:
     # -- model ---------------------------------------------------------------------------
     def _build_model(self) -> None:
         self._add_placement_variables()
+        self._add_pins()
         self._add_flow_pair_variables()
         self._add_timing_constraints()
         self._add_memory_constraints()
@@ -103,14 +111,34 @@ class PlacementSolver:
         self._add_cost_cap()
         self._add_hint()
 
+    def _enforce(self, ct: cp_model.Constraint, key: str) -> None:
+        if self.soft:
+            if key not in self.assumptions:
+                self.assumptions[key] = self.model.new_bool_var(f"assume[{key}]")
+            ct.only_enforce_if(self.assumptions[key])
+
+    def _sites(self, node: str) -> list[str]:
+        return self.inst.allowed(node, unpinned=self.soft)
+
+    def _options(self, m: str):
+        return [(s, self.inst.option(m, s)) for s in self._sites(m)]
+
     def _add_placement_variables(self) -> None:
         # Every model runs on exactly one of the sites it may use.
         for m in self.inst.models:
             xs = []
-            for s in self.inst.options[m]:
+            for s in self._sites(m):
                 self.vars.x[m, s] = self.model.new_bool_var(f"x[{m},{s}]")
                 xs.append(self.vars.x[m, s])
             self.model.add_exactly_one(xs)
+
+    def _add_pins(self) -> None:
+        # (soft only) A model stays on the sites its `sites:` lists.
+        if not self.soft:
+            return
+        for m, extra in self.inst.unpinned.items():
+            for s in extra:
+                self._enforce(self.model.add(self.vars.x[m, s] == 0), f"pin:{m}")
 
     def _endpoint(self, node: str, site: str):
         """Placement literal of a node on a site: a constant for sources and sinks."""
@@ -122,7 +150,7 @@ class PlacementSolver:
         # One boolean per (flow, producer site, consumer site): its row sums equal the
         # producer's placement, its column sums the consumer's. Unroutable pairs have none.
         for f in self.inst.flows:
-            src_sites, dst_sites = self.inst.allowed(f.src), self.inst.allowed(f.dst)
+            src_sites, dst_sites = self._sites(f.src), self._sites(f.dst)
             routable = {(tr.src_site, tr.dst_site) for tr in f.transfers}
             for s in src_sites:
                 for t in dst_sites:
@@ -140,16 +168,17 @@ class PlacementSolver:
                    for tr in f.transfers if (f.index, tr.src_site, tr.dst_site) in self.vars.pair)
 
     def _duration_us(self, m: str):
-        return sum(opt.latency_us * self.vars.x[m, s] for s, opt in self.inst.options[m].items())
+        return sum(opt.latency_us * self.vars.x[m, s] for s, opt in self._options(m))
 
-    def _time_bounds(self) -> tuple[dict[str, int], dict[str, int], int]:
-        """Earliest finish of each node (fastest site, cheapest transfer) and a horizon."""
+    def _time_bounds(self, use_slo: bool = True) -> tuple[dict[str, int], dict[str, int], int]:
+        """Earliest finish of each node (fastest site, cheapest transfer), latest finish that
+        can still meet the horizon, and the horizon (the SLO, or the longest any plan takes)."""
         inst = self.inst
-        min_dur = {m: min(o.latency_us for o in inst.options[m].values()) for m in inst.models}
-        max_dur = {m: max(o.latency_us for o in inst.options[m].values()) for m in inst.models}
+        durations = {m: [o.latency_us for _, o in self._options(m)] for m in inst.models}
+        min_dur = {m: min(d) for m, d in durations.items()}
 
         def min_transfer(f: FlowData) -> int:
-            same = set(inst.allowed(f.src)) & set(inst.allowed(f.dst))
+            same = set(self._sites(f.src)) & set(self._sites(f.dst))
             return 0 if same else min((t.latency_us for t in f.transfers), default=0)
 
         incoming: dict[str, list[FlowData]] = {}
@@ -165,18 +194,18 @@ class PlacementSolver:
         tail = {k: 0 for k in inst.sinks}
         for n in reversed(inst.models):
             tail[n] = min(min_transfer(f) + min_dur.get(f.dst, 0) + tail[f.dst] for f in outgoing[n])
-        if inst.slo_us is not None:
+        if use_slo and inst.slo_us is not None:
             horizon = inst.slo_us
         else:
-            horizon = sum(max_dur.values()) + sum(max((t.latency_us for t in f.transfers), default=0)
-                                                  for f in inst.flows)
+            horizon = sum(max(d) for d in durations.values()) + sum(
+                max((t.latency_us for t in f.transfers), default=0) for f in inst.flows)
         latest = {n: horizon - tail[n] for n in inst.models}
         return earliest, latest, horizon
 
     def _add_timing_constraints(self) -> None:
         # A model finishes its own latency after the last of its inputs arrives; every sink
         # arrival, hence every source->sink path, ends by the makespan, bounded by the SLO.
-        earliest, latest, horizon = self._time_bounds()
+        earliest, latest, horizon = self._time_bounds(use_slo=not self.soft)
         for m in self.inst.models:
             v = self.model.new_int_var(earliest[m], max(earliest[m], latest[m]), f"finish[{m}]")
             if latest[m] < earliest[m]:
@@ -186,6 +215,8 @@ class PlacementSolver:
         self.vars.makespan = self.model.new_int_var(lo, max(lo, horizon), "makespan")
         if horizon < lo:
             self.model.add(self.vars.makespan <= horizon)
+        if self.soft and self.inst.slo_us is not None:
+            self._enforce(self.model.add(self.vars.makespan <= self.inst.slo_us), "slo")
         for f in self.inst.flows:
             ready = 0 if f.src in self.inst.fixed else self.vars.finish[f.src]
             if f.dst in self.inst.fixed:  # a sink
@@ -193,26 +224,34 @@ class PlacementSolver:
             else:
                 self.model.add(self.vars.finish[f.dst] >= ready + self._transfer_us(f) + self._duration_us(f.dst))
 
+    def _hosted(self, site: str) -> list[tuple[str, Option]]:
+        return [(m, o) for m in self.inst.models for s, o in self._options(m) if s == site]
+
+    def memory_kb(self, site: str):
+        return sum(o.memory_kb * self.vars.x[m, site] for m, o in self._hosted(site))
+
     def _add_memory_constraints(self) -> None:
         # The models on a site fit in one replica's memory.
         for site in self.inst.sites:
-            terms = [o.memory_kb * self.vars.x[m, site.name] for m in self.inst.models
-                     for s, o in self.inst.options[m].items() if s == site.name and o.memory_kb]
-            if terms:
-                self.model.add(sum(terms) <= site.memory_kb)
+            if any(o.memory_kb for _, o in self._hosted(site.name)):
+                self._enforce(self.model.add(self.memory_kb(site.name) <= site.memory_kb), f"memory:{site.name}")
 
     def _add_replica_constraints(self) -> None:
         # Enough replicas for the load, at least one where anything runs, at most max_replicas.
         for site in self.inst.sites:
-            hosted = [(m, self.inst.options[m][site.name]) for m in self.inst.models
-                      if site.name in self.inst.options[m]]
-            r = self.model.new_int_var(0, site.max_replicas if hosted else 0, f"replicas[{site.name}]")
+            hosted = self._hosted(site.name)
+            most = site.max_replicas
+            if self.soft:  # room to exceed max_replicas, so that a conflict can name it
+                most = max(most, -(-sum(o.load for _, o in hosted) // REPLICA_CAPACITY))
+            r = self.model.new_int_var(0, most if hosted else 0, f"replicas[{site.name}]")
             self.vars.replicas[site.name] = r
             if not hosted:
                 continue
             self.model.add(REPLICA_CAPACITY * r >= sum(o.load * self.vars.x[m, site.name] for m, o in hosted))
             for m, _ in hosted:
                 self.model.add(r >= self.vars.x[m, site.name])
+            if self.soft:
+                self._enforce(self.model.add(r <= site.max_replicas), f"replicas:{site.name}")
 
     def _cost_expression(self):
         compute = sum(s.cost_uph * self.vars.replicas[s.name] for s in self.inst.sites)
@@ -223,7 +262,8 @@ class PlacementSolver:
 
     def _add_cost_cap(self) -> None:
         if self.inst.cost_cap_uph is not None:
-            self.model.add(self.cost <= self.inst.cost_cap_uph)
+            ct = self.model.add(self.cost <= self.inst.cost_cap_uph)
+            self._enforce(ct, "cost_cap")
 
     def _add_hint(self) -> None:
         if not self.hint:
@@ -252,7 +292,7 @@ class PlacementSolver:
         return solver, result, status
 
     def _placement(self, solver: cp_model.CpSolver) -> dict[str, str]:
-        return {m: self.vars.site_of(solver, m, list(self.inst.options[m])) for m in self.inst.models}
+        return {m: self.vars.site_of(solver, m, self._sites(m)) for m in self.inst.models}
 
     def solve(self) -> Solution:
         t0 = time.perf_counter()

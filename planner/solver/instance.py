@@ -59,6 +59,10 @@ class Instance(Frozen):
     sites: list[SiteData]
     models: list[str] = Field(description="in topological order")
     options: dict[str, dict[str, Option]] = Field(description="model -> allowed site -> numbers")
+    unpinned: dict[str, dict[str, Option]] = Field(
+        default_factory=dict,
+        description="model -> site its `sites:` excludes but that has numbers: what relaxing the pin would allow",
+    )
     fixed: dict[str, str] = Field(description="source or sink -> its site")
     sources: list[str]
     sinks: list[str]
@@ -72,8 +76,12 @@ class Instance(Frozen):
                 return s
         raise KeyError(name)
 
-    def allowed(self, node: str) -> list[str]:
-        """Sites a node may use; sources and sinks have exactly one."""
+    def allowed(self, node: str, unpinned: bool = False) -> list[str]:
+        """Sites a node may use (with `unpinned`, also those only its pin excludes);
+        sources and sinks have exactly one."""
         if node in self.fixed:
             return [self.fixed[node]]
-        return list(self.options[node])
+        return list(self.options[node]) + (list(self.unpinned.get(node, {})) if unpinned else [])
+
+    def option(self, node: str, site: str) -> Option:
+        return self.options[node].get(site) or self.unpinned[node][site]

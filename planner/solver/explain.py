@@ -1,0 +1,143 @@
+"""Why no placement exists: a minimal set of conflicting constraints, in words, and the
+smallest relaxation of each that would make the app feasible on its own.
+
+The constraint families a user sets (the SLO, the cost cap, memory and max_replicas per
+site, `sites:` pins) are built as soft constraints under CP-SAT assumption literals; CP-SAT
+returns a set of assumptions sufficient for infeasibility, which is shrunk to a minimal one
+by deletion, then each member is relaxed alone by minimizing what it bounds.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+from ortools.sat.python import cp_model
+
+from planner.solver.cpsat import PlacementSolver, SolverConfig
+from planner.solver.instance import Instance
+
+
+class Conflict(BaseModel):
+    constraint: str  # slo | cost_cap | memory:<site> | replicas:<site> | pin:<model>
+    statement: str  # what the constraint says, in words
+    relaxation: str | None  # the smallest change to it alone that makes the app feasible
+    # that change as a number in the constraint's own unit (ms, $/h, MB, replicas), or the
+    # site to allow for a pin; None when relaxing it alone is not enough
+    bound: float | None = None
+    site: str | None = None
+    proven: bool = True
+
+
+class Explanation(BaseModel):
+    conflicts: list[Conflict]
+    notes: list[str]
+
+    def lines(self) -> list[str]:
+        out = []
+        if self.conflicts:
+            out.append("these constraints cannot all hold: " + "; ".join(c.statement for c in self.conflicts))
+            for c in self.conflicts:
+                out.append(f"relax {c.constraint}: " + (c.relaxation or "relaxing it alone is not enough"))
+        return out + self.notes
+
+
+def _statement(inst: Instance, key: str) -> str:
+    kind, _, name = key.partition(":")
+    if kind == "slo":
+        return f"the SLO of {inst.slo_us / 1000:g} ms on every source->sink path"
+    if kind == "cost_cap":
+        return f"the cost cap of ${inst.cost_cap_uph / 1e6:g}/h"
+    if kind == "memory":
+        return f"{name} has {inst.site(name).memory_kb / 1000:g} MB of memory per replica"
+    if kind == "replicas":
+        n = inst.site(name).max_replicas
+        return f"{name} runs at most {n} replica{'s' if n != 1 else ''}"
+    return f"{name} may only run on {', '.join(inst.options[name])}"
+
+
+class _Explainer:
+    def __init__(self, inst: Instance, time_limit_s: float, workers: int):
+        self.inst = inst
+        self.config = SolverConfig(time_limit_s=time_limit_s, workers=workers)
+
+    def _solve(self, assumed: list[str], objective=None):
+        sp = PlacementSolver(self.inst, self.config, soft=True)
+        sp.model.clear_assumptions()
+        sp.model.add_assumptions([sp.assumptions[k] for k in assumed if k in sp.assumptions])
+        if objective is not None:
+            sp.model.minimize(objective(sp))
+        solver = cp_model.CpSolver()
+        solver.parameters.max_time_in_seconds = self.config.time_limit_s
+        solver.parameters.num_workers = 1 if objective is None else self.config.workers  # cores need 1 worker
+        status = solver.solve(sp.model)
+        return sp, solver, status
+
+    def keys(self) -> list[str]:
+        return sorted(PlacementSolver(self.inst, self.config, soft=True).assumptions)
+
+    def core(self, keys: list[str]) -> list[str]:
+        sp, solver, status = self._solve(keys)
+        if status != cp_model.INFEASIBLE:
+            return []
+        index = {sp.assumptions[k].index: k for k in keys}
+        core = [index[i] for i in solver.sufficient_assumptions_for_infeasibility() if i in index]
+        # deletion: drop each member whose removal keeps the rest infeasible
+        for k in list(core):
+            rest = [c for c in core if c != k]
+            if self._solve(rest)[2] == cp_model.INFEASIBLE:
+                core = rest
+        return core
+
+    def relaxation(self, key: str, keys: list[str]) -> Conflict:
+        kind, _, name = key.partition(":")
+        others = [k for k in keys if k != key]
+        objective = {
+            "slo": lambda sp: sp.vars.makespan,
+            "cost_cap": lambda sp: sp.cost,
+            "memory": lambda sp: sp.memory_kb(name),
+            "replicas": lambda sp: sp.vars.replicas[name],
+            "pin": lambda sp: sum(sp.vars.x[name, s] for s in self.inst.unpinned.get(name, {})),
+        }[kind]
+        sp, solver, status = self._solve(others, objective)
+        conflict = Conflict(constraint=key, statement=_statement(self.inst, key), relaxation=None)
+        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            return conflict
+        value = round(solver.objective_value)
+        conflict.proven = status == cp_model.OPTIMAL
+        approx = "" if conflict.proven else " (at most; not proven smallest)"
+        if kind == "pin":
+            conflict.site = next(s for s in self.inst.unpinned[name] if solver.boolean_value(sp.vars.x[name, s]))
+            conflict.relaxation = f"allow {name} on {conflict.site}"
+            return conflict
+        unit = {"slo": 1000, "cost_cap": 1e6, "memory": 1000, "replicas": 1}[kind]
+        conflict.bound = value / unit
+        conflict.relaxation = {
+            "slo": f"SLO >= {conflict.bound:g} ms",
+            "cost_cap": f"cost cap >= ${conflict.bound:g}/h",
+            "memory": f"memory_mb of {name} >= {conflict.bound:g}",
+            "replicas": f"max_replicas of {name} >= {value}",
+        }[kind] + approx
+        return conflict
+
+
+def _slowest_model_note(inst: Instance) -> list[str]:
+    notes = []
+    if inst.slo_us is None:
+        return notes
+    for m in inst.models:
+        fastest = min(o.latency_us for o in inst.options[m].values())
+        if fastest > inst.slo_us:
+            notes.append(f"{m} needs at least {fastest / 1000:g} ms on every site it may use; "
+                         f"the SLO is {inst.slo_us / 1000:g} ms")
+    return notes
+
+
+def explain_infeasible(inst: Instance, time_limit_s: float = 10.0, workers: int = 8) -> Explanation:
+    ex = _Explainer(inst, time_limit_s, workers)
+    keys = ex.keys()
+    if ex._solve([])[2] == cp_model.INFEASIBLE:
+        return Explanation(conflicts=[], notes=[
+            "no placement exists even without the SLO, cost cap, memory and replica limits: the flows cannot "
+            "be routed between the sites the models may use (check links and `sites:`)"])
+    core = ex.core(keys)
+    conflicts = [ex.relaxation(k, keys) for k in core]
+    return Explanation(conflicts=conflicts, notes=_slowest_model_note(inst))
