@@ -5,13 +5,14 @@ from __future__ import annotations
 import difflib
 import typing
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from planner.errors import InputError, KeyPath
+from planner.overrides import apply_override
 from planner.spec import App
 from planner.yamlsrc import LineMap, load_file
 
@@ -21,13 +22,23 @@ class LoadedApp:
     app: App
     path: Path
     lines: LineMap
+    overrides: dict[tuple, str] = field(default_factory=dict)  # key path -> the --set that changed it
 
     @property
     def base_dir(self) -> Path:
         return self.path.parent
 
     def error(self, message: str, key: KeyPath = ()) -> InputError:
-        return InputError(message, file=str(self.path), key=key, line=self.lines.line(key))
+        return located_error(message, self.path, key, self.lines, self.overrides)
+
+
+def located_error(message: str, path: Path, key: KeyPath, lines: LineMap, overrides: dict[tuple, str]) -> InputError:
+    """An error at a key; a value that came from --set says so instead of naming a line."""
+    key = tuple(key)
+    for set_path, text in overrides.items():
+        if key[: len(set_path)] == set_path:
+            return InputError(f"{message} (from --set {text})", file=str(path), key=key)
+    return InputError(message, file=str(path), key=key, line=lines.line(key))
 
     def resolve(self, relative: str) -> Path:
         """A path written in app.yaml, relative to the file."""
@@ -96,7 +107,7 @@ def _message(err: dict, path: list, data: Any) -> str:
         return f"unknown key '{key}'{hint}" + (f"; valid keys: {', '.join(valid)}" if valid else "")
     if kind == "string_pattern_mismatch":
         if "[key]" in err["loc"] or str(key) in {"name", "between", "sites"} or isinstance(key, int):
-            return f"invalid name {value!r}: use letters, digits, '_', '.' or '-', starting with a letter or '_'"
+            return f"invalid name {value!r}: use letters, digits, '_' or '-', starting with a letter or '_'"
         if key == "python":
             return f"expected `file.py:function`, got {value!r}"
         if key == "tracker":
@@ -113,7 +124,8 @@ def _message(err: dict, path: list, data: Any) -> str:
     return f"{msg}, got {value!r}" if value is not None and not isinstance(value, (dict, list)) else msg
 
 
-def _validation_error(exc: ValidationError, data: Any, file: Path, lines: LineMap) -> InputError:
+def _validation_error(exc: ValidationError, data: Any, file: Path, lines: LineMap,
+                      overrides: dict[tuple, str]) -> InputError:
     found = []
     seen = set()
     for err in exc.errors():
@@ -125,27 +137,31 @@ def _validation_error(exc: ValidationError, data: Any, file: Path, lines: LineMa
     # a misspelt key is also a missing one: the unknown key, with its "did you mean", says more
     rank = {"extra_forbidden": 0, "missing": 2}
     found.sort(key=lambda item: (item[0], rank.get(item[3], 1)))
-    line, path, message, _ = found[0]
+    _, path, message, _ = found[0]
     if len(found) > 1:
         message += f" (and {len(found) - 1} more error{'s' if len(found) > 2 else ''})"
-    return InputError(message, file=str(file), key=path, line=line or None)
+    return located_error(message, file, path, lines, overrides)
 
 
-def parse_app(data: Any, path: Path, lines: LineMap) -> LoadedApp:
+def parse_app(data: Any, path: Path, lines: LineMap, overrides: Sequence[str] = ()) -> LoadedApp:
     if not isinstance(data, dict):
         raise InputError("expected a mapping of app keys (name, sites, models, ...)", file=str(path), line=1)
+    changed = {}
+    for text in overrides:
+        changed[apply_override(data, text)] = text
     try:
         app = App.model_validate(data)
     except ValidationError as exc:
-        raise _validation_error(exc, data, path, lines) from None
-    return LoadedApp(app=app, path=path, lines=lines)
+        raise _validation_error(exc, data, path, lines, changed) from None
+    return LoadedApp(app=app, path=path, lines=lines, overrides=changed)
 
 
-def load_app(path: str | Path, *, check: bool = True) -> LoadedApp:
-    """Load and validate app.yaml; `check` also runs the cross-reference and graph checks."""
+def load_app(path: str | Path, *, check: bool = True, overrides: Sequence[str] = ()) -> LoadedApp:
+    """Load and validate app.yaml (with --set overrides applied); `check` also runs the
+    cross-reference and graph checks."""
     path = Path(path)
     data, lines = load_file(path)
-    loaded = parse_app(data, path, lines)
+    loaded = parse_app(data, path, lines, overrides)
     if check:
         from planner.checks import check_app
 

@@ -3,6 +3,7 @@ app.yaml -> LoadedApp -> sites, graph, network -> profiles -> Instance -> Soluti
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +35,8 @@ class Prepared:
     instance: Instance
 
 
-def prepare(path: str | Path, **profile_options) -> Prepared:
-    la = load_app(path, check=False)
+def prepare(path: str | Path, overrides: Sequence[str] = (), **profile_options) -> Prepared:
+    la = load_app(path, check=False, overrides=overrides)
     graph = check_app(la)
     sites = resolve_sites(la)
     network = Network(la.app)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from planner.tensors import DTYPES
 
-NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
 Tier = Literal["edge", "base-station", "cloud"]
 

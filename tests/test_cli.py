@@ -10,7 +10,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from planner.cli import app as cli
-from planner.cli import app_schema
+from planner.commands.core import app_schema
 from planner.plan import Plan
 from planner.spec import App
 
@@ -95,3 +95,25 @@ def test_subprocess_entry_point(tmp_path):
     bad = subprocess.run([str(exe), "validate", str(tmp_path / "missing.yaml")], capture_output=True, text=True)
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr and "file not found" in bad.stderr
+
+
+def test_set_overrides_change_the_plan(tmp_path):
+    base = CliRunner().invoke(cli, ["solve", str(VOICE), "-o", str(tmp_path / "a"), "--json"])
+    slow = CliRunner().invoke(cli, ["solve", str(VOICE), "-o", str(tmp_path / "b"), "--json",
+                                    "--set", "links.phone-mec.bandwidth_mbps=1", "--set", "constraints.latency_ms=5000"])
+    assert base.exit_code == 0 and slow.exit_code == 0, slow.output
+    a, b = json.loads(base.output), json.loads(slow.output)
+    assert b["constraints"]["latency_ms"] == 5000
+    # at 1 Mbps, shipping 160 kB of audio off the phone costs >1.2 s: the hop must show in the paths
+    transfer = [t for t in b["paths"][0]["terms"] if t["kind"] == "transfer" and t.get("route")]
+    assert all(t["ms"] >= 160000 * 8 / 1e6 * 1000 for t in transfer if t["route"][:2] == ["phone", "mec"])
+    assert a["placement"] != b["placement"] or a["latency_ms"] != b["latency_ms"]
+
+
+def test_set_errors_name_the_override(tmp_path):
+    r = CliRunner().invoke(cli, ["validate", str(VOICE), "--set", "links.phone-mec.bandwidth_mbps=0"])
+    assert r.exit_code == 2 and "(from --set links.phone-mec.bandwidth_mbps=0)" in r.output, r.output
+    r = CliRunner().invoke(cli, ["validate", str(VOICE), "--set", "links.phone-moon.rtt_ms=1"])
+    assert r.exit_code == 2 and "no item 'phone-moon' in links" in r.output
+    r = CliRunner().invoke(cli, ["validate", str(VOICE), "--set", "nonsense"])
+    assert r.exit_code == 2 and "KEY=VALUE" in r.output

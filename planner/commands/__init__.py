@@ -1,0 +1,3 @@
+"""CLI commands; importing this package registers them on planner.cli.app."""
+
+from planner.commands import core  # noqa: F401

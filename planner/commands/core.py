@@ -1,0 +1,85 @@
+"""validate, solve, schema: the planning path."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from planner.cli import AppPath, SetOption, app, out, user_errors
+from planner.errors import InfeasibleError, InputError, PlannerError
+
+@app.command()
+@user_errors
+def validate(path: AppPath, overrides: SetOption = None) -> None:
+    """Check an app.yaml: keys, types, names, graph, routes. Exit 2 on the first problem."""
+    from planner.checks import check_app
+    from planner.loader import load_app
+    from planner.sites import resolve_sites
+
+    la = load_app(path, check=False, overrides=overrides or ())
+    graph = check_app(la)
+    resolve_sites(la)
+    a = la.app
+    out.print(f"{path}: valid: {len(a.models)} models, {len(a.sites)} sites, {len(a.links)} links, "
+              f"{len(a.flows)} flows, {graph.count_paths()} source->sink paths", highlight=False)
+
+
+@app.command()
+@user_errors
+def solve(
+    path: AppPath,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="output dir [default: ./out/<app name>/]")] = None,
+    objective: Annotated[Optional[str], typer.Option(help="cost or latency [default: app.yaml's objective]")] = None,
+    time_limit: Annotated[float, typer.Option("--time-limit", help="seconds for the solver")] = 60.0,
+    workers: Annotated[Optional[int], typer.Option(help="CP-SAT workers [default: max(8, cores)]")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print plan.json instead of tables")] = False,
+    overrides: SetOption = None,
+) -> None:
+    """Solve the placement exactly and write OUT/plan.json."""
+    from planner.outdir import staged_dir
+    from planner.pipeline import prepare, solve_prepared
+    from planner.render import print_plan
+    from planner.solver.cpsat import SolverConfig
+
+    prep = prepare(path, overrides=overrides or ())
+    chosen = objective or prep.la.app.objective
+    if chosen not in ("cost", "latency"):
+        raise InputError(f"--objective must be cost or latency, got {chosen!r}")
+    if time_limit <= 0:
+        raise InputError(f"--time-limit must be > 0, got {time_limit:g}")
+    config = SolverConfig(objective=chosen, time_limit_s=time_limit, **({"workers": workers} if workers else {}))
+    plan = solve_prepared(prep, config)
+    text = plan.model_dump_json(indent=2)
+    out_dir = output or Path("out") / plan.app
+    with staged_dir(out_dir) as stage:
+        (stage / "plan.json").write_text(text + "\n", encoding="utf-8")
+    if as_json:
+        sys.stdout.write(text + "\n")
+    else:
+        print_plan(plan, out)
+        out.print(f"wrote {out_dir / 'plan.json'}", highlight=False)
+    if plan.status == "INFEASIBLE":
+        raise InfeasibleError("no placement meets the constraints", plan.explanation)
+    if plan.status == "UNKNOWN":
+        raise PlannerError(f"no plan found within --time-limit {time_limit:g} s; allow more time")
+
+
+@app.command()
+@user_errors
+def schema() -> None:
+    """Print the JSON Schema of app.yaml (committed as schema/app.schema.json)."""
+    from planner.spec import App
+
+    sys.stdout.write(json.dumps(app_schema(App), indent=2) + "\n")
+
+
+def app_schema(model) -> dict:
+    s = model.model_json_schema(by_alias=True)
+    s["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return s
+
+
