@@ -3,8 +3,13 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+OCR_MODELS := examples/ocr/models/.fetched
+# Debian packages the tests and bundles use: a cross linker for aarch64 bundles, and
+# headless Chromium for the HTML report check. Installed only when missing and we are root.
+SYSTEM_BINS := aarch64-linux-gnu-gcc chromium
+SYSTEM_PKGS := gcc-aarch64-linux-gnu chromium
 
-.PHONY: all install demo test schema bench clean
+.PHONY: all install system models demo test schema bench clean
 
 all: install
 
@@ -12,21 +17,37 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade --quiet pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	$(BIN)/python -c "import tvm, onnx, onnxruntime, grpc, grpc_health.v1, grpc_reflection.v1alpha.reflection; from ortools.sat.python import cp_model"
+	$(BIN)/python -c "import tvm, onnx, onnxruntime, grpc, grpc_health.v1, grpc_reflection.v1alpha.reflection, tritonclient.grpc; from ortools.sat.python import cp_model"
 	touch $@
 
-install: $(STAMP)
+install: $(STAMP) system
+
+system:
+	@missing=""; for b in $(SYSTEM_BINS); do command -v $$b >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages: $(SYSTEM_PKGS)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PKGS)) >/dev/null \
+	      || echo "warning: could not install $(SYSTEM_PKGS); aarch64 bundles export objects, the report screenshot test skips"; \
+	  else echo "note: $(SYSTEM_PKGS) missing and not root: aarch64 bundles export objects, the report screenshot test skips"; fi; \
+	fi
+
+$(OCR_MODELS): $(STAMP) examples/ocr/fetch_models.py
+	$(BIN)/python examples/ocr/fetch_models.py
+	touch $@
+
+models: $(OCR_MODELS)
 
 demo: install
 	$(BIN)/planner solve examples/smart-camera/app.yaml
 
-test: install
+test: install models
 	$(BIN)/python -m pytest -n 2 -q
 
 schema: install
 	$(BIN)/planner schema > schema/app.schema.json
 
-bench: install
+bench: install models
 	$(BIN)/python benchmarks/solver_scaling.py
 
 clean:

@@ -31,6 +31,10 @@ class LoadedApp:
     def error(self, message: str, key: KeyPath = ()) -> InputError:
         return located_error(message, self.path, key, self.lines, self.overrides)
 
+    def resolve(self, relative: str) -> Path:
+        """A path written in app.yaml, relative to the file."""
+        return (self.base_dir / relative).resolve()
+
 
 def located_error(message: str, path: Path, key: KeyPath, lines: LineMap, overrides: dict[tuple, str]) -> InputError:
     """An error at a key; a value that came from --set says so instead of naming a line."""
@@ -39,10 +43,6 @@ def located_error(message: str, path: Path, key: KeyPath, lines: LineMap, overri
         if key[: len(set_path)] == set_path:
             return InputError(f"{message} (from --set {text})", file=str(path), key=key)
     return InputError(message, file=str(path), key=key, line=lines.line(key))
-
-    def resolve(self, relative: str) -> Path:
-        """A path written in app.yaml, relative to the file."""
-        return (self.base_dir / relative).resolve()
 
 
 def _model_at(path: Sequence[str | int]) -> type[BaseModel] | None:

@@ -1,3 +1,4 @@
 """CLI commands; importing this package registers them on planner.cli.app."""
 
 from planner.commands import core  # noqa: F401
+from planner.commands import targets  # noqa: F401
