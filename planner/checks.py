@@ -78,6 +78,13 @@ def check_models(la: LoadedApp) -> None:
             raise la.error(f"ONNX file not found: {la.resolve(node.onnx)}", ("models", name, "onnx"))
         if node.python is not None:
             _check_python_step(la, name, node.python)
+        for i, file in enumerate(node.files):
+            path = la.resolve(file)
+            if not path.is_file():
+                raise la.error(f"file not found: {path}", ("models", name, "files", i))
+            if la.base_dir.resolve() not in path.parents:
+                raise la.error(f"{file} is outside the app's directory: the bundle ships files beside app.yaml",
+                               ("models", name, "files", i))
         if node.kind == "given":
             for i, site in enumerate(node.sites or []):
                 if site not in node.profile:

@@ -95,6 +95,10 @@ class Node(Strict):
     inputs: dict[Name, TensorInput] = Field(
         default_factory=dict, description="static input shapes (and dtypes, default float32)"
     )
+    files: list[str] = Field(
+        default_factory=list,
+        description="python steps: data files the step reads, relative to app.yaml; shipped beside it in the bundle",
+    )
     profile: dict[Name, ProfileEntry] = Field(default_factory=dict, description="given numbers by site")
     sites: list[Name] | None = Field(default=None, min_length=1, description="where it may run")
 
@@ -102,6 +106,8 @@ class Node(Strict):
     def _one_kind(self) -> Node:
         if self.onnx and self.python:
             raise ValueError("a node is either `onnx:` or `python:`, not both")
+        if self.files and not self.python:
+            raise ValueError("`files:` belongs to a `python:` step")
         return self
 
     @property

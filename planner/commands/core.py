@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from planner.cli import AppPath, SetOption, app, out, user_errors
+from planner.cli import AppPath, SetOption, app, err, out, user_errors
 from planner.errors import InfeasibleError, InputError, PlannerError
 
 @app.command()
@@ -38,8 +38,10 @@ def solve(
     workers: Annotated[Optional[int], typer.Option(help="CP-SAT workers [default: max(8, cores)]")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print plan.json instead of tables")] = False,
     overrides: SetOption = None,
+    bundles: Annotated[bool, typer.Option("--bundles/--no-bundles",
+                                          help="compile the per-site bundles and deploy manifests into OUT")] = True,
 ) -> None:
-    """Solve the placement exactly and write OUT/plan.json."""
+    """Solve the placement exactly and write OUT/plan.json, the site bundles and deploy manifests."""
     from planner.outdir import staged_dir
     from planner.pipeline import prepare, solve_prepared
     from planner.render import print_plan
@@ -55,17 +57,36 @@ def solve(
     plan = solve_prepared(prep, config)
     text = plan.model_dump_json(indent=2)
     out_dir = output or Path("out") / plan.app
-    with staged_dir(out_dir) as stage:
-        (stage / "plan.json").write_text(text + "\n", encoding="utf-8")
     if as_json:
         sys.stdout.write(text + "\n")
     else:
         print_plan(plan, out)
+    with staged_dir(out_dir) as stage:
+        (stage / "plan.json").write_text(text + "\n", encoding="utf-8")
+        written = write_bundles_if_runnable(prep, plan, stage, out_dir) if bundles else []
+    for line in written:
+        err.print(line, highlight=False)
+    if not as_json:
         out.print(f"wrote {out_dir / 'plan.json'}", highlight=False)
     if plan.status == "INFEASIBLE":
         raise InfeasibleError("no placement meets the constraints", plan.explanation)
     if plan.status == "UNKNOWN":
         raise PlannerError(f"no plan found within --time-limit {time_limit:g} s; allow more time")
+
+
+def write_bundles_if_runnable(prep, plan, stage: Path, out_dir: Path) -> list[str]:
+    """Bundles when the plan is feasible and every model can be compiled or run; else why not."""
+    from planner.bundle.emit import write_bundles
+    from planner.bundle.wiring import runnable
+
+    if plan.status not in ("OPTIMAL", "FEASIBLE"):
+        return []
+    given = runnable(prep.la)
+    if given:
+        return [f"no bundles: {', '.join(given)} have only given profiles (no onnx/python to deploy)"]
+    with err.status("compiling site bundles") as status:
+        notes = write_bundles(prep, plan, stage, progress=lambda msg: status.update(msg))
+    return notes + [f"wrote {out_dir / 'sites'}/ (site bundles) and {out_dir / 'deploy'}/ (manifests)"]
 
 
 @app.command()

@@ -1,0 +1,119 @@
+"""OUT/sites/<site>/ (bundle.yaml and the artifacts of the models placed there, compiled by
+TVM for the site's target) and OUT/deploy/ (Kubernetes, Compose), for a solved plan."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from planner.bundle import manifests
+from planner.bundle.wiring import wire
+from planner.pipeline import Prepared
+from planner.plan import Plan
+from planner.targets import Target, get_target
+from planner.tensors import TensorSpec
+from runtime.bundle_format import Bundle, NodeSpec, RuntimeSettings, SiteEndpoint
+
+BASE_PORT = 50051  # loopback ports of `planner up`, in the order of app.yaml's sites
+TUNING_ROOT = Path(__file__).resolve().parents[2] / "profiles" / "tuning"
+MiB = 1 << 20
+
+
+def bundle_sites(prep: Prepared, plan: Plan) -> list[str]:
+    """Sites that run something: a model, or a source's entry point."""
+    used = set(plan.placement.values()) | {s.site for s in prep.la.app.sources.values()}
+    return [s for s in prep.la.app.sites if s in used]
+
+
+def _settings(prep: Prepared, flows) -> RuntimeSettings:
+    # the largest request a site sends or receives: all the inputs of one node, or one flow
+    biggest = max([sum(_nbytes(t) for t in sig.inputs) for sig in prep.profiles.signatures.values()]
+                  + [_nbytes(f.tensor) for f in flows] + [0])
+    slo = prep.la.app.constraints.latency_ms
+    return RuntimeSettings(max_message_bytes=min(2**31 - 1, max(16 * MiB, 2 * biggest + MiB)),
+                           default_deadline_ms=max(30000.0, 10 * (slo or 0)))
+
+
+def _nbytes(t) -> int:
+    return TensorSpec(name=t.name, dtype=t.dtype, shape=tuple(t.shape)).nbytes
+
+
+def _copy_step(prep: Prepared, name: str, site_dir: Path) -> tuple[str, str]:
+    node = prep.la.app.models[name]
+    file, function = node.python.rsplit(":", 1)
+    for rel in [file, *node.files]:
+        dest = site_dir / "steps" / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(prep.la.resolve(rel), dest)
+    return f"steps/{file}", function
+
+
+def _compile(prep: Prepared, name: str, target: Target, dest: Path, stem: str) -> tuple[str, str | None]:
+    from planner.profiling.compile import compile_onnx_for, export_artifact
+
+    node = prep.la.app.models[name]
+    shapes = {k: list(v.shape) for k, v in node.inputs.items()}
+    ex = compile_onnx_for(prep.la.resolve(node.onnx), shapes, target, tuning_dir=TUNING_ROOT / target.name)
+    path, note = export_artifact(ex, target, dest, stem)
+    return str(path.relative_to(dest.parent)), note
+
+
+def write_bundles(prep: Prepared, plan: Plan, out: Path, *, host_fallback: bool = True,
+                  progress: Callable[[str], None] | None = None) -> list[str]:
+    """Write OUT/sites and OUT/deploy into `out` (a staging dir); returns notes for the user."""
+    notes: list[str] = []
+    say = progress or (lambda msg: None)
+    sources, sinks, nodes, flows = wire(prep.la, prep.profiles, plan.placement)
+    used = bundle_sites(prep, plan)
+    endpoints = {s: SiteEndpoint(address=f"127.0.0.1:{BASE_PORT + i}", tier=prep.sites[s].tier,
+                                 target=prep.sites[s].target_name) for i, s in enumerate(used)}
+    settings = _settings(prep, flows)
+    host = get_target("host")
+    for site in used:
+        site_dir = out / "sites" / site
+        (site_dir / "models").mkdir(parents=True, exist_ok=True)
+        target = prep.sites[site].target
+        local: dict[str, NodeSpec] = {}
+        for name, spec in nodes.items():
+            if spec.site != site:
+                local[name] = spec
+                continue
+            extra: dict = {}
+            if spec.kind == "python":
+                extra["artifact"], extra["function"] = _copy_step(prep, name, site_dir)
+            else:
+                say(f"compiling {name} for {site} ({target.name})")
+                extra["artifact"], note = _compile(prep, name, target, site_dir / "models", name)
+                extra["compiled_for"] = target.name
+                if note:
+                    notes.append(f"{site}/{name}: {note}")
+                if host_fallback and not target.is_host:
+                    say(f"compiling {name} for this host (planner up --host-targets)")
+                    extra["host_fallback"], _ = _compile(prep, name, host, site_dir / "models", f"{name}.host")
+            local[name] = spec.model_copy(update=extra)
+        bundle = Bundle(app=prep.la.app.name, site=site, sites=endpoints, sources=sources, sinks=sinks,
+                        nodes=local, flows=flows, runtime=settings)
+        bundle.write(site_dir)
+    write_manifests(prep, plan, used, out / "deploy")
+    return notes
+
+
+def site_deploys(prep: Prepared, plan: Plan, used: list[str]) -> list[manifests.SiteDeploy]:
+    out = []
+    for s in used:
+        report = plan.sites.get(s)  # absent for a site that only receives requests
+        out.append(manifests.SiteDeploy(
+            name=s, tier=prep.sites[s].tier, target=prep.sites[s].target_name,
+            replicas=report.replicas if report else 1, memory_mb=report.memory_mb_used if report else 0,
+            models=tuple(report.models) if report else ()))
+    return out
+
+
+def write_manifests(prep: Prepared, plan: Plan, used: list[str], deploy: Path) -> None:
+    sites = site_deploys(prep, plan, used)
+    (deploy / "k8s").mkdir(parents=True, exist_ok=True)
+    for site in sites:
+        (deploy / "k8s" / f"{manifests.dns_name(site.name)}.yaml").write_text(
+            manifests.dump_all(manifests.k8s_site(prep.la.app.name, site, used)))
+    (deploy / "compose.yaml").write_text(manifests.dump_all([manifests.compose(prep.la.app.name, sites, BASE_PORT)]))
