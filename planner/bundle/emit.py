@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from planner.bundle import manifests
+from planner.bundle.artifacts import copy_library
 from planner.bundle.wiring import wire
 from planner.pipeline import Prepared
 from planner.plan import Plan
@@ -16,7 +17,6 @@ from planner.tensors import TensorSpec
 from runtime.bundle_format import Bundle, NodeSpec, RuntimeSettings, SiteEndpoint
 
 BASE_PORT = 50051  # loopback ports of `planner up`, in the order of app.yaml's sites
-TUNING_ROOT = Path(__file__).resolve().parents[2] / "profiles" / "tuning"
 MiB = 1 << 20
 
 
@@ -50,12 +50,9 @@ def _copy_step(prep: Prepared, name: str, site_dir: Path) -> tuple[str, str]:
 
 
 def _compile(prep: Prepared, name: str, target: Target, dest: Path, stem: str) -> tuple[str, str | None]:
-    from planner.profiling.compile import compile_onnx_for, export_artifact
-
     node = prep.la.app.models[name]
     shapes = {k: list(v.shape) for k, v in node.inputs.items()}
-    ex = compile_onnx_for(prep.la.resolve(node.onnx), shapes, target, tuning_dir=TUNING_ROOT / target.name)
-    path, note = export_artifact(ex, target, dest, stem)
+    path, note = copy_library(prep.la.resolve(node.onnx), shapes, target, dest, stem)
     return str(path.relative_to(dest.parent)), note
 
 

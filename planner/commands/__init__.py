@@ -2,3 +2,4 @@
 
 from planner.commands import core  # noqa: F401
 from planner.commands import targets  # noqa: F401
+from planner.commands import run  # noqa: F401
