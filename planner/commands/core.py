@@ -43,6 +43,7 @@ def solve(
 ) -> None:
     """Solve the placement exactly and write OUT/plan.json, the site bundles and deploy manifests."""
     from planner.outdir import staged_dir
+    from planner.report import write_reports
     from planner.pipeline import prepare, solve_prepared
     from planner.render import print_plan
     from planner.solver.cpsat import SolverConfig
@@ -63,8 +64,9 @@ def solve(
         print_plan(plan, out)
     with staged_dir(out_dir) as stage:
         (stage / "plan.json").write_text(text + "\n", encoding="utf-8")
+        write_reports(plan, stage)  # report.md, report.html and their SVGs (planner/report)
         written = write_bundles_if_runnable(prep, plan, stage, out_dir) if bundles else []
-    for line in written:
+    for line in [] if as_json else written:
         err.print(line, highlight=False)
     if not as_json:
         out.print(f"wrote {out_dir / 'plan.json'}", highlight=False)
