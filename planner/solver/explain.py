@@ -33,25 +33,32 @@ class Explanation(BaseModel):
 
     def lines(self) -> list[str]:
         out = []
+        numbered = len(self.conflicts) > 1
         if self.conflicts:
-            out.append("these constraints cannot all hold: " + "; ".join(c.statement for c in self.conflicts))
-            for c in self.conflicts:
-                out.append(f"relax {c.constraint}: " + (c.relaxation or "relaxing it alone is not enough"))
+            head = "these constraints cannot all hold together: " if numbered else "this constraint cannot hold: "
+            out.append(head + "; ".join((f"({i}) " if numbered else "") + c.statement
+                                        for i, c in enumerate(self.conflicts, 1)))
+            for i, c in enumerate(self.conflicts, 1):
+                if c.relaxation:
+                    out.append(f"fix ({i}) alone: {c.relaxation}" if numbered else f"fix: {c.relaxation}")
+                else:
+                    out.append(f"relaxing ({i}) alone is not enough: the others still conflict" if numbered
+                               else "relaxing it is not enough")
         return out + self.notes
 
 
 def _statement(inst: Instance, key: str) -> str:
     kind, _, name = key.partition(":")
     if kind == "slo":
-        return f"the SLO of {inst.slo_us / 1000:g} ms on every source->sink path"
+        return f"every source->sink path must finish within the SLO of {inst.slo_us / 1000:g} ms (constraints.latency_ms)"
     if kind == "cost_cap":
-        return f"the cost cap of ${inst.cost_cap_uph / 1e6:g}/h"
+        return f"the plan may cost at most ${inst.cost_cap_uph / 1e6:g}/h (constraints.cost_per_hour)"
     if kind == "memory":
-        return f"{name} has {inst.site(name).memory_kb / 1000:g} MB of memory per replica"
+        return f"the models on {name} must fit in {inst.site(name).memory_kb / 1000:g} MB per replica (sites.{name}.memory_mb)"
     if kind == "replicas":
         n = inst.site(name).max_replicas
-        return f"{name} runs at most {n} replica{'s' if n != 1 else ''}"
-    return f"{name} may only run on {', '.join(inst.options[name])}"
+        return f"{name} runs at most {n} replica{'s' if n != 1 else ''} (sites.{name}.max_replicas)"
+    return f"{name} may only run on {', '.join(inst.options[name])} (models.{name}.sites)"
 
 
 class _Explainer:
@@ -106,15 +113,18 @@ class _Explainer:
         approx = "" if conflict.proven else " (at most; not proven smallest)"
         if kind == "pin":
             conflict.site = next(s for s in self.inst.unpinned[name] if solver.boolean_value(sp.vars.x[name, s]))
-            conflict.relaxation = f"allow {name} on {conflict.site}"
+            # "[ a, b ]", not "[a,b]": the CLI prints through rich, which would take "[a,b]" for markup
+            sites = ", ".join([*self.inst.options[name], conflict.site])
+            conflict.relaxation = f"allow {name} on {conflict.site} (--set 'models.{name}.sites=[ {sites} ]')"
             return conflict
         unit = {"slo": 1000, "cost_cap": 1e6, "memory": 1000, "replicas": 1}[kind]
         conflict.bound = value / unit
+        b = f"{conflict.bound:.6f}".rstrip("0").rstrip(".")
         conflict.relaxation = {
-            "slo": f"SLO >= {conflict.bound:g} ms",
-            "cost_cap": f"cost cap >= ${conflict.bound:g}/h",
-            "memory": f"memory_mb of {name} >= {conflict.bound:g}",
-            "replicas": f"max_replicas of {name} >= {value}",
+            "slo": f"raise the SLO to at least {b} ms (--set constraints.latency_ms={b})",
+            "cost_cap": f"raise the cost cap to at least ${b}/h (--set constraints.cost_per_hour={b})",
+            "memory": f"give {name} at least {b} MB per replica (--set sites.{name}.memory_mb={b})",
+            "replicas": f"allow {name} at least {value} replicas (--set sites.{name}.max_replicas={value})",
         }[kind] + approx
         return conflict
 

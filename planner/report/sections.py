@@ -1,0 +1,321 @@
+"""The report's content, once, as plain blocks; markdown.py and html.py only render them.
+
+Every number of plan.json appears in some table here (tests/test_report.py parses report.md
+back and checks), printed by `svg.num` with up to 6 decimals, which is what plan.json holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from planner.plan import Plan
+from planner.report import binding as why
+from planner.report.svg import endpoint_sites, num
+
+# -- blocks -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Code:
+    text: str
+
+
+@dataclass
+class Bold:
+    text: str
+
+
+@dataclass
+class Link:
+    text: str
+    href: str
+
+
+Inline = str | Code | Bold | Link
+
+
+@dataclass
+class Heading:
+    level: int
+    text: str
+
+    @property
+    def anchor(self) -> str:
+        return "".join(c if c.isalnum() else "-" for c in self.text.lower()).strip("-")
+
+
+@dataclass
+class Para:
+    parts: list[Inline]
+
+
+@dataclass
+class Bullets:
+    items: list[list[Inline]]
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+    right: set[int] = field(default_factory=set)  # right-aligned (numeric) columns
+
+
+@dataclass
+class Graph:
+    """The ensemble colored by site: Mermaid in Markdown, inline SVG in HTML."""
+
+
+@dataclass
+class Figure:
+    name: str  # the SVG file beside the report, and the key of the inline SVG
+    alt: str
+
+
+@dataclass
+class FileLinks:
+    """Links to files beside the report (e.g. the Pareto plot); HTML inlines SVGs it has."""
+
+    files: list[str]
+    inline_svg: str | None = None  # the SVG file to draw inline in HTML
+
+
+Block = Heading | Para | Bullets | Table | Graph | Figure | FileLinks
+
+
+# -- content ----------------------------------------------------------------------------------
+
+def _ms(x: float | None) -> str:
+    return num(x, 3)
+
+
+def _usd(x: float | None) -> str:
+    return num(x, 6)
+
+
+def _summary(plan: Plan) -> list[Block]:
+    c = plan.constraints
+    blocks: list[Block] = [Heading(1, f"Plan review: {plan.app}")]
+    parts: list[Inline] = [Bold(plan.status), f" plan, objective {Code(plan.objective).text}: "]
+    if plan.latency_ms is not None:
+        slo = c.get("latency_ms")
+        cap = c.get("cost_per_hour")
+        parts += ["end-to-end latency ", Bold(f"{_ms(plan.latency_ms)} ms"),
+                  f" (SLO {_ms(slo)} ms)" if slo is not None else " (no SLO)",
+                  ", cost ", Bold(f"${_usd(plan.cost_per_hour)}/h"),
+                  f" (cap ${_usd(cap)}/h)." if cap is not None else " (no cost cap)."]
+    else:
+        parts += ["no placement meets the constraints."]
+    blocks.append(Para(parts))
+    rows = [["status", plan.status], ["objective", plan.objective],
+            ["latency ms", _ms(plan.latency_ms)], ["cost $/h", _usd(plan.cost_per_hour)],
+            ["SLO ms (constraints.latency_ms)", _ms(c.get("latency_ms"))],
+            ["cost cap $/h (constraints.cost_per_hour)", _usd(c.get("cost_per_hour"))],
+            ["models", str(len(plan.placement))], ["source->sink paths", str(plan.paths_total)],
+            ["plan.json version", str(plan.version)]]
+    blocks.append(Table(["", "value"], rows, {1}))
+    return blocks
+
+
+def _placement(plan: Plan) -> list[Block]:
+    if not plan.models:
+        if plan.placement:
+            return [Heading(2, "Placement"), Table(["model", "site"], [[m, s] for m, s in plan.placement.items()])]
+        return []
+    rows = []
+    for name, m in plan.models.items():
+        site = plan.sites.get(m.site)
+        rows.append([name, m.site, m.tier, m.target, _ms(m.latency_ms), num(m.memory_mb), num(m.rate_rps),
+                     _ms(m.start_ms), _ms(m.finish_ms), f"{site.replicas} / {site.max_replicas}" if site else "-",
+                     m.provenance + (f" ({m.tuning})" if m.tuning else "")])
+    return [Heading(2, "Placement"),
+            Table(["model", "site", "tier", "target", "latency ms", "memory MB", "rate rps", "start ms", "finish ms",
+                   "site replicas", "provenance"], rows, {4, 5, 6, 7, 8, 9}),
+            Heading(3, "Ensemble"),
+            Para(["Each model colored by the site it runs on; a labelled arrow is a transfer between sites."
+                  + (f" Only the flows on the {len(plan.paths)} listed paths are drawn."
+                     if len(plan.paths) < plan.paths_total else "")]),
+            Graph()]
+
+
+def _paths(plan: Plan) -> list[Block]:
+    if not plan.paths:
+        return []
+    blocks: list[Block] = [Heading(2, "Latency per source->sink path")]
+    if len(plan.paths) < plan.paths_total:
+        blocks.append(Para([f"{plan.paths_total} paths in all; listed: {len(plan.paths)}, "
+                            "the critical path into each sink."]))
+    blocks.append(Figure("latency.svg", "latency breakdown per path against the SLO"))
+    rows = [[" -> ".join(p.nodes), _ms(p.latency_ms), _ms(p.slo_ms), _ms(p.slack_ms)] for p in plan.paths]
+    blocks.append(Table(["path", "latency ms", "SLO ms", "slack ms"], rows, {1, 2, 3}))
+    for i, p in enumerate(plan.paths, 1):
+        blocks.append(Heading(3, f"Path {i}: {p.source} -> {p.sink}"))
+        blocks.append(Para([Code(" -> ".join(p.nodes)), f": {_ms(p.latency_ms)} ms"
+                            + (f" of the {_ms(p.slo_ms)} ms SLO, slack {_ms(p.slack_ms)} ms" if p.slo_ms is not None
+                               else "")]))
+        rows = []
+        for t in p.terms:
+            where = t.site if t.kind == "model" else (" -> ".join(t.route) if t.route else "within one site")
+            rows.append([t.kind, t.name, where or "-", _ms(t.ms), "-" if t.bytes is None else str(t.bytes)])
+        rows.append(["total", "", "", _ms(p.latency_ms), ""])
+        blocks.append(Table(["term", "name", "site / route", "ms", "bytes"], rows, {3, 4}))
+    return blocks
+
+
+def _cost(plan: Plan) -> list[Block]:
+    if not plan.sites and plan.cost is None:
+        return []
+    blocks: list[Block] = [Heading(2, "Cost"), Figure("cost.svg", "cost per hour by site and egress link")]
+    rows = []
+    for name, s in plan.sites.items():
+        per = s.cost_per_hour / s.replicas if s.replicas else 0.0
+        rows.append([name, s.tier, s.target, ", ".join(s.models), f"{s.replicas} / {s.max_replicas}",
+                     num(s.load_replicas), f"{num(s.memory_mb_used)} / {num(s.memory_mb)}", _usd(per),
+                     _usd(s.cost_per_hour)])
+    blocks.append(Table(["site", "tier", "target", "models", "replicas / max", "load (replicas)", "memory MB used / per replica",
+                         "$/h per replica", "compute $/h"], rows, {4, 5, 6, 7, 8}))
+    if plan.cost is not None:
+        if plan.cost.egress:
+            blocks.append(Table(["flow", "link", "GB/h", "egress $/h"],
+                                [[e.flow, " - ".join(e.link), num(e.gb_per_hour), _usd(e.cost_per_hour)]
+                                 for e in plan.cost.egress], {2, 3}))
+        else:
+            blocks.append(Para(["No flow crosses a priced link: egress is free."]))
+        blocks.append(Table(["", "$/h"], [["compute", _usd(plan.cost.compute_per_hour)],
+                                          ["egress", _usd(plan.cost.egress_per_hour)],
+                                          ["total", _usd(plan.cost_per_hour)]], {1}))
+    return blocks
+
+
+def _baselines(plan: Plan) -> list[Block]:
+    if not plan.baselines:
+        return []
+    rows = []
+    if plan.latency_ms is not None:
+        rows.append([f"optimum ({plan.status.lower()})", "the plan above", _ms(plan.latency_ms),
+                     _usd(plan.cost_per_hour), "yes", "-", "-"])
+    for b in plan.baselines:
+        saves_cost = saves_ms = "-"
+        if plan.cost_per_hour is not None and plan.latency_ms is not None:
+            saves_cost = _usd(b.cost_per_hour - plan.cost_per_hour)
+            saves_ms = _ms(b.latency_ms - plan.latency_ms)
+        placement = ", ".join(f"{m}@{s}" for m, s in b.placement.items())
+        rows.append([b.name, f"{b.description}: {placement}", _ms(b.latency_ms), _usd(b.cost_per_hour),
+                     "yes" if b.feasible else "no: " + "; ".join(b.violations), saves_cost, saves_ms])
+    blocks: list[Block] = [Heading(2, "Baselines"),
+                           Para(["Plans an architect would try by hand, scored by the same evaluator. "
+                                 "'optimum saves' is the baseline's number minus the optimum's "
+                                 "(positive: the optimum is cheaper or faster)."]),
+                           Table(["plan", "placement", "latency ms", "cost $/h", "feasible",
+                                  "optimum saves $/h", "optimum saves ms"], rows, {2, 3, 5, 6})]
+    feasible = [b for b in plan.baselines if b.feasible]
+    if feasible and plan.cost_per_hour is not None:
+        best = min(feasible, key=lambda b: (b.cost_per_hour, b.latency_ms))
+        dc, dl = best.cost_per_hour - plan.cost_per_hour, best.latency_ms - plan.latency_ms
+        if abs(dc) < 1e-9 and abs(dl) < 1e-9:
+            blocks.append(Para([f"The cheapest feasible baseline ({best.name}) is as good as the optimum here: "
+                                "the solver proves that nothing beats it."]))
+        else:
+            cost = ("as cheap" if abs(dc) < 1e-9 else f"${_usd(dc)}/h cheaper" if dc > 0 else f"${_usd(-dc)}/h dearer")
+            lat = ("as fast" if abs(dl) < 1e-9 else f"{_ms(dl)} ms faster" if dl > 0 else f"{_ms(-dl)} ms slower")
+            blocks.append(Para([f"Against the cheapest feasible baseline ({best.name}), the optimum is {cost} and "
+                                f"{lat}."]))
+    elif plan.cost_per_hour is not None:
+        blocks.append(Para(["No baseline is feasible: every hand-made plan breaks a constraint the optimum meets."]))
+    return blocks
+
+
+def _why(plan: Plan) -> list[Block]:
+    heads = why.headroom(plan)
+    if not heads and not plan.conflicts and not plan.explanation:
+        return []
+    if plan.status == "INFEASIBLE" or plan.conflicts or plan.explanation:
+        blocks: list[Block] = [Heading(2, "Why there is no plan: conflicting constraints")]
+        blocks.append(Para(["No placement meets every constraint. A minimal conflicting set, and the smallest "
+                            "relaxation of each that alone makes the app feasible:"]))
+        if plan.conflicts:
+            blocks.append(Table(["constraint", "says", "smallest relaxation"],
+                                [[c.constraint, c.statement, c.relaxation or "relaxing it alone is not enough"]
+                                 for c in plan.conflicts]))
+        if plan.explanation:
+            blocks.append(Bullets([[line] for line in plan.explanation]))
+        return blocks
+    blocks = [Heading(2, "Why this plan: binding constraints")]
+    lines = why.why_lines(plan)
+    if lines:
+        blocks.append(Bullets([[line] for line in lines]))
+    blocks.append(Para([f"Headroom of every constraint ({Code('binding').text}: at its limit; "
+                        f"tight: under {int(why.TIGHT * 100)}% of the limit left):"]))
+    blocks.append(Table(["constraint", "applies to", "used", "limit", "headroom", "unit", "state"],
+                        [[h.constraint, h.subject, num(h.used), num(h.limit), num(h.headroom), h.unit, h.state]
+                         for h in heads], {2, 3, 4}))
+    return blocks
+
+
+def _solver(plan: Plan) -> list[Block]:
+    s = plan.solver
+    rows = []
+    for label, p in (("primary", s.primary), ("secondary (tie-break)", s.secondary)):
+        if p is None:
+            continue
+        unit = "ms" if p.objective == "latency" else "$/h"
+        rows.append([label, p.objective, p.status, f"{num(p.value)} {unit}" if p.value is not None else "-",
+                     f"{num(p.bound)} {unit}" if p.bound is not None else "-",
+                     "-" if p.gap is None else f"{num(p.gap * 100, 4)}%", num(p.wall_time_s, 4),
+                     num(p.first_solution_s, 4)])
+    return [Heading(2, "Solver"),
+            Para([f"CP-SAT status {Code(s.status).text}, objective {s.objective}, {s.workers} workers, "
+                  f"time limit {num(s.time_limit_s)} s, wall time {num(s.wall_time_s, 4)} s. "
+                  "OPTIMAL means the bound meets the value (gap 0): no cheaper/faster placement exists."]),
+            Table(["phase", "objective", "status", "value", "bound", "gap", "wall s", "first solution s"], rows,
+                  {3, 4, 5, 6, 7})]
+
+
+def _provenance(plan: Plan) -> list[Block]:
+    if not plan.profiles:
+        return []
+    counts: dict[str, int] = {}
+    for p in plan.profiles:
+        counts[p.provenance] = counts.get(p.provenance, 0) + 1
+    rows = []
+    for p in plan.profiles:
+        chosen = plan.placement.get(p.node) == p.site
+        rows.append([p.node, p.site, p.target or "-", _ms(p.latency_ms), num(p.memory_mb), p.provenance,
+                     p.tuning or "-", _ms(p.tvm_ms), _ms(p.ort_ms), "yes" if chosen else "", p.note or ""])
+    return [Heading(2, "Provenance of every number"),
+            Para(["measured: timed on this host; rpc: timed on the device through TVM's RPC tracker; estimated: "
+                  "host measurement scaled by the roofline model; given: written in app.yaml. Tuning: untuned, or "
+                  "tuned with MetaSchedule (trials). Counts: "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + "."]),
+            Table(["node", "site", "target", "latency ms", "memory MB", "provenance", "tuning", "TVM host ms",
+                   "ORT host ms", "chosen", "note"], rows, {3, 4, 7, 8})]
+
+
+def _tradeoffs(assets: list[str]) -> list[Block]:
+    files = [a for a in ("pareto.svg", "pareto.png", "pareto.md", "pareto.json") if a in assets]
+    if not files:
+        return [Heading(2, "Trade-offs"),
+                Para(["No Pareto front computed yet: run ", Code("planner pareto APP -o OUT"),
+                      " with this OUT to add the latency-cost front here."])]
+    return [Heading(2, "Trade-offs"),
+            Para(["The exact latency-cost Pareto front (", Code("planner pareto"), "):"]),
+            FileLinks(files, inline_svg="pareto.svg" if "pareto.svg" in files else None)]
+
+
+def _warnings(plan: Plan) -> list[Block]:
+    if not plan.warnings:
+        return [Heading(2, "Warnings and exclusions"), Para(["None."])]
+    return [Heading(2, "Warnings and exclusions"), Bullets([[w] for w in plan.warnings])]
+
+
+def build(plan: Plan, assets: list[str] = ()) -> list[Block]:
+    """The report as blocks; `assets` are the files beside it (to link the Pareto plot)."""
+    blocks: list[Block] = []
+    for part in (_summary(plan), _placement(plan), _paths(plan), _cost(plan), _baselines(plan), _why(plan),
+                 _solver(plan), _provenance(plan), _tradeoffs(list(assets)), _warnings(plan)):
+        blocks.extend(part)
+    return blocks
+
+
+def endpoint_site(plan: Plan, node: str) -> str | None:
+    return endpoint_sites(plan).get(node)
