@@ -36,7 +36,9 @@ def test_k8s_manifests_validate_strictly(site):
     assert container["readinessProbe"]["grpc"]["port"] == manifests.RUNTIME_PORT
     expected_mb = int(-(-(site.memory_mb + manifests.RUNTIME_BASE_MB) // 1))
     assert container["resources"]["requests"]["memory"] == f"{expected_mb}Mi"
-    peers = [a for a in container["args"] if "=" in a]
+    args = container["args"]
+    assert args[args.index("--advertise") + 1] == f"ocr-app-{site.name}:{manifests.RUNTIME_PORT}"
+    peers = [a for a in args if "=" in a]
     assert sorted(peers) == sorted(f"{o}=ocr-app-{o}:{manifests.RUNTIME_PORT}" for o in NAMES if o != site.name)
 
 
@@ -56,3 +58,4 @@ def test_compose_has_a_service_per_site_with_peers_by_service_name():
         cmd = svc["command"]
         assert cmd[:4] == ["python", "-m", "runtime", "serve"]
         assert {a for a in cmd if "=" in a} == {f"{o}={o}:{manifests.RUNTIME_PORT}" for o in NAMES if o != site.name}
+        assert cmd[cmd.index("--advertise") + 1] == f"{site.name}:{manifests.RUNTIME_PORT}"

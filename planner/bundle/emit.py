@@ -12,8 +12,8 @@ from planner.bundle.artifacts import copy_library
 from planner.bundle.wiring import wire
 from planner.pipeline import Prepared
 from planner.plan import Plan
+from planner.problem import flow_bytes
 from planner.targets import Target, get_target
-from planner.tensors import TensorSpec
 from runtime.bundle_format import Bundle, NodeSpec, RuntimeSettings, SiteEndpoint
 
 BASE_PORT = 50051  # loopback ports of `planner up`, in the order of app.yaml's sites
@@ -26,17 +26,15 @@ def bundle_sites(prep: Prepared, plan: Plan) -> list[str]:
     return [s for s in prep.la.app.sites if s in used]
 
 
-def _settings(prep: Prepared, flows) -> RuntimeSettings:
-    # the largest request a site sends or receives: all the inputs of one node, or one flow
-    biggest = max([sum(_nbytes(t) for t in sig.inputs) for sig in prep.profiles.signatures.values()]
-                  + [_nbytes(f.tensor) for f in flows] + [0])
+def _settings(prep: Prepared) -> RuntimeSettings:
+    # the largest request a site sends or receives: everything flowing into one node or sink
+    into: dict[str, int] = {}
+    for i, flow in enumerate(prep.la.app.flows):
+        into[flow.to] = into.get(flow.to, 0) + flow_bytes(prep.la, prep.profiles, i)
+    biggest = max(into.values(), default=0)
     slo = prep.la.app.constraints.latency_ms
     return RuntimeSettings(max_message_bytes=min(2**31 - 1, max(16 * MiB, 2 * biggest + MiB)),
                            default_deadline_ms=max(30000.0, 10 * (slo or 0)))
-
-
-def _nbytes(t) -> int:
-    return TensorSpec(name=t.name, dtype=t.dtype, shape=tuple(t.shape)).nbytes
 
 
 def _copy_step(prep: Prepared, name: str, site_dir: Path) -> tuple[str, str]:
@@ -65,7 +63,7 @@ def write_bundles(prep: Prepared, plan: Plan, out: Path, *, host_fallback: bool 
     used = bundle_sites(prep, plan)
     endpoints = {s: SiteEndpoint(address=f"127.0.0.1:{BASE_PORT + i}", tier=prep.sites[s].tier,
                                  target=prep.sites[s].target_name) for i, s in enumerate(used)}
-    settings = _settings(prep, flows)
+    settings = _settings(prep)
     host = get_target("host")
     for site in used:
         site_dir = out / "sites" / site

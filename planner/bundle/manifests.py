@@ -48,7 +48,9 @@ def _labels(app: str, site: str) -> dict[str, str]:
 
 
 def _serve_args(site: str, peers: dict[str, str]) -> list[str]:
-    args = ["serve", f"/bundle/{site}", "--port", str(RUNTIME_PORT), "--metrics-port", str(METRICS_PORT)]
+    # --advertise: the address other sites send this site's results back to
+    args = ["serve", f"/bundle/{site}", "--port", str(RUNTIME_PORT), "--metrics-port", str(METRICS_PORT),
+            "--advertise", peers[site]]
     for other, address in peers.items():
         if other != site:
             args += ["--peer", f"{other}={address}"]

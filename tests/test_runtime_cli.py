@@ -1,0 +1,118 @@
+"""`planner up` and `planner bench` as a user runs them: real processes, real sites on loopback.
+
+Both commands run in subprocesses: `planner bench` drives the runtime's own OIP stubs, which must
+not share a process with tritonclient (imported by other tests of this session).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from runtime import testing as T
+
+pytestmark = pytest.mark.timeout(150)
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+
+
+def planner(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "planner", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env=ENV)
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+    """The sample bundles, with edge's and cloud's models marked as built for other hardware."""
+    onnx_paths, libs = T.cached_models(tmp_path_factory.getbasetemp().parent / "runtime-models")
+    out = tmp_path_factory.mktemp("up")
+    ports = T.free_ports(3)
+    T.write_bundles(out, dict(zip(T.SITES, ports)), libs)
+    for site, target in (("edge", "rpi5"), ("cloud", "c7i-2xlarge")):
+        path = out / "sites" / site / "bundle.yaml"
+        data = yaml.safe_load(path.read_text())
+        for node in data["nodes"].values():
+            if (node.get("artifact") or "").endswith(".so"):
+                host = node["artifact"].replace(".so", ".host.so")
+                shutil.copy2(out / "sites" / site / node["artifact"], out / "sites" / site / host)
+                node["compiled_for"], node["host_fallback"] = target, host
+        data["sites"][site]["target"] = target
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return out
+
+
+def test_up_needs_host_targets_for_foreign_builds(out, tmp_path):
+    r = planner("up", out, "--for", "1")
+    assert r.returncode == 2
+    assert "--host-targets" in r.stderr and "rpi5" in r.stderr
+    r = planner("up", tmp_path)
+    assert r.returncode == 2 and "no site bundles" in r.stderr
+
+
+def test_up_then_bench_then_ctrl_c(out):
+    proc = subprocess.Popen([sys.executable, "-m", "planner", "up", str(out), "--host-targets", "--for", "120"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=ENV)
+    lines = []
+    try:
+        end = time.monotonic() + 90
+        while time.monotonic() < end:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("ready:"):
+                break
+        text = "".join(lines)
+        assert "ready: fanapp at 127.0.0.1:" in text, text
+        assert "host build instead of rpi5" in text and "--host-targets" in text
+        r = planner("bench", out, "-n", "20", "--json")
+        assert r.returncode == 0, r.stderr
+        report = json.loads(r.stdout)
+        assert report["requests"] == 20 and report["e2e_ms"]["n"] == 20
+        assert 0 < report["e2e_ms"]["p50"] <= report["e2e_ms"]["p95"] <= report["e2e_ms"]["p99"]
+        assert report["predicted_latency_ms"] == 2.6
+        assert {m["model"] for m in report["models"]} == {"a", "b", "c", "glue", "d"}
+        assert next(m for m in report["models"] if m["model"] == "a")["predicted_ms"] == 0.1
+        hops = {h["hop"]: h for h in report["hops"]}
+        assert set(hops) == {"edge->mec", "edge->cloud", "mec->cloud", "mec->edge", "cloud->edge"}
+        assert hops["edge->mec"]["flows"] == "a->b" and hops["edge->mec"]["predicted_ms"] == 0.5
+        r = planner("bench", out, "-n", "5")
+        assert r.returncode == 0 and "p50" in r.stdout and "per hop" in r.stdout, r.stdout + r.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        try:
+            rest, _ = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, rest
+    assert "stopped" in rest
+    bundle = yaml.safe_load((out / "sites" / "edge" / "bundle.yaml").read_text())
+    for site in bundle["sites"].values():  # every site process is gone
+        host, port = site["address"].rsplit(":", 1)
+        with socket.socket() as s:
+            assert s.connect_ex((host, int(port))) != 0
+
+
+def test_serve_reports_bad_bundles_and_options(tmp_path):
+    def serve(*args):
+        return subprocess.run([sys.executable, "-m", "runtime", "serve", *map(str, args)], capture_output=True,
+                              text=True, timeout=60, cwd=ROOT, env=ENV)
+
+    r = serve(tmp_path)
+    assert r.returncode == 2 and "error:" in r.stderr and "bundle.yaml" in r.stderr
+    (tmp_path / "bundle.yaml").write_text("format: 1\napp: x\n")
+    r = serve(tmp_path)
+    assert r.returncode == 2 and "error:" in r.stderr
+    r = serve(tmp_path, "--peer", "nonsense")
+    assert r.returncode == 2 and "SITE=HOST:PORT" in r.stderr
