@@ -18,8 +18,9 @@ Numbers:
   HEFT-style greedy, restricted at each step to sites with room left), kept below the
   all-on-edge latency so that it binds. That plan is a feasibility witness: the instance is
   feasible by construction, and `generate` checks it with the independent evaluator. (The
-  planner's own greedy ignores capacity, so it is often infeasible here, and the solver then
-  gets the best feasible single-site plan as hint, or none, exactly as in the CLI.)
+  planner's plain greedy ignores capacity, so it is often infeasible here; the planner's
+  `greedy-capacity` baseline is this very plan, so the solver always gets it, or a better
+  baseline, as hint, exactly as in the CLI.)
 
 `python benchmarks/gen_dag.py 30 5 --seed 1` prints one app as YAML.
 """
@@ -168,46 +169,14 @@ def random_app(n_models: int, n_sites: int, seed: int) -> dict:
 
 
 def capacity_aware_greedy(inst) -> dict[str, str]:
-    """The HEFT-style greedy of `planner.baselines`, restricted at each step to the sites that
-    still have room (memory, max_replicas) for the model: a plan that respects capacity."""
-    from planner.solver.instance import REPLICA_CAPACITY
+    """The HEFT-style greedy restricted at each step to the sites that still have room
+    (memory, max_replicas) for the model: a plan that respects capacity. It is the planner's
+    `greedy-capacity` baseline (`planner.baselines.capacity_greedy_placement`)."""
+    from planner.baselines import capacity_greedy_placement
 
-    placement: dict[str, str] = {}
-    finish = {s: 0 for s in inst.sources}
-    site_of = dict(inst.fixed)
-    inbound: dict[str, list] = {}
-    for f in inst.flows:
-        inbound.setdefault(f.dst, []).append(f)
-    sites = {s.name: s for s in inst.sites}
-    load = {s: 0 for s in sites}
-    mem = {s: 0 for s in sites}
-    for m in inst.models:
-        best = None
-        for s, opt in inst.options[m].items():
-            if mem[s] + opt.memory_kb > sites[s].memory_kb:
-                continue
-            if -(-(load[s] + opt.load) // REPLICA_CAPACITY) > sites[s].max_replicas:
-                continue
-            ready = 0
-            for f in inbound.get(m, []):
-                if site_of[f.src] == s:
-                    arrive = finish[f.src]
-                else:
-                    tr = f.transfer(site_of[f.src], s)
-                    if tr is None:
-                        break
-                    arrive = finish[f.src] + tr.latency_us
-                ready = max(ready, arrive)
-            else:
-                key = (ready + opt.latency_us, sites[s].cost_uph, s)
-                best = min(best, key) if best else key
-        if best is None:
-            raise ValueError(f"no site has room for {m}")
-        s = best[2]
-        placement[m] = site_of[m] = s
-        finish[m] = best[0]
-        load[s] += inst.options[m][s].load
-        mem[s] += inst.options[m][s].memory_kb
+    placement, overflow = capacity_greedy_placement(inst)
+    if overflow:
+        raise ValueError(f"no site has room for {overflow[0]}")
     return placement
 
 

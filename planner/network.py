@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -47,28 +48,67 @@ class Network:
 
     @lru_cache(maxsize=4096)
     def routes(self, nbytes: int) -> dict[str, dict[str, Route]]:
-        """The fastest route for `nbytes` between every connected pair of distinct sites."""
+        """The fastest route for `nbytes` between every connected pair of distinct sites.
 
-        def weight(a: str, b: str, d: dict) -> float:
-            return link_transfer_ms(nbytes, d["bandwidth_mbps"], d["rtt_ms"]) + _TIE_BREAK * d["cost_per_gb"]
-
+        Dijkstra from every site on a plain adjacency list (the same weights and tie-break as
+        networkx's all-pairs Dijkstra, which this replaced for speed: one call per flow size)."""
+        adj = self._adjacency()
+        weight = {(a, b): link_transfer_ms(nbytes, bw, rtt) + _TIE_BREAK * gb
+                  for a, nbrs in adj.items() for b, bw, rtt, gb in nbrs}
         out: dict[str, dict[str, Route]] = {}
-        for s, (_, paths) in nx.all_pairs_dijkstra(self.g, weight=weight):
+        for s in adj:
+            dist, pred, order = _dijkstra(adj, weight, s)
             out[s] = {}
-            for t, path in paths.items():
+            for t in order:
                 if t == s:
                     continue
+                path = [t]
+                while path[-1] != s:
+                    path.append(pred[path[-1]])
+                path.reverse()
                 hops = list(zip(path, path[1:]))
                 out[s][t] = Route(
                     sites=tuple(path),
-                    latency_ms=sum(
-                        link_transfer_ms(nbytes, self.g.edges[h]["bandwidth_mbps"], self.g.edges[h]["rtt_ms"])
-                        for h in hops
-                    ),
-                    cost_per_gb=sum(self.g.edges[h]["cost_per_gb"] for h in hops),
+                    latency_ms=sum(link_transfer_ms(nbytes, self._bw[h], self._rtt[h]) for h in hops),
+                    cost_per_gb=sum(self._gb[h] for h in hops),
                 )
         return out
+
+    def _adjacency(self) -> dict[str, list[tuple[str, float, float, float]]]:
+        if not hasattr(self, "_adj"):
+            self._adj = {n: [(b, d["bandwidth_mbps"], d["rtt_ms"], d["cost_per_gb"]) for b, d in self.g.adj[n].items()]
+                         for n in self.g.nodes}
+            self._bw, self._rtt, self._gb = {}, {}, {}
+            for a, b, d in self.g.edges(data=True):
+                for h in ((a, b), (b, a)):
+                    self._bw[h], self._rtt[h], self._gb[h] = d["bandwidth_mbps"], d["rtt_ms"], d["cost_per_gb"]
+        return self._adj
 
     def route(self, s: str, t: str, nbytes: int) -> Route | None:
         """None when no route joins s and t; a flow within one site has no route (it is free)."""
         return self.routes(nbytes).get(s, {}).get(t)
+
+
+def _dijkstra(adj: dict, weight: dict, source: str) -> tuple[dict[str, float], dict[str, str], list[str]]:
+    """Shortest distances from `source`; `pred` gives each reached node's previous hop.
+    Ties between equally long paths keep the first one found, as networkx does."""
+    dist: dict[str, float] = {}
+    seen = {source: 0.0}
+    pred: dict[str, str] = {}
+    order: list[str] = []
+    heap = [(0.0, 0, source)]
+    count = 1
+    while heap:
+        d, _, v = heapq.heappop(heap)
+        if v in dist:
+            continue
+        dist[v] = d
+        order.append(v)
+        for u, *_ in adj[v]:
+            du = d + weight[v, u]
+            if u not in dist and (u not in seen or du < seen[u]):
+                seen[u] = du
+                pred[u] = v
+                heapq.heappush(heap, (du, count, u))
+                count += 1
+    return dist, pred, order

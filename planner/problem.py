@@ -6,7 +6,7 @@ from planner.domains import candidate_sites
 from planner.graph import EnsembleGraph
 from planner.loader import LoadedApp
 from planner.network import Network
-from planner.profiling.table import ProfileTable
+from planner.profiling.table import NodeProfile, ProfileTable
 from planner.sites import ResolvedSite
 from planner.solver.instance import FlowData, Instance, Option, SiteData, Transfer
 from planner.tensors import TensorSpec
@@ -73,13 +73,16 @@ def build_instance(
         lat = max(1, us(latency_ms))
         return Option(latency_us=lat, memory_kb=round(memory_mb * 1000), load=rate_mrps[m] * lat)
 
+    profile_of: dict[tuple[str, str], NodeProfile] = {}
+    for e in profiles.entries:  # indexed once (ProfileTable.get scans); the first entry wins, as there
+        profile_of.setdefault((e.node, e.site), e)
     options: dict[str, dict[str, Option]] = {}
     unpinned: dict[str, dict[str, Option]] = {}
     for m in graph.topological_models:
         options[m] = {}
         too_big = []
         for s in candidate_sites(app, m):
-            p = profiles.get(m, s)
+            p = profile_of.get((m, s))
             if p is None:
                 continue  # excluded by the profiler (it said why)
             if p.memory_mb > sites[s].memory_mb:

@@ -35,7 +35,7 @@ def solve(
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="output dir [default: ./out/<app name>/]")] = None,
     objective: Annotated[Optional[str], typer.Option(help="cost or latency [default: app.yaml's objective]")] = None,
     time_limit: Annotated[float, typer.Option("--time-limit", help="seconds for the solver")] = 60.0,
-    workers: Annotated[Optional[int], typer.Option(help="CP-SAT workers [default: max(8, cores)]")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="CP-SAT workers [default: min(8, cores)]")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print plan.json instead of tables")] = False,
     overrides: SetOption = None,
     bundles: Annotated[bool, typer.Option("--bundles/--no-bundles",

@@ -20,7 +20,7 @@ from planner.errors import InfeasibleError, InputError
 OutOption = Annotated[Optional[Path], typer.Option("-o", "--output", help="output dir")]
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
 TimeLimit = Annotated[float, typer.Option("--time-limit", help="seconds for each solve")]
-Workers = Annotated[Optional[int], typer.Option(help="CP-SAT workers [default: max(8, cores)]")]
+Workers = Annotated[Optional[int], typer.Option(help="CP-SAT workers [default: min(8, cores)]")]
 
 
 def publish(out_dir: Path, files: dict[str, str | Callable[[Path], None]]) -> list[Path]:

@@ -62,9 +62,9 @@ def _statement(inst: Instance, key: str) -> str:
 
 
 class _Explainer:
-    def __init__(self, inst: Instance, time_limit_s: float, workers: int):
+    def __init__(self, inst: Instance, time_limit_s: float, workers: int | None):
         self.inst = inst
-        self.config = SolverConfig(time_limit_s=time_limit_s, workers=workers)
+        self.config = SolverConfig(time_limit_s=time_limit_s, **({"workers": workers} if workers else {}))
 
     def _solve(self, assumed: list[str], objective=None):
         sp = PlacementSolver(self.inst, self.config, soft=True)
@@ -141,7 +141,7 @@ def _slowest_model_note(inst: Instance) -> list[str]:
     return notes
 
 
-def explain_infeasible(inst: Instance, time_limit_s: float = 10.0, workers: int = 8) -> Explanation:
+def explain_infeasible(inst: Instance, time_limit_s: float = 10.0, workers: int | None = None) -> Explanation:
     ex = _Explainer(inst, time_limit_s, workers)
     keys = ex.keys()
     if ex._solve([])[2] == cp_model.INFEASIBLE:

@@ -8,6 +8,8 @@ integers, so rounding can never make them disagree:
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from pydantic import BaseModel, ConfigDict, Field
 
 REPLICA_CAPACITY = 10**9  # 1 request/s x 1 s of work = 1000 mrps x 1e6 us
@@ -48,11 +50,15 @@ class FlowData(Frozen):
     nbytes: int
     transfers: list[Transfer] = Field(description="every routable pair of distinct sites")
 
-    def transfer(self, s: str, t: str) -> Transfer | None:
+    @cached_property
+    def pair_index(self) -> dict[tuple[str, str], Transfer]:
+        out: dict[tuple[str, str], Transfer] = {}
         for tr in self.transfers:
-            if tr.src_site == s and tr.dst_site == t:
-                return tr
-        return None
+            out.setdefault((tr.src_site, tr.dst_site), tr)  # the first, as a scan would find
+        return out
+
+    def transfer(self, s: str, t: str) -> Transfer | None:
+        return self.pair_index.get((s, t))
 
 
 class Instance(Frozen):
@@ -70,11 +76,15 @@ class Instance(Frozen):
     slo_us: int | None = None
     cost_cap_uph: int | None = None
 
+    @cached_property
+    def site_index(self) -> dict[str, SiteData]:
+        return {s.name: s for s in reversed(self.sites)}  # the first of a name wins, as a scan
+
     def site(self, name: str) -> SiteData:
-        for s in self.sites:
-            if s.name == name:
-                return s
-        raise KeyError(name)
+        try:
+            return self.site_index[name]
+        except KeyError:
+            raise KeyError(name) from None
 
     def allowed(self, node: str, unpinned: bool = False) -> list[str]:
         """Sites a node may use (with `unpinned`, also those only its pin excludes);
