@@ -20,6 +20,23 @@ DTYPES: dict[str, np.dtype] = {
     "bool": np.dtype("bool"),
 }
 
+# KServe-v2 BYTES: a tensor of variable-length byte strings (numpy object arrays of bytes/str).
+# Its size is not known from its shape, so a flow carrying one needs an explicit `bytes:`.
+# Kept out of DTYPES, which lists the dtypes an app.yaml may declare for an input.
+BYTES = "bytes"
+ALL_DTYPES: dict[str, np.dtype] = {**DTYPES, BYTES: np.dtype(object)}
+
+
+def dtype_name(dtype: np.dtype) -> str:
+    """The planner's name of a numpy dtype (object, bytes and str arrays are `bytes`)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "OSU":
+        return BYTES
+    for name, d in DTYPES.items():
+        if d == dtype:
+            return name
+    raise ValueError(f"dtype {dtype} cannot travel between sites (use one of {', '.join(ALL_DTYPES)})")
+
 
 class TensorSpec(BaseModel):
     """A named tensor with a static shape: what crosses an edge of the ensemble graph."""
@@ -31,7 +48,14 @@ class TensorSpec(BaseModel):
     shape: tuple[int, ...] = Field(default_factory=tuple)
 
     @property
+    def is_variable(self) -> bool:
+        """A BYTES tensor: its size in bytes depends on its content."""
+        return self.dtype == BYTES
+
+    @property
     def nbytes(self) -> int:
+        if self.is_variable:
+            raise ValueError(f"tensor {self.name} is {BYTES} (variable size): its flow needs an explicit `bytes:`")
         return math.prod(self.shape) * DTYPES[self.dtype].itemsize
 
     def describe(self) -> str:
