@@ -70,16 +70,55 @@ def _match(given: dict[str, tuple[str, Path]], graph) -> dict[str, np.ndarray]:
     return arrays
 
 
-def local_bundle(prep, engine: str, progress: Callable[[str], None]):
+def host_profiles(la):
+    """Profiles with every site on this machine: the signatures the executor needs, and each
+    model compiled for the host once (kept for `compiled_library`), not for the sites' targets."""
+    from dataclasses import replace
+
+    from planner.profile_app import profile_app
+    from planner.sites import resolve_sites
+    from planner.targets import get_target
+
+    host = get_target("host")
+    sites = {name: replace(site, target=host, target_name=host.name, rpc=None)
+             for name, site in resolve_sites(la).items()}
+    return profile_app(la, sites)
+
+
+def reference_signatures(la):
+    """Only the tensors (no TVM): ONNX signatures after shape folding, python steps run once."""
+    from planner.profile_app import check_flows, model_error
+    from planner.profiling.onnx_import import fold_static, io_signature, load_checked
+    from planner.profiling.python_steps import load_function, profile_step
+    from planner.profiling.table import ProfileTable
+    from planner.tensors import TensorSpec
+
+    table = ProfileTable()
+    for name, node in la.app.models.items():
+        shapes = {k: list(v.shape) for k, v in node.inputs.items()}
+        try:
+            if node.onnx:
+                sig = io_signature(fold_static(load_checked(la.resolve(node.onnx)), shapes))
+            else:
+                file, function = node.python.rsplit(":", 1)
+                specs = [TensorSpec(name=k, dtype=v.dtype, shape=tuple(v.shape)) for k, v in node.inputs.items()]
+                sig = profile_step(load_function(la.resolve(file), function), specs, file).signature
+        except InputError as exc:
+            raise model_error(la, name, exc) from None
+        table.signatures[name] = sig
+    check_flows(la, table)
+    return table
+
+
+def local_bundle(la, profiles, engine: str, progress: Callable[[str], None]):
     """The ensemble as one bundle whose every node runs here; artifacts are absolute paths."""
-    from planner.bundle.artifacts import compiled_library
     from planner.bundle.wiring import wire
+    from planner.profiling.artifacts import compiled_library
     from planner.targets import get_target
     from runtime.bundle_format import Bundle, RuntimeSettings, SiteEndpoint
 
-    la = prep.la
     here = "local"
-    sources, sinks, nodes, flows = wire(la, prep.profiles, {m: here for m in la.app.models})
+    sources, sinks, nodes, flows = wire(la, profiles, {m: here for m in la.app.models})
     host = get_target("host")
     for name, spec in nodes.items():
         node = la.app.models[name]
@@ -103,12 +142,15 @@ def local_bundle(prep, engine: str, progress: Callable[[str], None]):
 
 def run_app(path: Path, given: dict[str, tuple[str, Path]], *, engine: str = "tvm", overrides: Sequence[str] = (),
             progress: Callable[[str], None] = lambda msg: None) -> dict[str, np.ndarray]:
-    from planner.pipeline import prepare
+    from planner.checks import check_app
+    from planner.loader import load_app
     from runtime.executor import Executor, Graph, NodeError
     from runtime.nodes import load_runners
 
-    prep = prepare(path, overrides=overrides)
-    bundle = local_bundle(prep, engine, progress)
+    la = load_app(path, check=False, overrides=overrides)
+    check_app(la)
+    profiles = reference_signatures(la) if engine == "onnxruntime" else host_profiles(la)
+    bundle = local_bundle(la, profiles, engine, progress)
     graph = Graph(bundle)
     arrays = _match(given, graph)
     progress("loading")
@@ -117,7 +159,7 @@ def run_app(path: Path, given: dict[str, tuple[str, Path]], *, engine: str = "tv
     try:
         return executor.run(arrays)
     except NodeError as exc:
-        raise PlannerError(f"{prep.la.path}: {exc}") from None
+        raise PlannerError(f"{la.path}: {exc}") from None
 
 
 def show(result: dict[str, np.ndarray], console) -> None:

@@ -66,7 +66,7 @@ def profile_app(la: LoadedApp, sites: dict[str, ResolvedSite], *, refresh: bool 
                     inputs = [TensorSpec(name=n, dtype=d.dtype, shape=tuple(d.shape)) for n, d in node.inputs.items()]
                     result = prof.profile_python(m, la.resolve(file), function, inputs, node_sites)
             except InputError as exc:
-                raise _model_error(la, m, exc) from None
+                raise model_error(la, m, exc) from None
             table.entries.extend(result.entries)
             table.excluded.extend(result.excluded)
             table.warnings.extend(result.warnings)
@@ -78,7 +78,7 @@ def profile_app(la: LoadedApp, sites: dict[str, ResolvedSite], *, refresh: bool 
     return table
 
 
-def _model_error(la: LoadedApp, m: str, exc: InputError) -> InputError:
+def model_error(la: LoadedApp, m: str, exc: InputError) -> InputError:
     node = la.app.models[m]
     what = "onnx" if node.kind == "onnx" else "python"
     file = f" ({exc.file})" if exc.file else ""
@@ -97,7 +97,7 @@ def _tune(la: LoadedApp, prof, trials: int) -> None:
         try:
             mod = _ModelWork(prof, m, la.resolve(node.onnx), shapes).module()
         except InputError as exc:
-            raise _model_error(la, m, exc) from None
+            raise model_error(la, m, exc) from None
         d, _, _ = prof.tuning(prof.host)
         with prof.progress.step("compile", f"tune {m} on host ({trials} trials)"):
             tune(mod, prof.host, d, trials)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from planner.bundle import manifests
-from planner.bundle.artifacts import copy_library
+from planner.profiling.artifacts import copy_library
 from planner.bundle.wiring import wire
 from planner.pipeline import Prepared
 from planner.plan import Plan

@@ -22,6 +22,7 @@ import numpy as np
 
 from planner.profiling import estimate
 from planner.profiling.cache import ProfileCache, make_key, sha256_file
+from planner.profiling.artifacts import remember
 from planner.profiling.compile import Kernel, compile_analyzed
 from planner.profiling.errors import CompileError, ProfilingInputError
 from planner.profiling.table import Exclusion, NodeProfile, NodeSignature
@@ -254,6 +255,7 @@ class _ModelWork:
                     start = time.perf_counter()
                     self._compiled[name] = compile_analyzed(mod, target, t_dir)
                     self.compile_s[name] = time.perf_counter() - start
+                remember(self.path, self.shapes, target, self._compiled[name].executable, t_dir)
             except CompileError as exc:
                 self._compiled[name] = exc
         value = self._compiled[name]

@@ -10,23 +10,17 @@ import os
 import shutil
 from pathlib import Path
 
+from planner.profiling import cache
+from planner.profiling.cache import default_cache_dir, sha256_file
 from planner.targets import Target
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "profiles" / "cache" / "artifacts"
-TUNING_ROOT = Path(__file__).resolve().parents[2] / "profiles" / "tuning"
+# executables compiled earlier in this process (by the profiler), by key: `planner solve`
+# profiles and then bundles, and must not compile the same model for the same target twice
+_COMPILED: dict[str, object] = {}
 
 
 def artifact_dir() -> Path:
-    env = os.environ.get("PLANNER_CACHE_DIR")
-    return Path(env) / "artifacts" if env else DEFAULT_DIR
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return default_cache_dir() / "artifacts"  # beside the profile cache
 
 
 def _key(onnx_path: Path, shapes: dict[str, list[int]], target: Target, tuning_dir: Path) -> str:
@@ -34,29 +28,37 @@ def _key(onnx_path: Path, shapes: dict[str, list[int]], target: Target, tuning_d
 
     from planner.profiling.compile import tvm_target_dict
 
+    shapes = {k: list(v) for k, v in shapes.items()}
     records = tuning_dir / "database_tuning_record.json"
     parts = {
-        "onnx": _file_digest(onnx_path),
+        "format": cache.FORMAT,  # bumped when the compile pipeline changes
+        "onnx": sha256_file(onnx_path),
         "shapes": shapes,
         "target": tvm_target_dict(target),
         "tvm": tvm.__version__,
-        "tuning": _file_digest(records) if records.is_file() else None,
+        "tuning": sha256_file(records) if records.is_file() else None,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def remember(onnx_path: Path, shapes: dict[str, list[int]], target: Target, executable, tuning_dir: Path) -> None:
+    """Keep an executable the profiler compiled, for a bundle of this process to export."""
+    _COMPILED[_key(onnx_path, shapes, target, Path(tuning_dir))] = executable
 
 
 def compiled_library(onnx_path: Path, shapes: dict[str, list[int]], target: Target) -> tuple[Path, str | None]:
     """The library of the model for the target, compiled now or taken from the cache."""
     from planner.profiling.compile import compile_onnx_for, export_artifact
+    from planner.profiling.tune import tuning_dir as tuning_dir_of
 
-    tuning_dir = TUNING_ROOT / target.name
+    tuning_dir = tuning_dir_of(target)
     key = _key(onnx_path, shapes, target, tuning_dir)
     cache = artifact_dir() / target.name
     for suffix in (".so", ".tar"):
         hit = cache / f"{key}{suffix}"
         if hit.is_file():
             return hit, None if suffix == ".so" else f"{hit.name} holds objects to link on the device"
-    ex = compile_onnx_for(onnx_path, shapes, target, tuning_dir=tuning_dir)
+    ex = _COMPILED.pop(key, None) or compile_onnx_for(onnx_path, shapes, target, tuning_dir=tuning_dir)
     staging = cache / f".{key}.{os.getpid()}"
     path, note = export_artifact(ex, target, staging, key)
     final = cache / path.name
