@@ -42,7 +42,7 @@ demo: install
 	$(BIN)/planner solve examples/smart-camera/app.yaml
 
 test: install models
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 schema: install
 	$(BIN)/planner schema > schema/app.schema.json

@@ -60,3 +60,53 @@ def test_planner_run_bad_input_is_one_clear_error(case, tmp_path):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_ocr_through_the_site_runtimes_reads_the_same_text(tmp_path):
+    """The OCR ensemble split over phone / mec / cloud (all compiled for this host), served by
+    three runtimes on loopback and called with tritonclient: the same text as sample.txt and
+    the same boxes and scores as ONNX Runtime in one process."""
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+    import yaml
+    from PIL import Image
+
+    from runtime import testing as T
+
+    pins = {"det": "mec", "find_text": "mec", "cls": "cloud", "rotate": "cloud", "rec": "cloud", "decode": "cloud"}
+    sets = [f"sites.{s}.target=host" for s in ("phone", "mec", "cloud")]
+    sets += [f"models.{m}.sites=[{s}]" for m, s in pins.items()]
+    sets += ["constraints.latency_ms=600000", "sites.mec.max_replicas=64", "sites.cloud.max_replicas=64"]
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "planner", "solve", str(OCR / "app.yaml"), "-o", str(out),
+                           "--time-limit", "10", *[a for s in sets for a in ("--set", s)]],
+                          capture_output=True, text=True, cwd=ROOT, timeout=880, env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    sites = ("phone", "mec", "cloud")
+    ports = T.free_ports(3)
+    for site in sites:
+        path = out / "sites" / site / "bundle.yaml"
+        data = yaml.safe_load(path.read_text())
+        for s, port in zip(sites, ports):
+            data["sites"][s]["address"] = f"127.0.0.1:{port}"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    procs = [T.start_site(out / "sites" / s, extra=["--port", str(p)], log=tmp_path / f"{s}.log")
+             for s, p in zip(sites, ports)]
+    try:
+        T.wait_ready([f"127.0.0.1:{p}" for p in ports], procs=procs)
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{ports[0]}")
+        image = np.asarray(Image.open(OCR / "sample.png").convert("RGB"))
+        inp = grpcclient.InferInput("camera", list(image.shape), "UINT8")
+        inp.set_data_from_numpy(image)
+        result = client.infer("ocr", [inp], client_timeout=300)
+        served = {k: result.as_numpy(k) for k in ("text", "score", "boxes")}
+    finally:
+        T.stop(procs)
+    expected = [line for line in (OCR / "sample.txt").read_text().splitlines() if line.strip()]
+    lines = [" ".join(t.decode().split()) for t in served["text"] if t.strip()]
+    assert lines == expected
+    ref = _run("--input", f"camera={OCR / 'sample.png'}", "--json")
+    assert ref.returncode == 0, ref.stderr
+    ref = json.loads(ref.stdout)
+    np.testing.assert_allclose(served["boxes"], np.array(ref["boxes"], dtype=np.float32), atol=1e-4)
+    np.testing.assert_allclose(served["score"], np.array(ref["score"], dtype=np.float32), atol=1e-4)
