@@ -38,8 +38,11 @@ $(OCR_MODELS): $(STAMP) examples/ocr/fetch_models.py
 
 models: $(OCR_MODELS)
 
-demo: install
-	$(BIN)/planner solve examples/smart-camera/app.yaml
+# the OCR example: profile under TVM (cached after the first run), solve phone / base station /
+# cloud, write out/ocr/ (plan, report, bundles, manifests), then read the sample image
+demo: install models
+	$(BIN)/planner solve examples/ocr/app.yaml -o out/ocr
+	$(BIN)/planner run examples/ocr/app.yaml --input camera=examples/ocr/sample.png
 
 test: install models
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q

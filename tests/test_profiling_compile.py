@@ -67,3 +67,25 @@ def test_untuned_code_scales_by_one_cores_share():
                                "mem_bandwidth_gbs": 10, "memory_mb": 1000})
     assert scale_factor(kernels, host, quad) == pytest.approx(1.0)  # parallel code: same peak
     assert scale_factor(kernels, host, quad, single_thread=True) == pytest.approx(2.0)  # one core of 4 vs of 2
+
+
+def test_cpu_default_schedule_vectorizes_and_stays_correct(tmp_path):
+    """Untuned CPU kernels get the default schedule (vectorized inner loops; parallel outer
+    loops for big ones) and give the same numbers as TVM's plain loops and ONNX Runtime."""
+    from tvm import tirx
+
+    from planner.profiling.compile import cpu_default_schedule, fused_module
+    from planner.profiling.measure import ort_session, run_ort, run_tvm
+
+    path = mlp(tmp_path / "m.onnx", n_in=64, n_hidden=64, n_out=32)
+    mod = import_onnx(path, {"x": [16, 64]})
+    host = get_target("host")
+    with tvm_target(host):
+        scheduled = cpu_default_schedule(fused_module(mod, host))
+    text = "\n".join(str(f) for _, f in scheduled.functions_items() if isinstance(f, tirx.PrimFunc))
+    assert "T.vectorized" in text
+    x = np.random.default_rng(0).standard_normal((16, 64)).astype(np.float32)
+    want = run_ort(ort_session(path.read_bytes()), {"x": x})[0]
+    for mode in ("default", "none"):
+        [got] = run_tvm(compile_analyzed(mod, host, untuned_schedule=mode).executable, [x])
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)

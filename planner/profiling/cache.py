@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent.parent / "profiles"
-FORMAT = 2  # bump when the meaning of a cached entry changes
+FORMAT = 4  # bump when the meaning of a cached entry changes (3: untuned CPU code got a default schedule;
+#            4: estimates use all-core peaks)
 
 
 def default_cache_dir() -> Path:

@@ -15,8 +15,9 @@ roofline ratio:
 
 so compute-bound kernels scale with peak FLOP/s and memory-bound ones with bandwidth. The
 assumption is that the code reaches the same fraction of the roofline on both targets.
-Untuned TVM CPU code has no parallel loops: it runs on one core, so for an untuned host
-measurement P is one core's share of the peak (peak / num-cores) on both CPU targets. Known
+The profiler uses all-core peaks: the planner's default CPU schedule (compile.py) runs the
+large loop nests in parallel. (TVM's plain lowering had no parallel loops; for such code
+`single_thread=True` takes one core's share of the peak, kept for that comparison.) Known
 error (see README, Profiling): it ignores caches (B_k is a lower bound on traffic), SIMD width
 and schedule quality differences (an untuned x86 schedule says little about a GPU's DLight
 schedule), and VM overhead; on this host, estimating 1 core from 2 was within the factor
