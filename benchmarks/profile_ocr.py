@@ -195,9 +195,9 @@ def write_md(res: dict, path: Path) -> None:
     if res.get("crosscheck"):
         lines += ["Roofline estimator cross-check (untuned): this host run with TVM_NUM_THREADS=1, estimated "
                   "from the 2-thread measurement as a target with one core (half the peak compute, the same "
-                  "bandwidth). Estimated with all-core peaks (the naive roofline), and with one core's share "
-                  "of the peak on both sides (what the profiler does for untuned code, which has no parallel "
-                  "loops: 1 and 2 threads measure the same):", "",
+                  "bandwidth). Estimated with all-core peaks (what the profiler uses: the default CPU schedule "
+                  "runs large loop nests in parallel), and with one core's share of the peak on both sides "
+                  "(the rule that fitted TVM's plain lowering, which had no parallel loops):", "",
                   "| model | 2 threads ms | 1 thread measured ms | estimate, all-core peaks | error | "
                   "estimate, per-core peaks | error |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
