@@ -131,15 +131,11 @@ def p(values, q=50) -> float:
 
 
 def machine() -> dict:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import grpc
+
+    from planner.targets import cpu_model
+
+    cpu = cpu_model()
 
     return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
             "grpcio": grpc.__version__, "loadavg_start": list(os.getloadavg()),

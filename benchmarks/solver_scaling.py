@@ -63,14 +63,9 @@ def machine_info(workers: int, note: str) -> dict:
     import ortools
     import pydantic
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from planner.targets import cpu_model
+
+    cpu = cpu_model()
     try:
         commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 check=True).stdout.strip()

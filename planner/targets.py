@@ -111,6 +111,11 @@ def _cpuinfo() -> dict[str, str]:
     return info
 
 
+def cpu_model() -> str:
+    """This machine's CPU model name, as /proc/cpuinfo gives it."""
+    return _cpuinfo().get("model name", platform.processor() or platform.machine())
+
+
 def _flops_per_cycle(flags: set[str]) -> int:
     # FP32 FLOP per cycle per core: vector lanes x 2 (FMA) x FMA units; two units assumed.
     if "avx512f" in flags:
@@ -150,7 +155,7 @@ def detect_host() -> dict[str, Any]:
     except OSError:
         pass
     bandwidth = round(_measured_copy_bandwidth_gbs(), 1)
-    model = info.get("model name", platform.processor() or platform.machine())
+    model = cpu_model()
     return {
         "description": f"this machine: {model}, {cores} cores @ {mhz:.0f} MHz",
         "tvm_target": {"kind": "llvm", "num-cores": cores},
