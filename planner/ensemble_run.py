@@ -91,18 +91,15 @@ def reference_signatures(la):
     from planner.profiling.onnx_import import fold_static, io_signature, load_checked
     from planner.profiling.python_steps import load_function, profile_step
     from planner.profiling.table import ProfileTable
-    from planner.tensors import TensorSpec
 
     table = ProfileTable()
     for name, node in la.app.models.items():
-        shapes = {k: list(v.shape) for k, v in node.inputs.items()}
         try:
             if node.onnx:
-                sig = io_signature(fold_static(load_checked(la.resolve(node.onnx)), shapes))
+                sig = io_signature(fold_static(load_checked(la.resolve(node.onnx)), node.input_shapes))
             else:
                 file, function = node.python.rsplit(":", 1)
-                specs = [TensorSpec(name=k, dtype=v.dtype, shape=tuple(v.shape)) for k, v in node.inputs.items()]
-                sig = profile_step(load_function(la.resolve(file), function), specs, file).signature
+                sig = profile_step(load_function(la.resolve(file), function), node.input_specs, file).signature
         except InputError as exc:
             raise model_error(la, name, exc) from None
         table.signatures[name] = sig
@@ -129,8 +126,7 @@ def local_bundle(la, profiles, engine: str, progress: Callable[[str], None]):
             update = {"kind": "onnx", "artifact": str(la.resolve(node.onnx))}
         else:
             progress(f"compiling {name} for this host")
-            shapes = {k: list(v.shape) for k, v in node.inputs.items()}
-            lib, _ = compiled_library(la.resolve(node.onnx), shapes, host)
+            lib, _ = compiled_library(la.resolve(node.onnx), node.input_shapes, host)
             update = {"artifact": str(lib), "compiled_for": "host"}
         nodes[name] = spec.model_copy(update=update)
     for spec in [*sources.values(), *sinks.values()]:

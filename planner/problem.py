@@ -41,8 +41,7 @@ def flow_tensor(la: LoadedApp, profiles: ProfileTable, i: int) -> TensorSpec | N
     consumer = flow.to
     if consumer in app.models:
         sig = profiles.signatures.get(consumer)
-        inputs = sig.inputs if sig else [TensorSpec(name=n, dtype=d.dtype, shape=tuple(d.shape))
-                                         for n, d in app.models[consumer].inputs.items()]
+        inputs = sig.inputs if sig else app.models[consumer].input_specs
         if inputs and flow.from_ in app.sources:
             return _pick(inputs, flow.input, f"'{consumer}' input", la, ("flows", i, "input"))
     return None

@@ -59,12 +59,10 @@ def profile_app(la: LoadedApp, sites: dict[str, ResolvedSite], *, refresh: bool 
             node_sites = [sites[s] for s in todo[m]]
             try:
                 if node.kind == "onnx":
-                    shapes = {n: list(d.shape) for n, d in node.inputs.items()}
-                    result = prof.profile_onnx(m, la.resolve(node.onnx), shapes, node_sites)
+                    result = prof.profile_onnx(m, la.resolve(node.onnx), node.input_shapes, node_sites)
                 else:
                     file, _, function = node.python.rpartition(":")
-                    inputs = [TensorSpec(name=n, dtype=d.dtype, shape=tuple(d.shape)) for n, d in node.inputs.items()]
-                    result = prof.profile_python(m, la.resolve(file), function, inputs, node_sites)
+                    result = prof.profile_python(m, la.resolve(file), function, node.input_specs, node_sites)
             except InputError as exc:
                 raise model_error(la, m, exc) from None
             table.entries.extend(result.entries)
@@ -93,9 +91,8 @@ def _tune(la: LoadedApp, prof, trials: int) -> None:
     for m, node in la.app.models.items():
         if node.kind != "onnx":
             continue
-        shapes = {n: list(d.shape) for n, d in node.inputs.items()}
         try:
-            mod = _ModelWork(prof, m, la.resolve(node.onnx), shapes).module()
+            mod = _ModelWork(prof, m, la.resolve(node.onnx), node.input_shapes).module()
         except InputError as exc:
             raise model_error(la, m, exc) from None
         d, _, _ = prof.tuning(prof.host)
@@ -122,9 +119,7 @@ def check_flows(la: LoadedApp, table: ProfileTable) -> None:
         inp = None
         if flow.to in app.models:
             sig: NodeSignature | None = table.signatures.get(flow.to)
-            declared = [TensorSpec(name=n, dtype=d.dtype, shape=tuple(d.shape))
-                        for n, d in app.models[flow.to].inputs.items()]
-            inp = _pick(sig.inputs if sig else declared, flow.input)
+            inp = _pick(sig.inputs if sig else app.models[flow.to].input_specs, flow.input)
         if out is not None and out.is_variable and flow.bytes is None:
             raise la.error(f"flow {flow.from_} -> {flow.to}: '{flow.from_}' output {out.name} is bytes "
                            "(variable size): give `bytes:` per request", ("flows", i))

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from planner.tensors import DTYPES
+from planner.tensors import DTYPES, TensorSpec
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
@@ -113,6 +113,15 @@ class Node(Strict):
     @property
     def kind(self) -> str:
         return "onnx" if self.onnx else "python" if self.python else "given"
+
+    @property
+    def input_shapes(self) -> dict[str, list[int]]:
+        return {name: list(t.shape) for name, t in self.inputs.items()}
+
+    @property
+    def input_specs(self) -> list[TensorSpec]:
+        """The declared inputs, in order."""
+        return [TensorSpec(name=name, dtype=t.dtype, shape=tuple(t.shape)) for name, t in self.inputs.items()]
 
 
 class Source(Strict):

@@ -8,11 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from planner.bundle import manifests
-from planner.profiling.artifacts import copy_library
 from planner.bundle.wiring import wire
 from planner.pipeline import Prepared
 from planner.plan import Plan
 from planner.problem import flow_bytes
+from planner.profiling.artifacts import copy_library
 from planner.targets import Target, get_target
 from runtime.bundle_format import Bundle, NodeSpec, RuntimeSettings, SiteEndpoint
 
@@ -49,8 +49,7 @@ def _copy_step(prep: Prepared, name: str, site_dir: Path) -> tuple[str, str]:
 
 def _compile(prep: Prepared, name: str, target: Target, dest: Path, stem: str) -> tuple[str, str | None]:
     node = prep.la.app.models[name]
-    shapes = {k: list(v.shape) for k, v in node.inputs.items()}
-    path, note = copy_library(prep.la.resolve(node.onnx), shapes, target, dest, stem)
+    path, note = copy_library(prep.la.resolve(node.onnx), node.input_shapes, target, dest, stem)
     return str(path.relative_to(dest.parent)), note
 
 

@@ -19,7 +19,7 @@ def _tensor(spec: TensorSpec, name: str | None = None) -> Tensor:
     return Tensor(name=name or spec.name, dtype=spec.dtype, shape=list(spec.shape))
 
 
-def runnable(la: LoadedApp) -> list[str]:
+def given_only(la: LoadedApp) -> list[str]:
     """Models known only by given profiles: nothing to compile or run."""
     return [m for m, node in la.app.models.items() if node.kind == "given"]
 
@@ -27,7 +27,7 @@ def runnable(la: LoadedApp) -> list[str]:
 def wire(la: LoadedApp, profiles: ProfileTable, placement: dict[str, str]):
     """(sources, sinks, nodes, flows) of bundle.yaml; nodes without artifacts yet."""
     app = la.app
-    given = runnable(la)
+    given = given_only(la)
     if given:
         raise la.error(f"'{given[0]}' has only given profiles (no `onnx:` or `python:`): there is nothing to "
                        "put in a bundle or run", ("models", given[0]))

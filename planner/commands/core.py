@@ -79,11 +79,11 @@ def solve(
 def write_bundles_if_runnable(prep, plan, stage: Path, out_dir: Path) -> list[str]:
     """Bundles when the plan is feasible and every model can be compiled or run; else why not."""
     from planner.bundle.emit import write_bundles
-    from planner.bundle.wiring import runnable
+    from planner.bundle.wiring import given_only
 
     if plan.status not in ("OPTIMAL", "FEASIBLE"):
         return []
-    given = runnable(prep.la)
+    given = given_only(prep.la)
     if given:
         return [f"no bundles: {', '.join(given)} have only given profiles (no onnx/python to deploy)"]
     with err.status("compiling site bundles") as status:

@@ -53,15 +53,15 @@ def compiled_library(onnx_path: Path, shapes: dict[str, list[int]], target: Targ
 
     tuning_dir = tuning_dir_of(target)
     key = _key(onnx_path, shapes, target, tuning_dir)
-    cache = artifact_dir() / target.name
+    directory = artifact_dir() / target.name
     for suffix in (".so", ".tar"):
-        hit = cache / f"{key}{suffix}"
+        hit = directory / f"{key}{suffix}"
         if hit.is_file():
             return hit, None if suffix == ".so" else f"{hit.name} holds objects to link on the device"
     ex = _COMPILED.pop(key, None) or compile_onnx_for(onnx_path, shapes, target, tuning_dir=tuning_dir)
-    staging = cache / f".{key}.{os.getpid()}"
+    staging = directory / f".{key}.{os.getpid()}"
     path, note = export_artifact(ex, target, staging, key)
-    final = cache / path.name
+    final = directory / path.name
     os.replace(path, final)  # atomic: concurrent runs never see half a library
     shutil.rmtree(staging, ignore_errors=True)
     return final, note
