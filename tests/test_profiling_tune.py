@@ -1,5 +1,5 @@
 """MetaSchedule tuning on a tiny model: the database lands in <tuning root>/<target>/, later
-compiles apply it, and the profile says `tuned:<N>`."""
+compiles apply it, and the profile says `tuned:<K>/<N>` (K of its N kernels tuned)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,8 @@ def test_profile_with_tune_trials_reports_tuned_state(tmp_path):
     here = table.get("mlp", "here")
     assert stats["counters"].tunes == 1
     assert here.provenance == "measured" and here.tuning.startswith("tuned:")
+    tuned, kernels = map(int, here.tuning.removeprefix("tuned:").split("/"))
+    assert 1 <= tuned <= kernels  # this model's kernels with a record, not the database's size
     assert table.get("mlp", "pi").tuning == here.tuning  # estimated from the tuned host number
     # the database is part of the key: the next run (no tuning) hits the cache
     _, stats2 = run(path, tmp_path / "cache")

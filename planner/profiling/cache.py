@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent.parent / "profiles"
-FORMAT = 4  # bump when the meaning of a cached entry changes (3: untuned CPU code got a default schedule;
-#            4: estimates use all-core peaks)
+FORMAT = 5  # bump when the meaning of a cached entry changes (3: untuned CPU code got a default schedule;
+#            4: estimates use all-core peaks; 5: `tuned:<K>/<N>` counts this model's tuned kernels)
 
 
 def default_cache_dir() -> Path:

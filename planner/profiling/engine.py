@@ -343,9 +343,9 @@ class _ModelWork:
 
 
 def model_tuning(state: str, c) -> str:
-    """`tuned:<N>` (N: trials in the target's database) only when the database had records for
-    some of this model's kernels; a database tuned for other models leaves it `untuned`."""
-    return state if state != "untuned" and c.tuned_kernels else "untuned"
+    """`tuned:<K>/<N>`: the database had a record for K of this model's N kernels (the others keep
+    the default schedule); `untuned` when it had none (a database tuned for other models)."""
+    return f"tuned:{c.tuned_kernels}/{len(c.kernels)}" if state != "untuned" and c.tuned_kernels else "untuned"
 
 
 def max_rel_diff(got: list[np.ndarray], want: list[np.ndarray]) -> float:

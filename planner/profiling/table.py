@@ -24,7 +24,7 @@ class NodeProfile(BaseModel):
     latency_ms: float = Field(gt=0)
     memory_mb: float = Field(ge=0)
     provenance: Provenance
-    # "untuned", "tuned:<trials>", or None where TVM is not involved (given, python steps)
+    # "untuned", "tuned:<K>/<N>" (K of its N kernels had a tuning record), or None where TVM is not involved (given, python steps)
     tuning: str | None = None
     # host reference numbers shown beside the site number (ONNX models only)
     tvm_ms: float | None = None
