@@ -70,7 +70,7 @@ def _match(given: dict[str, tuple[str, Path]], graph) -> dict[str, np.ndarray]:
     return arrays
 
 
-def host_profiles(la):
+def host_profiles(la, refresh: bool = False):
     """Profiles with every site on this machine: the signatures the executor needs, and each
     model compiled for the host once (kept for `compiled_library`), not for the sites' targets."""
     from dataclasses import replace
@@ -82,7 +82,7 @@ def host_profiles(la):
     host = get_target("host")
     sites = {name: replace(site, target=host, target_name=host.name, rpc=None)
              for name, site in resolve_sites(la).items()}
-    return profile_app(la, sites)
+    return profile_app(la, sites, refresh=refresh)
 
 
 def reference_signatures(la):

@@ -116,6 +116,14 @@ class SolverReport(Model):
     secondary: PhaseReport | None
 
 
+class AppSource(Model):
+    """The app.yaml this plan was solved from, so `planner bench` can re-evaluate its placement."""
+
+    file: str  # absolute path
+    sha256: str
+    overrides: list[str] = Field(default_factory=list)  # the --set options of `planner solve`
+
+
 class Plan(Model):
     version: int = PLAN_VERSION
     app: str
@@ -136,6 +144,7 @@ class Plan(Model):
     explanation: list[str] = Field(default_factory=list)
     conflicts: list[Conflict] = Field(default_factory=list, description="infeasible: a minimal conflict set")
     warnings: list[str] = Field(default_factory=list)
+    source: AppSource | None = None
 
 
 def _phase(p: PhaseResult | None, scale: float) -> PhaseReport | None:

@@ -5,6 +5,7 @@ ONNX Runtime executing the models (the truth) and with TVM, within 1e-4."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -131,6 +132,7 @@ def test_served_ensemble_equals_onnxruntime_and_planner_run(solved):
         inp.set_data_from_numpy(x)
         result = client.infer("fan", [inp], client_timeout=60)
         served = {name: result.as_numpy(name) for name in ("out", "p", "label")}
+        bench = json.loads(planner("bench", work / "out", "-n", "5", "--json", env=env).stdout)
     finally:
         T.stop(procs)
     planner("run", work / "app.yaml", "--input", f"cam={work / 'x.npy'}", "--engine", "onnxruntime",
@@ -143,3 +145,13 @@ def test_served_ensemble_equals_onnxruntime_and_planner_run(solved):
         np.testing.assert_allclose(tvm[name], ort[name], atol=1e-4, rtol=0)
     assert list(served["label"].ravel()) == list(ort["label"].ravel()) == list(tvm["label"].ravel())
     assert served["label"].ravel()[0].startswith(b"class-")
+    # `planner bench` measured the same ensemble beside the placement predicted for this machine
+    host = bench["host_prediction"]
+    assert host["status"] == "ok" and host["app"] == str(work / "app.yaml"), host
+    assert {m: v["site"] for m, v in host["models"].items()} == {"a": "edge", "b": "mec", "glue": "mec",
+                                                                   "c": "cloud", "d": "cloud"}
+    assert all(v["provenance"] == "measured" and v["ms"] > 0 for v in host["models"].values())
+    assert bench["host_predicted_ms"] == host["latency_ms"] > 0
+    assert {m["model"]: m["host_ms"] for m in bench["models"]} == {m: v["ms"] for m, v in host["models"].items()}
+    p50 = bench["e2e_ms"]["p50"]
+    assert bench["error_pct"] == pytest.approx(100 * (p50 - host["latency_ms"]) / host["latency_ms"], abs=0.1)

@@ -80,12 +80,15 @@ def test_up_then_bench_then_ctrl_c(out):
         report = json.loads(r.stdout)
         assert report["requests"] == 20 and report["e2e_ms"]["n"] == 20
         assert 0 < report["e2e_ms"]["p50"] <= report["e2e_ms"]["p95"] <= report["e2e_ms"]["p99"]
-        assert report["predicted_latency_ms"] == 2.6
+        assert report["plan_latency_ms"] == 2.6
+        # the sample plan.json names no app.yaml: no prediction for this machine, and it says why
+        assert report["host_prediction"]["status"] == "not available" and "--app" in report["host_prediction"]["why"]
+        assert report["host_predicted_ms"] is None and report["error_pct"] is None
         assert {m["model"] for m in report["models"]} == {"a", "b", "c", "glue", "d"}
-        assert next(m for m in report["models"] if m["model"] == "a")["predicted_ms"] == 0.1
+        assert next(m for m in report["models"] if m["model"] == "a")["plan_ms"] == 0.1
         hops = {h["hop"]: h for h in report["hops"]}
         assert set(hops) == {"edge->mec", "edge->cloud", "mec->cloud", "mec->edge", "cloud->edge"}
-        assert hops["edge->mec"]["flows"] == "a->b" and hops["edge->mec"]["predicted_ms"] == 0.5
+        assert hops["edge->mec"]["flows"] == "a->b" and hops["edge->mec"]["plan_ms"] == 0.5
         r = planner("bench", out, "-n", "5")
         assert r.returncode == 0 and "p50" in r.stdout and "per hop" in r.stdout, r.stdout + r.stderr
     finally:
@@ -102,6 +105,19 @@ def test_up_then_bench_then_ctrl_c(out):
         host, port = site["address"].rsplit(":", 1)
         with socket.socket() as s:
             assert s.connect_ex((host, int(port))) != 0
+
+
+def test_bench_names_a_missing_app_before_sending_anything(out, tmp_path):
+    moved = tmp_path / "out"
+    shutil.copytree(out, moved)
+    plan = json.loads((moved / "plan.json").read_text())
+    plan["source"] = {"file": str(tmp_path / "gone" / "app.yaml"), "sha256": "0" * 64, "overrides": []}
+    (moved / "plan.json").write_text(json.dumps(plan))
+    r = planner("bench", moved, "-n", "1")  # no site is running: the prediction fails first, cleanly
+    assert r.returncode == 2 and "gone/app.yaml" in r.stderr and "no longer exists" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    r = planner("bench", moved, "-n", "1", "--app", tmp_path / "nope.yaml")
+    assert r.returncode == 2 and "--app" in r.stderr and "nope.yaml" in r.stderr, r.stderr
 
 
 def test_serve_reports_bad_bundles_and_options(tmp_path):

@@ -6,3 +6,4 @@ from planner.commands import run  # noqa: F401
 from planner.commands import review  # noqa: F401
 from planner.commands import profile  # noqa: F401
 from planner.commands import runtime_cmds  # noqa: F401
+from planner.commands import bench  # noqa: F401

@@ -42,7 +42,9 @@ def solve(
                                           help="compile the per-site bundles and deploy manifests into OUT")] = True,
 ) -> None:
     """Solve the placement exactly and write OUT/plan.json, the site bundles and deploy manifests."""
+    from planner.host_prediction import file_sha256
     from planner.outdir import staged_dir
+    from planner.plan import AppSource
     from planner.report import write_reports
     from planner.pipeline import prepare, solve_prepared
     from planner.render import print_plan
@@ -56,6 +58,8 @@ def solve(
         raise InputError(f"--time-limit must be > 0, got {time_limit:g}")
     config = SolverConfig(objective=chosen, time_limit_s=time_limit, **({"workers": workers} if workers else {}))
     plan = solve_prepared(prep, config)
+    plan.source = AppSource(file=str(prep.la.path.resolve()), sha256=file_sha256(prep.la.path),
+                            overrides=list(overrides or ()))
     text = plan.model_dump_json(indent=2)
     out_dir = output or Path("out") / plan.app
     if as_json:

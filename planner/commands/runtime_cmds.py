@@ -1,15 +1,12 @@
-"""planner up / planner bench: run a plan's site bundles on this machine and measure them.
+"""planner up: run a plan's site bundles on this machine.
 
 `planner up OUT` starts one `python -m runtime serve` process per OUT/sites/<site>/ on loopback,
 waits until each answers its gRPC health check, prints the endpoints and stays in the foreground
-until Ctrl-C (or `--for SECONDS`). `planner bench OUT -n N` sends N requests through the entry
-site and reports end-to-end percentiles with the per-model and per-hop breakdown the runtime
-returns, beside the prediction in OUT/plan.json.
+until Ctrl-C (or `--for SECONDS`). `planner bench` (planner/commands/bench.py) measures them.
 """
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -180,147 +177,3 @@ def _wait_ready(addresses: dict[str, str], procs: dict, logs: Path, timeout: flo
                     raise PlannerError(f"site {site} at {address} not ready after {timeout:g} s "
                                        f"(log: {logs / f'{site}.log'})")
                 time.sleep(0.1)
-
-
-# -- bench -------------------------------------------------------------------------------------
-def _random_inputs(graph, seed: int = 0) -> dict:
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    inputs = {}
-    for t in graph.inputs:
-        shape = [max(1, d) for d in t.tensor.shape]
-        dt = t.tensor.dtype
-        if dt == "bytes":
-            inputs[t.key] = np.full(shape, b"x", dtype=object)
-        elif dt.startswith("float"):
-            inputs[t.key] = rng.random(shape).astype(dt)
-        else:
-            inputs[t.key] = np.zeros(shape, dtype=dt)
-    return inputs
-
-
-def _pct(values: list[float]) -> dict:
-    import numpy as np
-
-    if not values:
-        return {"p50": None, "p95": None, "p99": None, "mean": None, "n": 0}
-    a = np.asarray(values)
-    return {"p50": round(float(np.percentile(a, 50)), 3), "p95": round(float(np.percentile(a, 95)), 3),
-            "p99": round(float(np.percentile(a, 99)), 3), "mean": round(float(a.mean()), 3), "n": len(values)}
-
-
-def _prediction(out_dir: Path) -> dict:
-    path = Path(out_dir) / "plan.json"
-    if not path.exists():
-        return {}
-    plan = json.loads(path.read_text())
-    models, transfers = {}, {}
-    for p in plan.get("paths") or []:
-        for t in p.get("terms") or []:
-            if t.get("kind") == "model":
-                models[t["name"]] = {"site": t.get("site"), "ms": t.get("ms")}
-            elif t.get("kind") == "transfer":
-                transfers[t["name"]] = {"ms": t.get("ms"), "route": t.get("route"), "bytes": t.get("bytes")}
-    return {"latency_ms": plan.get("latency_ms"), "models": models, "transfers": transfers}
-
-
-def run_bench(out_dir: Path, n: int, warmup: int = 3, timeout_s: float = 30.0, entry: str | None = None,
-              inputs: dict | None = None) -> dict:
-    """Send `warmup` + n requests through the entry site; the report as a dict (also `planner bench --json`)."""
-    import grpc
-
-    from runtime.client import OipClient
-    from runtime.executor import Graph
-
-    bundles = _site_bundles(out_dir)
-    entry_site, b = _entry(bundles)
-    address = entry or b.sites[entry_site].address
-    graph = Graph(b)
-    inputs = inputs or _random_inputs(graph)
-    dtypes = {t.key: t.tensor.dtype for t in graph.inputs}
-    client = OipClient(address, b.runtime.max_message_bytes)
-    e2e, server, models, hops = [], [], {}, {}
-    try:
-        for i in range(warmup + n):
-            t0 = time.perf_counter()
-            try:
-                _, params = client.infer(b.app, inputs, timeout=timeout_s, dtypes=dtypes)
-            except grpc.RpcError as exc:
-                raise PlannerError(f"request {i + 1} to {b.app} at {address} failed: "
-                                   f"{exc.code().name}: {exc.details()}") from None
-            ms = (time.perf_counter() - t0) * 1000
-            if i < warmup:
-                continue
-            e2e.append(ms)
-            server.append(params.get("server_ms", 0.0))
-            per_model, per_hop = {}, {}
-            for kind, name, site, t_ms, nbytes, *rest in params.get("timings", []):
-                if kind == "model":
-                    per_model.setdefault((name, site), 0.0)
-                    per_model[(name, site)] += t_ms
-                else:
-                    key = (name, rest[0] if rest else "")
-                    acc = per_hop.setdefault(key, [0.0, 0])
-                    acc[0] += t_ms
-                    acc[1] += nbytes
-            for k, v in per_model.items():
-                models.setdefault(k, []).append(v)
-            for k, (v, nb) in per_hop.items():
-                hops.setdefault(k, {"ms": [], "bytes": nb})["ms"].append(v)
-    finally:
-        client.close()
-    pred = _prediction(out_dir)
-    report = {
-        "app": b.app, "entry": {"site": entry_site, "address": address}, "requests": n, "warmup": warmup,
-        "e2e_ms": _pct(e2e), "entry_server_ms": _pct(server),
-        "predicted_latency_ms": pred.get("latency_ms"),
-        "models": [{"model": name, "site": site, **_pct(v),
-                    "predicted_ms": (pred.get("models", {}).get(name) or {}).get("ms")}
-                   for (name, site), v in sorted(models.items(), key=lambda kv: kv[0])],
-        "hops": [],
-    }
-    for (name, flows), h in sorted(hops.items()):
-        terms = [pred.get("transfers", {}).get(f) for f in flows.split(",") if f]
-        terms = [t for t in terms if t]
-        report["hops"].append({"hop": name, "flows": flows, "bytes": h["bytes"], **_pct(h["ms"]),
-                               "predicted_ms": max((t["ms"] for t in terms), default=None)})
-    return report
-
-
-@app.command()
-@user_errors
-def bench(
-    out_dir: OutArg,
-    n: Annotated[int, typer.Option("-n", "--requests", min=1, help="requests to time")] = 100,
-    warmup: Annotated[int, typer.Option(min=0, help="requests sent first and not timed")] = 3,
-    timeout: Annotated[float, typer.Option(help="deadline of each request, seconds")] = 30.0,
-    entry: Annotated[Optional[str], typer.Option(help="entry address (default: the entry site's in bundle.yaml)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
-) -> None:
-    """Time N requests through the running ensemble (`planner up OUT`): p50/p95/p99, per model and per hop."""
-    report = run_bench(out_dir, n, warmup, timeout, entry)
-    if as_json:
-        print(json.dumps(report, indent=2))
-        return
-    e = report["e2e_ms"]
-    pred = report["predicted_latency_ms"]
-    out.print(f"{report['app']}: {n} requests via {report['entry']['site']} ({report['entry']['address']})",
-              highlight=False)
-    out.print(f"end-to-end ms: p50 {e['p50']}  p95 {e['p95']}  p99 {e['p99']}  mean {e['mean']}"
-              + (f"   plan predicts {pred:g}" if pred is not None else "   (no OUT/plan.json prediction)"),
-              highlight=False)
-    t = Table(title="per model (ms)")
-    for col in ("model", "site", "p50", "p95", "p99", "predicted"):
-        t.add_column(col, justify="left" if col in ("model", "site") else "right")
-    for m in report["models"]:
-        t.add_row(m["model"], m["site"], *(f"{m[k]:.3f}" for k in ("p50", "p95", "p99")),
-                  "-" if m["predicted_ms"] is None else f"{m['predicted_ms']:.3f}")
-    out.print(t)
-    t = Table(title="per hop (ms: round trip minus the receiver's handling)")
-    for col in ("hop", "flows", "bytes", "p50", "p95", "p99", "predicted"):
-        t.add_column(col, justify="left" if col in ("hop", "flows") else "right")
-    for h in report["hops"]:
-        t.add_row(h["hop"], h["flows"], str(h["bytes"]), *(f"{h[k]:.3f}" for k in ("p50", "p95", "p99")),
-                  "-" if h["predicted_ms"] is None else f"{h['predicted_ms']:.3f}")
-    out.print(t)

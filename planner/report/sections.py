@@ -113,6 +113,9 @@ def _summary(plan: Plan) -> list[Block]:
             ["cost cap $/h (constraints.cost_per_hour)", _usd(c.get("cost_per_hour"))],
             ["models", str(len(plan.placement))], ["source->sink paths", str(plan.paths_total)],
             ["plan.json version", str(plan.version)]]
+    if plan.source is not None:  # what to re-solve, and whether the file changed since
+        rows += [["app.yaml", plan.source.file], ["app.yaml sha256", plan.source.sha256],
+                 ["--set", ", ".join(plan.source.overrides) or "none"]]
     blocks.append(Table(["", "value"], rows, {1}))
     return blocks
 
