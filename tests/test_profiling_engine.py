@@ -181,6 +181,30 @@ def test_profile_command_table_and_json(tmp_path):
     assert sorted(p.name for p in Path(cache).rglob("*.json")) == before
 
 
+def test_solve_reads_the_cache_unless_refresh(tmp_path):
+    path = write_app(tmp_path)
+    cache = tmp_path / "c"
+
+    def solve(*extra):
+        result = CliRunner().invoke(cli, ["solve", str(path), "-o", str(tmp_path / "out"), "--no-bundles",
+                                          "--cache-dir", str(cache), *extra])
+        assert result.exit_code == 0, result.output
+
+    def entries():
+        return {p: p.read_bytes() for p in cache.rglob("*.json")}
+
+    solve()
+    first = entries()
+    assert first
+    solve()
+    assert entries() == first  # hits: nothing rewritten
+    solve("--refresh")
+    again = entries()
+    assert again.keys() == first.keys() and again != first  # measured again (new timings)
+    result = CliRunner().invoke(cli, ["solve", str(path), "--tune-trials", "-1"])
+    assert result.exit_code == 2 and "--tune-trials" in result.output
+
+
 def test_tvm_matches_onnx_runtime_on_small_models(tmp_path):
     from planner.profiling.compile import compile_module
     from planner.profiling.measure import ort_session, run_ort, run_tvm

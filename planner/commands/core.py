@@ -40,6 +40,11 @@ def solve(
     overrides: SetOption = None,
     bundles: Annotated[bool, typer.Option("--bundles/--no-bundles",
                                           help="compile the per-site bundles and deploy manifests into OUT")] = True,
+    refresh: Annotated[bool, typer.Option("--refresh", help="profile again instead of reading the cache")] = False,
+    tune_trials: Annotated[int, typer.Option("--tune-trials", help="MetaSchedule trials per model on the host "
+                                             "before profiling (as `planner profile --tune-trials`)")] = 0,
+    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="profile cache [default: "
+                                                      "$PLANNER_CACHE_DIR or profiles/cache/]")] = None,
 ) -> None:
     """Solve the placement exactly and write OUT/plan.json, the site bundles and deploy manifests."""
     from planner.host_prediction import file_sha256
@@ -50,7 +55,9 @@ def solve(
     from planner.render import print_plan
     from planner.solver.cpsat import SolverConfig
 
-    prep = prepare(path, overrides=overrides or ())
+    if tune_trials < 0:
+        raise InputError(f"--tune-trials must be >= 0, got {tune_trials}")
+    prep = prepare(path, overrides=overrides or (), refresh=refresh, tune_trials=tune_trials, cache_dir=cache_dir)
     chosen = objective or prep.la.app.objective
     if chosen not in ("cost", "latency"):
         raise InputError(f"--objective must be cost or latency, got {chosen!r}")
