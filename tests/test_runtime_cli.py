@@ -59,8 +59,30 @@ def test_up_needs_host_targets_for_foreign_builds(out, tmp_path):
     assert r.returncode == 2 and "no site bundles" in r.stderr
 
 
+def consecutive_free_ports(n: int) -> int:
+    """A base port P with P..P+n-1 and their metrics ports (+1000) free right now."""
+    for _ in range(50):
+        base = T.free_ports(1)[0]
+        if base + 1000 + n >= 65535:
+            continue
+        ports = [p for p in range(base, base + n)] + [p + 1000 for p in range(base, base + n)]
+        free = True
+        for p in ports:
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    free = False
+                    break
+        if free:
+            return base
+    raise RuntimeError("no run of free ports")
+
+
 def test_up_then_bench_then_ctrl_c(out):
-    proc = subprocess.Popen([sys.executable, "-m", "planner", "up", str(out), "--host-targets", "--for", "120"],
+    base = consecutive_free_ports(3)  # not bundle.yaml's ports: --base-port moves every site
+    proc = subprocess.Popen([sys.executable, "-m", "planner", "up", str(out), "--host-targets", "--for", "120",
+                             "--base-port", str(base)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=ENV)
     lines = []
     try:
@@ -73,7 +95,9 @@ def test_up_then_bench_then_ctrl_c(out):
             if line.startswith("ready:"):
                 break
         text = "".join(lines)
-        assert "ready: fanapp at 127.0.0.1:" in text, text
+        assert f"ready: fanapp at 127.0.0.1:{base + sorted(T.SITES).index('edge')} " in text, text
+        live = json.loads((out / "logs" / "endpoints.json").read_text())
+        assert live == {s: f"127.0.0.1:{base + i}" for i, s in enumerate(sorted(T.SITES))}
         assert "host build instead of rpi5" in text and "--host-targets" in text
         r = planner("bench", out, "-n", "20", "--json")
         assert r.returncode == 0, r.stderr
@@ -100,11 +124,10 @@ def test_up_then_bench_then_ctrl_c(out):
             raise
     assert proc.returncode == 0, rest
     assert "stopped" in rest
-    bundle = yaml.safe_load((out / "sites" / "edge" / "bundle.yaml").read_text())
-    for site in bundle["sites"].values():  # every site process is gone
-        host, port = site["address"].rsplit(":", 1)
+    assert not (out / "logs" / "endpoints.json").exists()
+    for port in range(base, base + 3):  # every site process is gone
         with socket.socket() as s:
-            assert s.connect_ex((host, int(port))) != 0
+            assert s.connect_ex(("127.0.0.1", port)) != 0
 
 
 def test_bench_names_a_missing_app_before_sending_anything(out, tmp_path):

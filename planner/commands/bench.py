@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 
 from planner.cli import app, err, out, user_errors
-from planner.commands.runtime_cmds import OutArg, _entry, _site_bundles
+from planner.commands.runtime_cmds import OutArg, _entry, _site_bundles, live_endpoints
 from planner.errors import InputError, PlannerError
 
 
@@ -110,7 +110,7 @@ def run_bench(out_dir: Path, n: int, warmup: int = 3, timeout_s: float = 30.0, e
 
     bundles = _site_bundles(out_dir)
     entry_site, b = _entry(bundles)
-    address = entry or b.sites[entry_site].address
+    address = entry or live_endpoints(out_dir).get(entry_site) or b.sites[entry_site].address
     graph = Graph(b)
     inputs = inputs or _random_inputs(graph)
     dtypes = {t.key: t.tensor.dtype for t in graph.inputs}
@@ -195,7 +195,8 @@ def bench(
     n: Annotated[int, typer.Option("-n", "--requests", min=1, help="requests to time")] = 100,
     warmup: Annotated[int, typer.Option(min=0, help="requests sent first and not timed")] = 3,
     timeout: Annotated[float, typer.Option(help="deadline of each request, seconds")] = 30.0,
-    entry: Annotated[Optional[str], typer.Option(help="entry address (default: the entry site's in bundle.yaml)")] = None,
+    entry: Annotated[Optional[str], typer.Option(help="entry address (default: where `planner up OUT` serves the "
+                                                 "entry site, else bundle.yaml's)")] = None,
     inputs: Annotated[Optional[list[str]], typer.Option("--input", help="SOURCE=FILE (.npy or image) instead of "
                                                         "random tensors; repeatable")] = None,
     predict: Annotated[bool, typer.Option("--predict/--no-predict", help="predict the same placement on this "

@@ -7,6 +7,7 @@ until Ctrl-C (or `--for SECONDS`). `planner bench` (planner/commands/bench.py) m
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -22,6 +23,15 @@ from planner.errors import InputError, PlannerError
 
 OutArg = Annotated[Path, typer.Argument(help="the output directory of `planner solve -o OUT`", show_default=False)]
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+ENDPOINTS = "endpoints.json"  # OUT/logs/endpoints.json: where `planner up` serves, while it runs
+
+
+def live_endpoints(out_dir: Path) -> dict[str, str]:
+    """{site: address} of a running `planner up OUT`, or {} (then bundle.yaml's addresses hold)."""
+    try:
+        return json.loads((Path(out_dir) / "logs" / ENDPOINTS).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _site_bundles(out_dir: Path) -> list[tuple[str, Path, object]]:
@@ -84,6 +94,9 @@ def up(
                                                      "(scripts and tests; default: until Ctrl-C)")] = None,
     metrics: Annotated[bool, typer.Option("--metrics/--no-metrics", help="Prometheus metrics on gRPC port + 1000")] = True,
     ready_timeout: Annotated[float, typer.Option(help="seconds to wait for every site to be ready")] = 120.0,
+    base_port: Annotated[Optional[int], typer.Option("--base-port", min=1, max=65535 - 1100,
+                                                     help="serve the sites on ports P, P+1, ... (in site name "
+                                                     "order) instead of bundle.yaml's addresses")] = None,
 ) -> None:
     """Start every site's runtime from OUT/sites/<site>/ on loopback (one process each) and wait for Ctrl-C."""
     bundles = _site_bundles(out_dir)
@@ -91,14 +104,16 @@ def up(
     foreign = []
     for site, _, b in bundles:
         host = b.sites[site].address.rsplit(":", 1)[0]
-        if host not in LOOPBACK:
-            raise InputError(f"site {site}: address {b.sites[site].address} is not on loopback; "
-                             "`planner up` runs every site on this machine")
+        if host not in LOOPBACK and not base_port:
+            raise InputError(f"site {site}: address {b.sites[site].address} is not on loopback; `planner up` "
+                             "runs every site on this machine (--base-port P serves them on loopback ports)")
         if _needs_host_targets(b):
             foreign.append(f"{site}: {', '.join(_needs_host_targets(b))}")
     if foreign and not host_targets:
         raise InputError(f"models compiled for their site's hardware, not this machine ({'; '.join(foreign)}); "
                          "run `planner up OUT --host-targets` to use their host builds")
+    addresses = {site: (f"127.0.0.1:{base_port + i}" if base_port else b.sites[site].address)
+                 for i, (site, _, b) in enumerate(bundles)}
     logs = Path(out_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     procs: dict[str, subprocess.Popen] = {}
@@ -112,8 +127,10 @@ def up(
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
         for site, d, b in bundles:
-            port = int(b.sites[site].address.rsplit(":", 1)[1])
-            cmd = [sys.executable, "-m", "runtime", "serve", str(d), "--host", "127.0.0.1"]
+            port = int(addresses[site].rsplit(":", 1)[1])
+            cmd = [sys.executable, "-m", "runtime", "serve", str(d), "--host", "127.0.0.1", "--port", str(port)]
+            if base_port:  # every site learns where the others are, and where it is itself
+                cmd += [f"--peer={s}={a}" for s, a in addresses.items()]
             mport = port + 1000 if metrics else None
             if mport:
                 cmd += ["--metrics-port", str(mport)]
@@ -125,7 +142,7 @@ def up(
             note = (f"host build instead of {b.sites[site].target}" if host_targets and _needs_host_targets(b)
                     else b.sites[site].target)
             models = ([b.app] if site == entry_site else []) + b.local_nodes()
-            rows.append((site, b.sites[site].address, f"http://127.0.0.1:{mport}/metrics" if mport else "-",
+            rows.append((site, addresses[site], f"http://127.0.0.1:{mport}/metrics" if mport else "-",
                          ", ".join(models) or "-", note, str(log)))
         _wait_ready({s: r[1] for s, r in zip(procs, rows)}, procs, logs, ready_timeout)
         table = Table(title=f"{entry_bundle.app}: {len(procs)} site(s) on loopback")
@@ -137,7 +154,8 @@ def up(
         if host_targets:
             out.print("--host-targets: models of sites whose hardware is not this machine run their host builds; "
                       "latencies are this machine's, not the sites'.", highlight=False)
-        out.print(f"ready: {entry_bundle.app} at {entry_bundle.sites[entry_site].address} "
+        (logs / ENDPOINTS).write_text(json.dumps(addresses))
+        out.print(f"ready: {entry_bundle.app} at {addresses[entry_site]} "
                   f"(entry site {entry_site}); Ctrl-C stops", highlight=False)
         sys.stdout.flush()
         end = None if seconds is None else time.monotonic() + seconds
@@ -152,6 +170,7 @@ def up(
     finally:
         signal.signal(signal.SIGTERM, previous)
         _stop(procs)
+        (logs / ENDPOINTS).unlink(missing_ok=True)
     out.print("stopped", highlight=False)
 
 
