@@ -147,7 +147,7 @@ def test_served_ensemble_equals_onnxruntime_and_planner_run(solved):
     assert served["label"].ravel()[0].startswith(b"class-")
     # `planner bench` measured the same ensemble beside the placement predicted for this machine
     host = bench["host_prediction"]
-    assert host["status"] == "ok" and host["app"] == str(work / "app.yaml"), host
+    assert host["status"] == "ok" and host["app"] == str((work / "app.yaml").resolve()), host
     assert {m: v["site"] for m, v in host["models"].items()} == {"a": "edge", "b": "mec", "glue": "mec",
                                                                    "c": "cloud", "d": "cloud"}
     assert all(v["provenance"] == "measured" and v["ms"] > 0 for v in host["models"].values())
