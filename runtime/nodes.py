@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.bundle_format import Bundle, NodeSpec, Tensor
+from runtime.tvm_noise import without_scope_warnings
 
 
 class ArtifactError(RuntimeError):
@@ -49,8 +50,9 @@ class TvmNode(_Node):
         self._tvm = tvm
         self._dev = tvm.cpu()
         try:
-            lib = tvm.runtime.load_module(str(path))
-            self._vm = relax.VirtualMachine(lib, self._dev)
+            with without_scope_warnings():
+                lib = tvm.runtime.load_module(str(path))
+                self._vm = relax.VirtualMachine(lib, self._dev)
         except Exception as exc:
             raise ArtifactError(f"node {name!r}: cannot load TVM library {path}: {exc}") from exc
         self._main = self._vm["main"]

@@ -288,8 +288,15 @@ def compile_onnx_for(path: Path, input_shapes, target: Target, tuning_dir: Path 
 
 def export_artifact(ex, target: Target, dest_dir: Path, stem: str) -> tuple[Path, str | None]:
     """Write the compiled library for the target's CPU side; returns (path, note or None).
+    TVM's per-constant `Scope Saving:` warnings are dropped (runtime/tvm_noise.py)."""
+    from runtime.tvm_noise import without_scope_warnings
 
-    x86_64 (this host's arch): `.so` with the system compiler. aarch64: `.so` linked with
+    with without_scope_warnings():
+        return _export(ex, target, dest_dir, stem)
+
+
+def _export(ex, target: Target, dest_dir: Path, stem: str) -> tuple[Path, str | None]:
+    """x86_64 (this host's arch): `.so` with the system compiler. aarch64: `.so` linked with
     aarch64-linux-gnu-gcc when it is installed, else a `.tar` of objects (link on the device)
     and a note saying so. CUDA targets follow their host part's arch."""
     import platform
