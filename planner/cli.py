@@ -21,7 +21,15 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(soft_wrap=True)
+
+
+def _piped_width() -> int | None:
+    """Output to a pipe or file (logs, CI, `make demo`) gets wide tables instead of rich's 80
+    columns, which cut every cell to a few letters; a terminal or $COLUMNS decides otherwise."""
+    return None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
+
+
+out = Console(soft_wrap=True, width=_piped_width())
 err = Console(stderr=True, soft_wrap=True)
 
 AppPath = Annotated[Path, typer.Argument(help="the application spec (app.yaml)", show_default=False)]
