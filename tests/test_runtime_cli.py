@@ -86,6 +86,8 @@ def test_up_then_bench_then_ctrl_c(out):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=ENV)
     lines = []
     try:
+        # `planner up OUT &` then `planner bench OUT` at once: bench waits until every site serves
+        r = planner("bench", out, "-n", "20", "--json", "--wait", "90")
         end = time.monotonic() + 90
         while time.monotonic() < end:
             line = proc.stdout.readline()
@@ -99,7 +101,6 @@ def test_up_then_bench_then_ctrl_c(out):
         live = json.loads((out / "logs" / "endpoints.json").read_text())
         assert live == {s: f"127.0.0.1:{base + i}" for i, s in enumerate(sorted(T.SITES))}
         assert "host build instead of rpi5" in text and "--host-targets" in text
-        r = planner("bench", out, "-n", "20", "--json")
         assert r.returncode == 0, r.stderr
         report = json.loads(r.stdout)
         assert report["requests"] == 20 and report["e2e_ms"]["n"] == 20
@@ -141,6 +142,9 @@ def test_bench_names_a_missing_app_before_sending_anything(out, tmp_path):
     assert "Traceback" not in r.stderr
     r = planner("bench", moved, "-n", "1", "--app", tmp_path / "nope.yaml")
     assert r.returncode == 2 and "--app" in r.stderr and "nope.yaml" in r.stderr, r.stderr
+    r = planner("bench", moved, "-n", "1", "--no-predict", "--wait", "1")
+    assert r.returncode == 1 and "not serving after 1 s" in r.stderr and "planner up" in r.stderr, r.stderr
+    assert all(f"{site} (127.0.0.1:" in r.stderr for site in T.SITES)
 
 
 def test_serve_reports_bad_bundles_and_options(tmp_path):

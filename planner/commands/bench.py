@@ -98,6 +98,37 @@ def host_prediction(out_dir: Path, app_file: Path | None = None, refresh: bool =
     return {"status": "ok", "app": str(path), **pred.as_dict(), "notes": notes}
 
 
+def wait_for_sites(out_dir: Path, timeout_s: float, on_wait=lambda: None) -> dict[str, str]:
+    """Until every site answers its gRPC health check as SERVING (so `planner up OUT &` then
+    `planner bench OUT` works); the addresses, from a running `planner up` or bundle.yaml."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    bundles = _site_bundles(out_dir)
+    end = time.monotonic() + timeout_s
+    told = False
+    while True:
+        addresses = {site: b.sites[site].address for site, _, b in bundles} | live_endpoints(out_dir)
+        down = []
+        for site, address in sorted(addresses.items()):
+            with grpc.insecure_channel(address) as ch:
+                try:
+                    status = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                except grpc.RpcError:
+                    status = None
+            if status != health_pb2.HealthCheckResponse.SERVING:
+                down.append(f"{site} ({address})")
+        if not down:
+            return addresses
+        if time.monotonic() > end:
+            raise PlannerError(f"not serving after {timeout_s:g} s: {', '.join(down)}; start the sites with "
+                               f"`planner up {out_dir}`")
+        if not told:
+            on_wait()
+            told = True
+        time.sleep(0.5)
+
+
 def run_bench(out_dir: Path, n: int, warmup: int = 3, timeout_s: float = 30.0, entry: str | None = None,
               inputs: dict | None = None, host: dict | None = None) -> dict:
     """Send `warmup` + n requests through the entry site; the report as a dict (also `planner bench --json`).
@@ -205,6 +236,7 @@ def bench(
                                                      "[default: the one plan.json was solved from]")] = None,
     refresh: Annotated[bool, typer.Option("--refresh", help="measure the host profiles again (not from the "
                                           "cache) before the requests")] = False,
+    wait: Annotated[float, typer.Option("--wait", min=0, help="seconds to wait for every site to be serving")] = 60.0,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Time N requests through the running ensemble (`planner up OUT`): p50/p95/p99, per model and per hop,
@@ -216,6 +248,9 @@ def bench(
             err.print("predicting the plan's placement on this machine (host profiles, loopback links)",
                       highlight=False)
         host = host_prediction(out_dir, app_file, refresh)
+    if not entry:
+        wait_for_sites(out_dir, wait, lambda: err.print("waiting for the sites to serve (`planner up OUT`)",
+                                                        highlight=False))
     report = run_bench(out_dir, n, warmup, timeout, entry, inputs=given, host=host)
     if as_json:
         print(json.dumps(report, indent=2))
