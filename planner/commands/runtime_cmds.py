@@ -125,6 +125,8 @@ def up(
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
+    # a shell script's `planner up OUT &` starts with SIGINT ignored; `kill -INT` must still stop it
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         for site, d, b in bundles:
             port = int(addresses[site].rsplit(":", 1)[1])
@@ -169,6 +171,7 @@ def up(
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
         _stop(procs)
         (logs / ENDPOINTS).unlink(missing_ok=True)
     out.print("stopped", highlight=False)
