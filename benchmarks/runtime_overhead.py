@@ -208,7 +208,7 @@ def run(args) -> dict:
 def ocr(out: Path, n: int) -> dict:
     """The OCR plan under `planner up --host-targets`: measured p50 vs the placement predicted for this
     machine (host profiles, loopback links), with the sample image as input; the plan's own figure beside."""
-    from planner.commands.bench import _bench_inputs, host_prediction, run_bench
+    from planner.commands.bench import bench_inputs, host_prediction, run_bench
 
     host = host_prediction(out)  # before the sites start, so profiling does not compete with them
     up = subprocess.Popen([sys.executable, "-m", "planner", "up", str(out), "--host-targets", "--for", "3600"],
@@ -219,7 +219,7 @@ def ocr(out: Path, n: int) -> dict:
                 break
         else:
             return {"status": "planner up failed", "exit": up.wait()}
-        inputs = _bench_inputs(out, [f"camera={ROOT / 'examples' / 'ocr' / 'sample.png'}"])
+        inputs = bench_inputs(out, [f"camera={ROOT / 'examples' / 'ocr' / 'sample.png'}"])
         report = run_bench(out, n, warmup=3, inputs=inputs, host=host)
         return {"status": "ok", "predicted_ms": report["host_predicted_ms"], "measured_p50_ms": report["e2e_ms"]["p50"],
                 "error_pct": report["error_pct"], "plan_ms": report["plan_latency_ms"], "bench": report}

@@ -48,7 +48,7 @@ def _read(option: str, path: Path, tensor) -> np.ndarray:
     return array
 
 
-def _match(given: dict[str, tuple[str, Path]], graph) -> dict[str, np.ndarray]:
+def match_inputs(given: dict[str, tuple[str, Path]], graph) -> dict[str, np.ndarray]:
     """The user's names (source, source.tensor or the input key) -> ensemble inputs."""
     by_name = {}
     for t in graph.inputs:
@@ -148,7 +148,7 @@ def run_app(path: Path, given: dict[str, tuple[str, Path]], *, engine: str = "tv
     profiles = reference_signatures(la) if engine == "onnxruntime" else host_profiles(la)
     bundle = local_bundle(la, profiles, engine, progress)
     graph = Graph(bundle)
-    arrays = _match(given, graph)
+    arrays = match_inputs(given, graph)
     progress("loading")
     executor = Executor(graph, load_runners(bundle, Path("/")))
     progress("running")

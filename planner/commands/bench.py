@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 
 from planner.cli import app, err, out, user_errors
-from planner.commands.runtime_cmds import OutArg, _entry, _site_bundles, live_endpoints
+from planner.commands.runtime_cmds import OutArg, entry_bundle, live_endpoints, site_bundles
 from planner.errors import InputError, PlannerError
 
 
@@ -104,7 +104,7 @@ def wait_for_sites(out_dir: Path, timeout_s: float, on_wait=lambda: None) -> dic
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    bundles = _site_bundles(out_dir)
+    bundles = site_bundles(out_dir)
     end = time.monotonic() + timeout_s
     told = False
     while True:
@@ -139,8 +139,8 @@ def run_bench(out_dir: Path, n: int, warmup: int = 3, timeout_s: float = 30.0, e
     from runtime.client import OipClient
     from runtime.executor import Graph
 
-    bundles = _site_bundles(out_dir)
-    entry_site, b = _entry(bundles)
+    bundles = site_bundles(out_dir)
+    entry_site, b = entry_bundle(bundles)
     address = entry or live_endpoints(out_dir).get(entry_site) or b.sites[entry_site].address
     graph = Graph(b)
     inputs = inputs or _random_inputs(graph)
@@ -205,14 +205,14 @@ def run_bench(out_dir: Path, n: int, warmup: int = 3, timeout_s: float = 30.0, e
     return report
 
 
-def _bench_inputs(out_dir: Path, items: list[str]) -> dict | None:
-    from planner.ensemble_run import _match, load_inputs
+def bench_inputs(out_dir: Path, items: list[str]) -> dict | None:
+    from planner.ensemble_run import load_inputs, match_inputs
     from runtime.executor import Graph
 
     if not items:
         return None
-    _, b = _entry(_site_bundles(out_dir))
-    return _match(load_inputs(items), Graph(b))
+    _, b = entry_bundle(site_bundles(out_dir))
+    return match_inputs(load_inputs(items), Graph(b))
 
 
 def _fmt(v) -> str:
@@ -241,7 +241,7 @@ def bench(
 ) -> None:
     """Time N requests through the running ensemble (`planner up OUT`): p50/p95/p99, per model and per hop,
     beside the plan's prediction and the same placement predicted for this machine."""
-    given = _bench_inputs(out_dir, inputs or [])
+    given = bench_inputs(out_dir, inputs or [])
     host = {"status": "not computed", "why": "--no-predict"}
     if predict:
         if not as_json:

@@ -34,7 +34,7 @@ def live_endpoints(out_dir: Path) -> dict[str, str]:
         return {}
 
 
-def _site_bundles(out_dir: Path) -> list[tuple[str, Path, object]]:
+def site_bundles(out_dir: Path) -> list[tuple[str, Path, object]]:
     from pydantic import ValidationError
 
     from runtime.bundle_format import BUNDLE_FILE, Bundle
@@ -52,7 +52,7 @@ def _site_bundles(out_dir: Path) -> list[tuple[str, Path, object]]:
     return found
 
 
-def _entry(bundles) -> tuple[str, object]:
+def entry_bundle(bundles) -> tuple[str, object]:
     """The site hosting a source: where the ensemble is served as one model."""
     for site, _, b in bundles:
         if any(s.site == site for s in b.sources.values()):
@@ -99,8 +99,8 @@ def up(
                                                      "order) instead of bundle.yaml's addresses")] = None,
 ) -> None:
     """Start every site's runtime from OUT/sites/<site>/ on loopback (one process each) and wait for Ctrl-C."""
-    bundles = _site_bundles(out_dir)
-    entry_site, entry_bundle = _entry(bundles)
+    bundles = site_bundles(out_dir)
+    entry_site, entry = entry_bundle(bundles)
     foreign = []
     for site, _, b in bundles:
         host = b.sites[site].address.rsplit(":", 1)[0]
@@ -147,7 +147,7 @@ def up(
             rows.append((site, addresses[site], f"http://127.0.0.1:{mport}/metrics" if mport else "-",
                          ", ".join(models) or "-", note, str(log)))
         _wait_ready({s: r[1] for s, r in zip(procs, rows)}, procs, logs, ready_timeout)
-        table = Table(title=f"{entry_bundle.app}: {len(procs)} site(s) on loopback")
+        table = Table(title=f"{entry.app}: {len(procs)} site(s) on loopback")
         for col in ("site", "gRPC (KServe v2)", "metrics", "models", "compiled for", "log"):
             table.add_column(col)
         for r in rows:
@@ -157,7 +157,7 @@ def up(
             out.print("--host-targets: models of sites whose hardware is not this machine run their host builds; "
                       "latencies are this machine's, not the sites'.", highlight=False)
         (logs / ENDPOINTS).write_text(json.dumps(addresses))
-        out.print(f"ready: {entry_bundle.app} at {addresses[entry_site]} "
+        out.print(f"ready: {entry.app} at {addresses[entry_site]} "
                   f"(entry site {entry_site}); Ctrl-C stops", highlight=False)
         sys.stdout.flush()
         end = None if seconds is None else time.monotonic() + seconds
