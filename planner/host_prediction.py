@@ -85,21 +85,20 @@ def predict_on_host(la, placement: dict[str, str], profiles=None) -> HostPredict
     if missing:
         raise InputError(f"no host profile for {', '.join(missing)} (the profiler excluded it on this machine)")
     ev = evaluate(inst, placement)
-    provenance = {e.node: e.provenance for e in profiles.entries}
+    provenance = {(e.node, e.site): e.provenance for e in profiles.entries}
     pred = HostPrediction(latency_ms=ev.latency_us / 1000)
     for m, s in placement.items():
-        pred.models[m] = {"site": s, "ms": inst.option(m, s).latency_us / 1000, "provenance": provenance.get(m)}
+        pred.models[m] = {"site": s, "ms": inst.option(m, s).latency_us / 1000, "provenance": provenance.get((m, s))}
     for term in ev.flows:
         flow = la.app.flows[term.index]
         nbytes = inst.flows[term.index].nbytes
         pred.transfers[f"{flow.from_}->{flow.to}"] = {"ms": term.latency_us / 1000, "bytes": nbytes,
                                                      "sites": [term.src_site, term.dst_site]}
     # the bench's client sends the sources' tensors to the entry and gets the sinks' back
-    io_bytes = {(f.from_, f.output): inst.flows[i].nbytes for i, f in enumerate(la.app.flows)
-                if f.from_ in la.app.sources}  # one tensor per source output, however many read it
-    io_bytes = sum(io_bytes.values()) + sum(inst.flows[i].nbytes for i, f in enumerate(la.app.flows)
-                                            if f.to in la.app.sinks)
-    pred.client_ms = loopback_ms(io_bytes)
+    sent = {(f.from_, f.output): inst.flows[i].nbytes for i, f in enumerate(la.app.flows)
+            if f.from_ in la.app.sources}  # one tensor per source output, however many read it
+    returned = sum(inst.flows[i].nbytes for i, f in enumerate(la.app.flows) if f.to in la.app.sinks)
+    pred.client_ms = loopback_ms(sum(sent.values()) + returned)
     pred.assumptions = [
         "models: this machine's profiles (compiled for the host, as `planner up --host-targets` runs them)",
         f"transfers: loopback, {LOOPBACK_RTT_MS / 2:g} ms + bytes / {LOOPBACK_BANDWIDTH_MBPS / 8000:g} GB/s per hop "
