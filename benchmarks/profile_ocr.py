@@ -168,8 +168,7 @@ def write_md(res: dict, path: Path) -> None:
         "",
         f"Machine: {m['cpu']}; peak {m['peak_gflops']} GFLOP/s, {m['mem_bandwidth_gbs']} GB/s measured copy; "
         f"load average at start {', '.join(f'{x:.2f}' for x in m['loadavg_start'])}, at end "
-        f"{', '.join(f'{x:.2f}' for x in res['loadavg_end'])}. The machine was shared with other jobs "
-        "(other engineers' test suites): timings are noisy.",
+        f"{', '.join(f'{x:.2f}' for x in res['loadavg_end'])}. {res.get('note') or 'No other jobs noted.'}",
         f"Run {res['date']}.",
         "",
         "| run | seconds | compiles | measurements | cache hits | goal |",
@@ -187,7 +186,8 @@ def write_md(res: dict, path: Path) -> None:
     for name, r in res["models"].items():
         tuned = r.get("tuned")
         t = f"{tuned['tvm_tuned_ms']:.1f}" if tuned else "-"
-        how = (f"{tuned['tuning']} ({r['tune']['trials']} trials this run, {r['tune']['tuning_s'] / 60:.0f} min)"
+        how = (f"tuned:{tuned['tuned_kernels']} kernels, {r['tune']['records_total']} records in the database "
+               f"({r['tune']['trials']} trials this run, {r['tune']['tuning_s'] / 60:.0f} min)"
                if tuned and r.get("tune") else (tuned["tuning"] if tuned else "not tuned"))
         ratio = f"{tuned['tvm_tuned_ms'] / tuned['ort_ms_same_run']:.1f}x" if tuned else "-"
         lines.append(f"| {name} | {r['input']} | {r['tvm_untuned_ms']:.1f} | {t} | {how} | {r['ort_ms']:.1f} | {ratio} |")
@@ -215,6 +215,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tune", default="det", help="models to tune, comma-separated (default det)")
     ap.add_argument("--tune-minutes", type=float, default=30.0, help="tuning budget per model")
+    ap.add_argument("--note", default="", help="the run's conditions, e.g. 'other jobs shared the 2 cores'")
     ap.add_argument("--round", type=int, default=64, help="trials per tuning round")
     ap.add_argument("--tuning-root", type=Path, default=None, help="default: profiles/tuning (PLANNER_TUNING_DIR)")
     ap.add_argument("--out", type=Path, default=RESULTS / "profile_ocr")
@@ -235,7 +236,7 @@ def main(argv=None) -> int:
     from planner.profiling.tune import tuning_root
 
     root = tuning_root(args.tuning_root)
-    res: dict = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine()}
+    res: dict = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(), "note": args.note}
     with tempfile.TemporaryDirectory() as tmp:
         cache, empty_tuning = Path(tmp) / "cache", Path(tmp) / "tuning"
         res["cold_s"], res["cold"], table = profile_once(cache, empty_tuning)
