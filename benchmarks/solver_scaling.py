@@ -93,16 +93,10 @@ def machine_info(workers: int, note: str) -> dict:
 @contextmanager
 def capture_fd1(path: Path):
     """CP-SAT logs from C++ to file descriptor 1: send it to `path` while solving."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    with open(path, "wb") as f:
-        os.dup2(f.fileno(), 1)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            os.dup2(saved, 1)
-            os.close(saved)
+    from runtime.tvm_noise import redirect_fd
+
+    with open(path, "wb") as f, redirect_fd(1, f):
+        yield
 
 
 def parse_log(text: str) -> list[dict]:

@@ -11,10 +11,8 @@ bytes / 1.7 GB/s for 10 KB .. 8 MB tensors).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field, replace
 from itertools import combinations
-from pathlib import Path
 
 from planner.spec import App, Link
 
@@ -40,10 +38,6 @@ class HostPrediction:
         return {"latency_ms": round(self.total_ms, 3), "ensemble_ms": round(self.latency_ms, 3),
                 "client_hop_ms": round(self.client_ms, 3), "models": self.models, "transfers": self.transfers,
                 "assumptions": self.assumptions}
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def loopback_app(app: App) -> App:

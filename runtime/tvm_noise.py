@@ -19,21 +19,28 @@ _lock = threading.RLock()  # fd 2 is process-wide: one redirection at a time (ne
 
 
 @contextmanager
+def redirect_fd(fd: int, file):
+    """File descriptor `fd` (1 or 2) points at `file` for the block: what C++ writes there too."""
+    stream = {1: sys.stdout, 2: sys.stderr}[fd]
+    stream.flush()
+    saved = os.dup(fd)
+    os.dup2(file.fileno(), fd)
+    try:
+        yield
+    finally:
+        stream.flush()
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+@contextmanager
 def without_scope_warnings():
-    with _lock:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        with tempfile.TemporaryFile() as captured:
-            os.dup2(captured.fileno(), 2)
-            try:
-                yield
-            finally:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
-                os.close(saved)
-                captured.seek(0)
-                kept = [line for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True)
-                        if not any(n in line for n in NOISE)]
-                if kept:  # anything else written meanwhile (by TVM or another thread) is not lost
-                    sys.stderr.write("".join(kept))
-                    sys.stderr.flush()
+    with _lock, tempfile.TemporaryFile() as captured:
+        with redirect_fd(2, captured):
+            yield
+        captured.seek(0)
+        kept = [line for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True)
+                if not any(n in line for n in NOISE)]
+        if kept:  # anything else written meanwhile (by TVM or another thread) is not lost
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()

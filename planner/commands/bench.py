@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 
 from planner.cli import app, err, out, user_errors
-from planner.commands.runtime_cmds import OutArg, entry_bundle, live_endpoints, site_bundles
+from planner.commands.runtime_cmds import OutArg, entry_bundle, is_serving, live_endpoints, site_bundles
 from planner.errors import InputError, PlannerError
 
 
@@ -73,26 +73,26 @@ def plan_prediction(plan: dict) -> dict:
 
 def host_prediction(out_dir: Path, app_file: Path | None = None, refresh: bool = False) -> dict:
     """The plan's placement re-evaluated with this machine's profiles and loopback links; or why not."""
-    from planner.host_prediction import file_sha256, predict_on_host
+    from planner.ensemble_run import host_profiles
+    from planner.host_prediction import predict_on_host
     from planner.loader import load_app
+    from planner.profiling.cache import sha256_file
 
     plan = _read_plan(out_dir)
     if not plan.get("placement"):
         return {"status": "not available", "why": f"no placement in {Path(out_dir) / 'plan.json'}"}
     source = plan.get("source") or {}
-    path = Path(app_file or source.get("file") or "")
     if not app_file and not source.get("file"):
         return {"status": "not available", "why": "plan.json does not name its app.yaml (pass --app)"}
+    path = Path(app_file or source["file"])
     if not path.is_file():
         raise InputError(f"--app: {path} not found" if app_file else
                          f"{Path(out_dir) / 'plan.json'} was solved from {path}, which no longer exists "
                          "(pass --app APP, or --no-predict)")
     notes = []
-    if source.get("sha256") and file_sha256(path) != source["sha256"]:
+    if source.get("sha256") and sha256_file(path) != source["sha256"]:
         notes.append(f"{path} changed since `planner solve`; the prediction uses the file as it is now")
     la = load_app(path, check=False, overrides=source.get("overrides") or ())
-    from planner.ensemble_run import host_profiles
-
     profiles = host_profiles(la, refresh=refresh)
     pred = predict_on_host(la, plan["placement"], profiles)
     return {"status": "ok", "app": str(path), **pred.as_dict(), "notes": notes}
@@ -101,23 +101,12 @@ def host_prediction(out_dir: Path, app_file: Path | None = None, refresh: bool =
 def wait_for_sites(out_dir: Path, timeout_s: float, on_wait=lambda: None) -> dict[str, str]:
     """Until every site answers its gRPC health check as SERVING (so `planner up OUT &` then
     `planner bench OUT` works); the addresses, from a running `planner up` or bundle.yaml."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
     bundles = site_bundles(out_dir)
     end = time.monotonic() + timeout_s
     told = False
     while True:
         addresses = {site: b.sites[site].address for site, _, b in bundles} | live_endpoints(out_dir)
-        down = []
-        for site, address in sorted(addresses.items()):
-            with grpc.insecure_channel(address) as ch:
-                try:
-                    status = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1).status
-                except grpc.RpcError:
-                    status = None
-            if status != health_pb2.HealthCheckResponse.SERVING:
-                down.append(f"{site} ({address})")
+        down = [f"{site} ({address})" for site, address in sorted(addresses.items()) if not is_serving(address)]
         if not down:
             return addresses
         if time.monotonic() > end:
@@ -179,10 +168,11 @@ def run_bench(out_dir: Path, n: int, warmup: int = 3, timeout_s: float = 30.0, e
     planned = plan_prediction(_read_plan(out_dir))
     host = host or {"status": "not computed"}
     here = host if host.get("status") == "ok" else {}
-    p50 = _pct(e2e)["p50"]
+    e2e_ms = _pct(e2e)
+    p50 = e2e_ms["p50"]
     report = {
         "app": b.app, "entry": {"site": entry_site, "address": address}, "requests": n, "warmup": warmup,
-        "e2e_ms": _pct(e2e), "entry_server_ms": _pct(server),
+        "e2e_ms": e2e_ms, "entry_server_ms": _pct(server),
         "plan_latency_ms": planned.get("latency_ms"),
         "host_prediction": host,
         "host_predicted_ms": here.get("latency_ms"),

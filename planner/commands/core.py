@@ -47,7 +47,7 @@ def solve(
                                                       "$PLANNER_CACHE_DIR or profiles/cache/]")] = None,
 ) -> None:
     """Solve the placement exactly and write OUT/plan.json, the site bundles and deploy manifests."""
-    from planner.host_prediction import file_sha256
+    from planner.profiling.cache import sha256_file
     from planner.outdir import staged_dir
     from planner.plan import AppSource
     from planner.report import write_reports
@@ -65,7 +65,7 @@ def solve(
         raise InputError(f"--time-limit must be > 0, got {time_limit:g}")
     config = SolverConfig(objective=chosen, time_limit_s=time_limit, **({"workers": workers} if workers else {}))
     plan = solve_prepared(prep, config)
-    plan.source = AppSource(file=str(prep.la.path.resolve()), sha256=file_sha256(prep.la.path),
+    plan.source = AppSource(file=str(prep.la.path.resolve()), sha256=sha256_file(prep.la.path),
                             overrides=list(overrides or ()))
     text = plan.model_dump_json(indent=2)
     out_dir = output or Path("out") / plan.app

@@ -146,7 +146,7 @@ def up(
             models = ([b.app] if site == entry_site else []) + b.local_nodes()
             rows.append((site, addresses[site], f"http://127.0.0.1:{mport}/metrics" if mport else "-",
                          ", ".join(models) or "-", note, str(log)))
-        _wait_ready({s: r[1] for s, r in zip(procs, rows)}, procs, logs, ready_timeout)
+        _wait_ready(addresses, procs, logs, ready_timeout)
         table = Table(title=f"{entry.app}: {len(procs)} site(s) on loopback")
         for col in ("site", "gRPC (KServe v2)", "metrics", "models", "compiled for", "log"):
             table.add_column(col)
@@ -177,25 +177,27 @@ def up(
     out.print("stopped", highlight=False)
 
 
-def _wait_ready(addresses: dict[str, str], procs: dict, logs: Path, timeout: float) -> None:
+def is_serving(address: str) -> bool:
+    """The gRPC server at `address` answers its health check as SERVING."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    with grpc.insecure_channel(address) as ch:
+        try:
+            status = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1).status
+        except grpc.RpcError:
+            return False
+    return status == health_pb2.HealthCheckResponse.SERVING
+
+
+def _wait_ready(addresses: dict[str, str], procs: dict, logs: Path, timeout: float) -> None:
     end = time.monotonic() + timeout
     for site, address in addresses.items():
-        with grpc.insecure_channel(address) as ch:
-            stub = health_pb2_grpc.HealthStub(ch)
-            while True:
-                if procs[site].poll() is not None:
-                    raise PlannerError(f"site {site} exited with code {procs[site].returncode} while starting:\n"
-                                       f"{_tail(logs / f'{site}.log')}")
-                try:
-                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
-                            health_pb2.HealthCheckResponse.SERVING:
-                        break
-                except grpc.RpcError:
-                    pass
-                if time.monotonic() > end:
-                    raise PlannerError(f"site {site} at {address} not ready after {timeout:g} s "
-                                       f"(log: {logs / f'{site}.log'})")
-                time.sleep(0.1)
+        while not is_serving(address):
+            if procs[site].poll() is not None:
+                raise PlannerError(f"site {site} exited with code {procs[site].returncode} while starting:\n"
+                                   f"{_tail(logs / f'{site}.log')}")
+            if time.monotonic() > end:
+                raise PlannerError(f"site {site} at {address} not ready after {timeout:g} s "
+                                   f"(log: {logs / f'{site}.log'})")
+            time.sleep(0.1)
