@@ -16,8 +16,10 @@ all: install
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade --quiet pip
+	@# the distribution was called `planner` before it was `ensemble-planner`: drop an old editable install
+	$(BIN)/pip uninstall --yes --quiet planner 2>/dev/null || true
 	$(BIN)/pip install --quiet -e '.[dev]'
-	$(BIN)/python -c "import tvm, onnx, onnxruntime, grpc, grpc_health.v1, grpc_reflection.v1alpha.reflection, tritonclient.grpc; from ortools.sat.python import cp_model"
+	$(BIN)/python -c "import tvm, onnx, onnxruntime, grpc, grpc_health.v1, grpc_reflection.v1alpha.reflection, tritonclient.grpc; from ortools.sat.python import cp_model; import planner.app.targets as t; t.catalog()"
 	touch $@
 
 install: $(STAMP) system
@@ -44,7 +46,9 @@ demo: install models
 	$(BIN)/planner solve examples/ocr/app.yaml -o out/ocr
 	$(BIN)/planner run examples/ocr/app.yaml --input camera=examples/ocr/sample.png
 
+# the layering first (import-linter contracts in pyproject.toml), then the tests
 test: install models
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 schema: install

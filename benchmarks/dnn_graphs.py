@@ -121,8 +121,8 @@ def to_app(graph: dict, name: str, bytes_scale: float = 1.0) -> dict:
 def generate(name: str, directory: Path = DEFAULT_DIR, slo_factor: float = 1.2, bytes_scale: float = 1.0) -> dict:
     """The app of one graph file with its SLO, checked feasible (x-bench: what was derived)."""
     from benchmarks.gen_dag import capacity_aware_greedy
-    from planner.baselines import greedy_earliest_finish, single_site
-    from planner.evaluate import evaluate
+    from planner.solver.baselines import greedy_earliest_finish, single_site
+    from planner.solver.evaluate import evaluate
     from tests.appgen import instance_of
 
     app = to_app(load(name, directory), name, bytes_scale)
@@ -137,14 +137,14 @@ def generate(name: str, directory: Path = DEFAULT_DIR, slo_factor: float = 1.2, 
     inst, _, _ = instance_of(app)
     check = evaluate(inst, witness.placement)
     if not check.feasible:
-        raise AssertionError(f"{name}: the witness plan violates {check.violations}")
+        raise AssertionError(f"{name}: the witness plan violates {[str(v) for v in check.violations]}")
     app["x-bench"] = {
         "nodes": len(app["models"]), "flows": len(app["flows"]),
         "edges": len(app["flows"]) - sum(1 for f in app["flows"] if f["from"] == "request" or f["to"] == "result"),
         "witness_latency_ms": witness.latency_us / 1000,
         "witness_cost_per_hour": witness.cost_uph / 1e6,
         "heft_greedy_latency_ms": heft.latency_us / 1000,
-        "heft_greedy_violates": sorted(heft.violated),
+        "heft_greedy_violates": sorted(str(k) for k in heft.violated),
         "all_phone_latency_ms": phone[0] / 1000 if phone else None,
         "slo_ms": app["constraints"]["latency_ms"],
         "rate_rps": app["sources"]["request"]["rate_rps"],

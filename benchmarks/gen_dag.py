@@ -172,7 +172,7 @@ def capacity_aware_greedy(inst) -> dict[str, str]:
     """The HEFT-style greedy restricted at each step to the sites that still have room
     (memory, max_replicas) for the model: a plan that respects capacity. It is the planner's
     `greedy-capacity` baseline (`planner.baselines.capacity_greedy_placement`)."""
-    from planner.baselines import capacity_greedy_placement
+    from planner.solver.baselines import capacity_greedy_placement
 
     placement, overflow = capacity_greedy_placement(inst)
     if overflow:
@@ -187,8 +187,8 @@ def generate(n_models: int, n_sites: int, seed: int, slo_factor: float = 1.2) ->
     below the all-on-edge latency. The instance is feasible by construction and checked with
     the independent evaluator. `app["x-bench"]` holds what was derived: strip it with
     `app_only` before validating the app."""
-    from planner.baselines import greedy_earliest_finish, single_site
-    from planner.evaluate import evaluate
+    from planner.solver.baselines import greedy_earliest_finish, single_site
+    from planner.solver.evaluate import evaluate
     from tests.appgen import instance_of
 
     app = random_app(n_models, n_sites, seed)
@@ -204,12 +204,12 @@ def generate(n_models: int, n_sites: int, seed: int, slo_factor: float = 1.2) ->
     inst, _, _ = instance_of(app)
     check = evaluate(inst, witness.placement)
     if not check.feasible:
-        raise AssertionError(f"generator bug: the witness plan violates {check.violations}")
+        raise AssertionError(f"generator bug: the witness plan violates {[str(v) for v in check.violations]}")
     app["x-bench"] = {
         "witness_latency_ms": witness.latency_us / 1000,
         "witness_cost_per_hour": witness.cost_uph / 1e6,
         "heft_greedy_latency_ms": heft.latency_us / 1000,
-        "heft_greedy_violates": sorted(heft.violated),
+        "heft_greedy_violates": sorted(str(k) for k in heft.violated),
         "all_edge_latency_ms": all_edge[0] / 1000 if all_edge else None,
         "slo_ms": app["constraints"]["latency_ms"],
         "flows": len(app["flows"]),

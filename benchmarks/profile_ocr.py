@@ -7,7 +7,7 @@ model the host latency of TVM untuned, TVM tuned with MetaSchedule, and ONNX Run
      python steps; records the compiles and measurements it did;
   2. warm: the same again on that cache (must compile and measure nothing);
   3. tuning: MetaSchedule on the host for the chosen models, in rounds of --round trials until
-     --tune-minutes is spent, into the tuning database (default: profiles/tuning/host/, which
+     --tune-minutes is spent, into the tuning database (default: <tuning root>/host/, which
      every later compile for the host applies); then each model is compiled with the database
      and timed like the profile does. The trials, records and tuning time are written down.
 
@@ -40,7 +40,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def machine() -> dict:
-    from planner.targets import detect_host
+    from planner.app.targets import detect_host
 
     h = detect_host()
     return {"host": platform.node(), "cpu": h["description"], "peak_gflops": h["peak_gflops"],
@@ -49,32 +49,30 @@ def machine() -> dict:
 
 
 def profile_once(cache: Path, tuning_root: Path) -> tuple[float, dict, object]:
-    from planner.loader import load_app
-    from planner.profile_app import profile_app
-    from planner.sites import resolve_sites
+    from planner.model.open_app import open_app
+    from planner.profiling.app_profiles import profile_app
 
-    la = load_app(APP)
-    sites = resolve_sites(la)
+    checked = open_app(APP)
     stats: dict = {}
     start = time.perf_counter()
-    table = profile_app(la, sites, cache_dir=cache, tuning_root=tuning_root, progress=False,
+    table = profile_app(checked, cache_dir=cache, tuning_root=tuning_root, progress=False,
                         stats=lambda c, k: stats.update(hits=c.hits, misses=c.misses, compiles=k.compiles,
-                                                        measures=k.measures))
+                                                        measures=k.measures)).table
     return time.perf_counter() - start, stats, table
 
 
 def model_specs() -> dict[str, tuple[Path, dict]]:
-    from planner.loader import load_app
+    from planner.app.loader import load_app
 
-    la = load_app(APP)
-    return {m: (la.resolve(n.onnx), {k: list(d.shape) for k, d in n.inputs.items()})
-            for m, n in la.app.models.items() if n.kind == "onnx"}
+    loaded = load_app(APP)
+    return {m: (loaded.resolve(n.onnx), {k: list(d.shape) for k, d in n.inputs.items()})
+            for m, n in loaded.app.models.items() if n.kind == "onnx"}
 
 
 def tune_model(name: str, path: Path, shapes: dict, tuning_root: Path, minutes: float, round_trials: int) -> dict:
     from planner.profiling.onnx_import import import_onnx
     from planner.profiling.tune import record_count, tune, tuning_dir
-    from planner.targets import get_target
+    from planner.app.targets import get_target
 
     host = get_target("host")
     d = tuning_dir(host, tuning_root)
@@ -96,7 +94,7 @@ def timed_with_db(path: Path, shapes: dict, tuning_root: Path) -> dict:
     from planner.profiling.measure import measure_ort, measure_tvm, ort_session, sample_inputs
     from planner.profiling.onnx_import import fold_static, import_folded, io_signature, load_checked
     from planner.profiling.tune import tuning_dir, tuning_state
-    from planner.targets import get_target
+    from planner.app.targets import get_target
 
     host = get_target("host")
     d = tuning_dir(host, tuning_root)
@@ -114,7 +112,7 @@ def host_run(name: str) -> dict:
     from planner.profiling.compile import compile_analyzed
     from planner.profiling.measure import measure_tvm, sample_inputs
     from planner.profiling.onnx_import import fold_static, import_folded, io_signature, load_checked
-    from planner.targets import get_target
+    from planner.app.targets import get_target
 
     path, shapes = model_specs()[name]
     folded = fold_static(load_checked(path), shapes)
@@ -132,7 +130,7 @@ def crosscheck(models: list[str]) -> dict:
 
     from planner.profiling.compile import Kernel
     from planner.profiling.estimate import scale_factor
-    from planner.targets import get_target
+    from planner.app.targets import get_target
 
     host = get_target("host")
     cores = host.tvm_target.get("num-cores", 2)
@@ -217,7 +215,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tune-minutes", type=float, default=30.0, help="tuning budget per model")
     ap.add_argument("--note", default="", help="the run's conditions, e.g. 'other jobs shared the 2 cores'")
     ap.add_argument("--round", type=int, default=64, help="trials per tuning round")
-    ap.add_argument("--tuning-root", type=Path, default=None, help="default: profiles/tuning (PLANNER_TUNING_DIR)")
+    ap.add_argument("--tuning-root", type=Path, default=None, help="default: $PLANNER_TUNING_DIR or ~/.local/share/planner/tuning")
     ap.add_argument("--out", type=Path, default=RESULTS / "profile_ocr")
     ap.add_argument("--crosscheck", default="cls,det", help="models for the estimator cross-check ('' skips)")
     ap.add_argument("--crosscheck-only", action="store_true", help="add the cross-check to an existing result")
@@ -257,7 +255,7 @@ def main(argv=None) -> int:
     for name, (path, shapes) in specs.items():
         from planner.profiling.compile import has_tuning
         from planner.profiling.tune import tuning_dir
-        from planner.targets import get_target
+        from planner.app.targets import get_target
 
         if has_tuning(tuning_dir(get_target("host"), root)) and (name in args.tune.split(",")):
             res["models"][name]["tuned"] = timed_with_db(path, shapes, root)

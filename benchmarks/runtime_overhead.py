@@ -21,7 +21,7 @@ With --ocr-out OUT (bundles from `planner solve examples/ocr/app.yaml -o OUT`): 
 predicted for this machine (host profiles, loopback links: what `planner bench` prints).
 
 Servers run in subprocesses; this process uses runtime.client (the runtime's own OIP stubs).
-All processes (sites, bare server, this client) use the malloc setting of `python -m runtime serve`
+All processes (sites, bare server, this client) use the malloc setting of `python -m planner_runtime serve`
 (runtime.__main__.tune_malloc), so the comparison is like for like.
 Writes benchmarks/results/runtime_overhead.{json,md}.
 """
@@ -73,7 +73,7 @@ def time_interleaved(bare_address: str, local_address: str, remote_address: str,
     the three see the same machine load."""
     import grpc
 
-    from runtime.client import OipClient
+    from planner_runtime.client import OipClient
 
     opts = [("grpc.max_send_message_length", MAX_MSG), ("grpc.max_receive_message_length", MAX_MSG)]
     ch = grpc.insecure_channel(bare_address, options=opts)
@@ -104,7 +104,7 @@ def time_interleaved(bare_address: str, local_address: str, remote_address: str,
 
 
 def throughput(address: str, threads: int, seconds: float) -> float:
-    from runtime.client import OipClient
+    from planner_runtime.client import OipClient
 
     x = np.random.default_rng(0).random(2500).astype(np.float32)  # 10 KB
     count = [0] * threads
@@ -134,7 +134,7 @@ def p(values, q=50) -> float:
 def machine() -> dict:
     import grpc
 
-    from planner.targets import cpu_model
+    from planner.app.targets import cpu_model
 
     cpu = cpu_model()
 
@@ -144,7 +144,7 @@ def machine() -> dict:
 
 
 def run(args) -> dict:
-    from runtime import testing as T
+    from tests.runtime import fanapp
 
     n_by_size = {"10 KB": 300, "1 MB": 60, "8 MB": 20} if not args.quick else {"10 KB": 60, "1 MB": 15, "8 MB": 6}
     work = Path(tempfile.mkdtemp(prefix="runtime-bench-"))
@@ -152,7 +152,7 @@ def run(args) -> dict:
     result = {"machine": {**machine(), "note": args.note}, "goal": "a hop costs at most 1 ms + bytes / 2 GB/s",
               "sizes": [], "throughput": {}, "ocr": None}
     try:
-        bare_port, *ports = T.free_ports(1 + 3 * len(SIZES))
+        bare_port, *ports = fanapp.free_ports(1 + 3 * len(SIZES))
         bare = subprocess.Popen([sys.executable, __file__, "--bare-server", str(bare_port)], stdout=subprocess.PIPE,
                                 text=True)
         procs.append(bare)
@@ -160,12 +160,12 @@ def run(args) -> dict:
         setups = {}
         for i, (label, nbytes) in enumerate(SIZES.items()):
             entry_a, entry_b, far = ports[3 * i:3 * i + 3]
-            local = T.echo_bundles(work / f"local{i}", {"entry": entry_a}, nbytes)
-            remote = T.echo_bundles(work / f"remote{i}", {"entry": entry_b, "far": far}, nbytes)
+            local = fanapp.echo_bundles(work / f"local{i}", {"entry": entry_a}, nbytes)
+            remote = fanapp.echo_bundles(work / f"remote{i}", {"entry": entry_b, "far": far}, nbytes)
             for d in (local / "sites" / "entry", remote / "sites" / "entry", remote / "sites" / "far"):
-                procs.append(T.start_site(d, log=work / f"{d.parent.parent.name}-{d.name}.log"))
+                procs.append(fanapp.start_site(d, log=work / f"{d.parent.parent.name}-{d.name}.log"))
             setups[label] = (f"127.0.0.1:{entry_a}", f"127.0.0.1:{entry_b}")
-        T.wait_ready([a for pair in setups.values() for a in pair], timeout=120, procs=procs)
+        fanapp.wait_ready([a for pair in setups.values() for a in pair], timeout=120, procs=procs)
         for label, nbytes in SIZES.items():
             n = n_by_size[label]
             local_addr, remote_addr = setups[label]
@@ -195,7 +195,7 @@ def run(args) -> dict:
                                 "rps_8_clients": round(throughput(local_addr, 8, secs), 1)}
         print(json.dumps(result["throughput"]), flush=True)
     finally:
-        T.stop(procs)
+        fanapp.stop(procs)
     if args.ocr_out:
         result["ocr"] = ocr(Path(args.ocr_out), args.ocr_requests)
     else:
@@ -208,7 +208,8 @@ def run(args) -> dict:
 def ocr(out: Path, n: int) -> dict:
     """The OCR plan under `planner up --host-targets`: measured p50 vs the placement predicted for this
     machine (host profiles, loopback links), with the sample image as input; the plan's own figure beside."""
-    from planner.commands.bench import bench_inputs, host_prediction, run_bench
+    from planner.local.bench import bench_inputs, run_bench
+    from planner.local.prediction import host_prediction
 
     host = host_prediction(out)  # before the sites start, so profiling does not compete with them
     up = subprocess.Popen([sys.executable, "-m", "planner", "up", str(out), "--host-targets", "--for", "3600"],
@@ -275,9 +276,9 @@ def main() -> int:
     ap.add_argument("--note", default="", help="the run's conditions, e.g. 'other jobs shared the 2 cores'")
     ap.add_argument("--bare-server", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    from runtime.__main__ import tune_malloc
+    from planner_runtime.__main__ import tune_malloc
 
-    tune_malloc()  # what `python -m runtime serve` does: the bare server and this client get it too
+    tune_malloc()  # what `python -m planner_runtime serve` does: the bare server and this client get it too
     if args.bare_server:
         bare_server(args.bare_server)
         return 0

@@ -63,7 +63,7 @@ def machine_info(workers: int, note: str) -> dict:
     import ortools
     import pydantic
 
-    from planner.targets import cpu_model
+    from planner.app.targets import cpu_model
 
     cpu = cpu_model()
     try:
@@ -93,7 +93,7 @@ def machine_info(workers: int, note: str) -> dict:
 @contextmanager
 def capture_fd1(path: Path):
     """CP-SAT logs from C++ to file descriptor 1: send it to `path` while solving."""
-    from runtime.tvm_noise import redirect_fd
+    from planner_runtime.tvm_noise import redirect_fd
 
     with open(path, "wb") as f, redirect_fd(1, f):
         yield
@@ -116,8 +116,8 @@ def parse_log(text: str) -> list[dict]:
 
 # -- one run ------------------------------------------------------------------------------
 def run_one(app: dict, objective: str, time_limit: float, workers: int, log_dir: Path | None) -> dict:
-    from planner.baselines import baselines, best_feasible
-    from planner.evaluate import evaluate
+    from planner.solver.baselines import baselines, best_feasible
+    from planner.solver.evaluate import evaluate
     from planner.solver.cpsat import PlacementSolver, SolverConfig
     from tests.appgen import instance_of
 
@@ -167,13 +167,14 @@ def run_one(app: dict, objective: str, time_limit: float, workers: int, log_dir:
         rec["presolve_s"] = [ph["search_start_s"] for ph in phases]
         rec["probe_s"] = [ph["probe_s"] for ph in phases]
     if sol.placement:
-        ev = evaluate(inst, sol.placement)
-        rec["plan"] = {"feasible": ev.feasible, "latency_ms": ev.latency_us / 1000, "cost_per_hour": ev.cost_uph / 1e6,
+        evaluation = evaluate(inst, sol.placement)
+        rec["plan"] = {"feasible": evaluation.feasible, "latency_ms": evaluation.latency_us / 1000,
+                       "cost_per_hour": evaluation.cost_uph / 1e6,
                        "sites_used": len(set(sol.placement.values()))}
-        if not ev.feasible:
-            rec["plan"]["violations"] = ev.violations
+        if not evaluation.feasible:
+            rec["plan"]["violations"] = [v.message for v in evaluation.violations]
         # the solver's primary value can only over-state the evaluator's (replicas / makespan slack)
-        got = ev.cost_uph if objective == "cost" else ev.latency_us
+        got = evaluation.cost_uph if objective == "cost" else evaluation.latency_us
         rec["plan"]["primary_matches_evaluator"] = p.value is not None and got <= p.value
     return rec
 

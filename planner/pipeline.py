@@ -1,24 +1,33 @@
 """The stages of `planner solve`, each a plain value handed to the next:
-app.yaml -> LoadedApp -> sites, graph, network -> profiles -> Instance -> Solution -> Plan."""
+
+    app.yaml -> CheckedApp (planner.model.open_app) -> AppProfiles (planner.profiling)
+             -> Instance (planner.plan.problem) -> Solution (planner.solver) -> Plan (planner.plan)
+             -> OUT/: plan.json, the report (planner.report), the site bundles (planner.bundle)
+
+and the loops over them that `planner sweep` runs.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from planner.baselines import Baseline, baselines, best_feasible
-from planner.checks import check_app
-from planner.evaluate import evaluate
-from planner.graph import EnsembleGraph
-from planner.loader import LoadedApp, load_app
-from planner.network import Network
-from planner.plan import Plan, make_plan
-from planner.problem import build_instance
-from planner.profile_app import profile_app
-from planner.profiling.table import ProfileTable
-from planner.sites import ResolvedSite, resolve_sites
+from planner.bundle.emit import write_bundles
+from planner.bundle.wiring import given_only
+from planner.model.checked_app import CheckedApp
+from planner.model.open_app import open_app
+from planner.plan.make import make_plan
+from planner.plan.problem import build_instance
+from planner.plan.schema import AppSource, Plan
+from planner.plan.sweep import Sweep, SweepPoint
+from planner.profiling.app_profiles import AppProfiles, profile_app
+from planner.profiling.cache import sha256_file
+from planner.report import write_reports
+from planner.report.files import staged_dir
+from planner.solver.baselines import Baseline, baselines, best_feasible
 from planner.solver.cpsat import PlacementSolver, SolverConfig
+from planner.solver.evaluate import evaluate
 from planner.solver.explain import explain_infeasible
 from planner.solver.instance import Instance
 
@@ -27,26 +36,19 @@ from planner.solver.instance import Instance
 class Prepared:
     """Everything the solver and the report need, before solving."""
 
-    la: LoadedApp
-    sites: dict[str, ResolvedSite]
-    graph: EnsembleGraph
-    network: Network
-    profiles: ProfileTable
+    checked: CheckedApp
+    profiles: AppProfiles
     instance: Instance
 
 
 def prepare(path: str | Path, overrides: Sequence[str] = (), **profile_options) -> Prepared:
-    la = load_app(path, check=False, overrides=overrides)
-    graph = check_app(la)
-    sites = resolve_sites(la)
-    network = Network(la.app)
-    profiles = profile_app(la, sites, **profile_options)
-    inst = build_instance(la, sites, graph, network, profiles)
-    return Prepared(la, sites, graph, network, profiles, inst)
+    checked = open_app(path, overrides)
+    profiles = profile_app(checked, **profile_options)
+    return Prepared(checked, profiles, build_instance(checked, profiles.table))
 
 
-def solve_prepared(prep: Prepared, config: SolverConfig) -> Plan:
-    inst = prep.instance
+def solve_prepared(prepared: Prepared, config: SolverConfig) -> Plan:
+    inst = prepared.instance
     base: list[Baseline] = baselines(inst)
     hint = best_feasible(base, config.objective)
     solution = PlacementSolver(inst, config, hint=hint.evaluation.placement if hint else None).solve()
@@ -55,9 +57,58 @@ def solve_prepared(prep: Prepared, config: SolverConfig) -> Plan:
     if solution.status == "INFEASIBLE":
         explanation = explain_infeasible(inst, time_limit_s=min(10.0, config.time_limit_s), workers=config.workers)
     if evaluation is not None and not evaluation.feasible:
-        raise AssertionError(f"solver placement violates: {evaluation.violations}")  # a solver bug, never input
+        # a solver bug, never the input's fault
+        raise AssertionError(f"solver placement violates: {[str(v) for v in evaluation.violations]}")
+    table = prepared.profiles.table
     return make_plan(
-        app_name=prep.la.app.name, inst=inst, sites=prep.sites, graph=prep.graph, network=prep.network,
-        profiles=prep.profiles.entries, solution=solution, config=config, evaluation=evaluation,
-        baselines=base, warnings=prep.profiles.warnings, explanation=explanation,
+        checked=prepared.checked, inst=inst, profiles=table.entries, solution=solution, config=config,
+        evaluation=evaluation, baselines=base, warnings=table.warnings, explanation=explanation,
     )
+
+
+def app_source(prepared: Prepared, overrides: Sequence[str]) -> AppSource:
+    """Where the plan came from, recorded in plan.json so that `planner bench` can re-evaluate it."""
+    path = prepared.checked.path
+    return AppSource(file=str(path.resolve()), sha256=sha256_file(path), overrides=list(overrides))
+
+
+def write_solution(prepared: Prepared, plan: Plan, out_dir: Path, *, bundles: bool = True,
+                   progress: Callable[[str], None] = lambda msg: None) -> list[str]:
+    """OUT/plan.json, the report and (for a feasible plan whose every model can be built) the
+    site bundles and deploy manifests, written beside OUT and swapped in whole when all is
+    written. Returns what the user should be told about the bundles."""
+    with staged_dir(out_dir) as stage:
+        (stage / "plan.json").write_text(plan.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        write_reports(plan, stage)
+        notes = _write_bundles(prepared, plan, stage, out_dir, progress) if bundles else []
+    return notes
+
+
+def _write_bundles(prepared: Prepared, plan: Plan, stage: Path, out_dir: Path,
+                   progress: Callable[[str], None]) -> list[str]:
+    if plan.status not in ("OPTIMAL", "FEASIBLE"):
+        return []
+    given = given_only(prepared.checked)
+    if given:
+        return [f"no bundles: {', '.join(given)} have only given profiles (no onnx/python to deploy)"]
+    notes = write_bundles(prepared.checked, prepared.profiles, plan, stage, progress=progress)
+    return notes + [f"wrote {out_dir / 'sites'}/ (site bundles) and {out_dir / 'deploy'}/ (manifests)"]
+
+
+def run_sweep(path: Path, key: str, values: list[str], fixed: list[str], config: SolverConfig) -> Sweep:
+    """One solve per value of `key` (the other overrides fixed), and which models moved."""
+    points: list[SweepPoint] = []
+    app = ""
+    previous: dict[str, str] | None = None
+    for value in values:
+        prepared = prepare(path, overrides=[*fixed, f"{key}={value}"])
+        app = prepared.checked.app.name
+        plan = solve_prepared(prepared, config)
+        moved = []
+        if plan.placement and previous is not None:
+            moved = [m for m, s in plan.placement.items() if previous.get(m) != s]
+        points.append(SweepPoint(value=value, status=plan.status, placement=dict(plan.placement),
+                                 latency_ms=plan.latency_ms, cost_per_hour=plan.cost_per_hour, moved=moved))
+        if plan.placement:
+            previous = plan.placement
+    return Sweep(app=app, key=key, fixed=list(fixed), points=points)

@@ -7,14 +7,15 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
-from planner.graph import EnsembleGraph
-from planner.loader import LoadedApp
-from planner.network import Network
-from planner.problem import build_instance
-from planner.profile_app import given_profiles
-from planner.sites import ResolvedSite
-from planner.spec import App
-from planner.yamlsrc import LineMap
+from planner.app.loader import LoadedApp
+from planner.app.sites import ResolvedSite
+from planner.app.spec import App
+from planner.app.yaml_lines import LineMap
+from planner.model.checked_app import CheckedApp
+from planner.model.graph import EnsembleGraph
+from planner.model.network import Network
+from planner.plan.problem import build_instance
+from planner.profiling.app_profiles import given_profiles
 
 
 @st.composite
@@ -91,10 +92,8 @@ def stub_sites(app: App) -> dict[str, ResolvedSite]:
 
 
 def instance_of(data: dict):
-    """App dict -> (Instance, graph, network), bypassing file and catalog."""
+    """App dict -> (Instance, graph, network), bypassing file, catalog and checks."""
     app = App.model_validate(data)
-    la = LoadedApp(app=app, path=Path("random.yaml"), lines=LineMap())
-    sites = stub_sites(app)
-    graph = EnsembleGraph(app)
-    network = Network(app)
-    return build_instance(la, sites, graph, network, given_profiles(la, sites)), graph, network
+    loaded = LoadedApp(app=app, path=Path("random.yaml"), lines=LineMap())
+    checked = CheckedApp(loaded=loaded, sites=stub_sites(app), graph=EnsembleGraph(app), network=Network(app))
+    return build_instance(checked, given_profiles(checked)), checked.graph, checked.network

@@ -7,67 +7,70 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from planner.app.targets import Target, get_target
 from planner.bundle import manifests
 from planner.bundle.wiring import wire
-from planner.pipeline import Prepared
-from planner.plan import Plan
-from planner.problem import flow_bytes
+from planner.model.checked_app import CheckedApp
+from planner.plan.schema import Plan
+from planner.profiling.app_profiles import AppProfiles
 from planner.profiling.artifacts import copy_library
-from planner.targets import Target, get_target
-from runtime.bundle_format import Bundle, NodeSpec, RuntimeSettings, SiteEndpoint
+from planner.profiling.flows import flow_bytes
+from planner_runtime.bundle_format import Bundle, NodeSpec, RuntimeSettings, SiteEndpoint
 
 BASE_PORT = 50051  # loopback ports of `planner up`, in the order of app.yaml's sites
 MiB = 1 << 20
 
 
-def bundle_sites(prep: Prepared, plan: Plan) -> list[str]:
+def bundle_sites(checked: CheckedApp, plan: Plan) -> list[str]:
     """Sites that run something: a model, or a source's entry point."""
-    used = set(plan.placement.values()) | {s.site for s in prep.la.app.sources.values()}
-    return [s for s in prep.la.app.sites if s in used]
+    used = set(plan.placement.values()) | {s.site for s in checked.app.sources.values()}
+    return [s for s in checked.app.sites if s in used]
 
 
-def _settings(prep: Prepared) -> RuntimeSettings:
+def _settings(checked: CheckedApp, profiles: AppProfiles) -> RuntimeSettings:
     # the largest request a site sends or receives: everything flowing into one node or sink
     into: dict[str, int] = {}
-    for i, flow in enumerate(prep.la.app.flows):
-        into[flow.to] = into.get(flow.to, 0) + flow_bytes(prep.la, prep.profiles, i)
+    for i, flow in enumerate(checked.app.flows):
+        into[flow.to] = into.get(flow.to, 0) + flow_bytes(checked, profiles.table, i)
     biggest = max(into.values(), default=0)
-    slo = prep.la.app.constraints.latency_ms
+    slo = checked.app.constraints.latency_ms
     return RuntimeSettings(max_message_bytes=min(2**31 - 1, max(16 * MiB, 2 * biggest + MiB)),
                            default_deadline_ms=max(30000.0, 10 * (slo or 0)))
 
 
-def _copy_step(prep: Prepared, name: str, site_dir: Path) -> tuple[str, str]:
-    node = prep.la.app.models[name]
-    file, function = node.python.rsplit(":", 1)
+def _copy_step(checked: CheckedApp, name: str, site_dir: Path) -> tuple[str, str]:
+    node = checked.app.models[name]
+    file, function = node.python_step
     for rel in [file, *node.files]:
         dest = site_dir / "steps" / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(prep.la.resolve(rel), dest)
+        shutil.copy2(checked.resolve(rel), dest)
     return f"steps/{file}", function
 
 
-def _compile(prep: Prepared, name: str, target: Target, dest: Path, stem: str) -> tuple[str, str | None]:
-    node = prep.la.app.models[name]
-    path, note = copy_library(prep.la.resolve(node.onnx), node.input_shapes, target, dest, stem)
+def _compile(checked: CheckedApp, profiles: AppProfiles, name: str, target: Target, dest: Path,
+             stem: str) -> tuple[str, str | None]:
+    node = checked.app.models[name]
+    path, note = copy_library(checked.resolve(node.onnx), node.input_shapes, target, dest, stem,
+                              profiles.executables)
     return str(path.relative_to(dest.parent)), note
 
 
-def write_bundles(prep: Prepared, plan: Plan, out: Path, *, host_fallback: bool = True,
+def write_bundles(checked: CheckedApp, profiles: AppProfiles, plan: Plan, out: Path, *, host_fallback: bool = True,
                   progress: Callable[[str], None] | None = None) -> list[str]:
     """Write OUT/sites and OUT/deploy into `out` (a staging dir); returns notes for the user."""
     notes: list[str] = []
     say = progress or (lambda msg: None)
-    sources, sinks, nodes, flows = wire(prep.la, prep.profiles, plan.placement)
-    used = bundle_sites(prep, plan)
-    endpoints = {s: SiteEndpoint(address=f"127.0.0.1:{BASE_PORT + i}", tier=prep.sites[s].tier,
-                                 target=prep.sites[s].target_name) for i, s in enumerate(used)}
-    settings = _settings(prep)
+    sources, sinks, nodes, flows = wire(checked, profiles.table, plan.placement)
+    used = bundle_sites(checked, plan)
+    endpoints = {s: SiteEndpoint(address=f"127.0.0.1:{BASE_PORT + i}", tier=checked.sites[s].tier,
+                                 target=checked.sites[s].target_name) for i, s in enumerate(used)}
+    settings = _settings(checked, profiles)
     host = get_target("host")
     for site in used:
         site_dir = out / "sites" / site
         (site_dir / "models").mkdir(parents=True, exist_ok=True)
-        target = prep.sites[site].target
+        target = checked.sites[site].target
         local: dict[str, NodeSpec] = {}
         for name, spec in nodes.items():
             if spec.site != site:
@@ -75,39 +78,40 @@ def write_bundles(prep: Prepared, plan: Plan, out: Path, *, host_fallback: bool 
                 continue
             extra: dict = {}
             if spec.kind == "python":
-                extra["artifact"], extra["function"] = _copy_step(prep, name, site_dir)
+                extra["artifact"], extra["function"] = _copy_step(checked, name, site_dir)
             else:
                 say(f"compiling {name} for {site} ({target.name})")
-                extra["artifact"], note = _compile(prep, name, target, site_dir / "models", name)
+                extra["artifact"], note = _compile(checked, profiles, name, target, site_dir / "models", name)
                 extra["compiled_for"] = target.name
                 if note:
                     notes.append(f"{site}/{name}: {note}")
                 if host_fallback and not target.is_host:
                     say(f"compiling {name} for this host (planner up --host-targets)")
-                    extra["host_fallback"], _ = _compile(prep, name, host, site_dir / "models", f"{name}.host")
+                    extra["host_fallback"], _ = _compile(checked, profiles, name, host, site_dir / "models",
+                                                         f"{name}.host")
             local[name] = spec.model_copy(update=extra)
-        bundle = Bundle(app=prep.la.app.name, site=site, sites=endpoints, sources=sources, sinks=sinks,
+        bundle = Bundle(app=checked.app.name, site=site, sites=endpoints, sources=sources, sinks=sinks,
                         nodes=local, flows=flows, runtime=settings)
         bundle.write(site_dir)
-    write_manifests(prep, plan, used, out / "deploy")
+    write_manifests(checked, plan, used, out / "deploy")
     return notes
 
 
-def site_deploys(prep: Prepared, plan: Plan, used: list[str]) -> list[manifests.SiteDeploy]:
+def site_deploys(checked: CheckedApp, plan: Plan, used: list[str]) -> list[manifests.SiteDeploy]:
     out = []
     for s in used:
         report = plan.sites.get(s)  # absent for a site that only receives requests
         out.append(manifests.SiteDeploy(
-            name=s, tier=prep.sites[s].tier, target=prep.sites[s].target_name,
+            name=s, tier=checked.sites[s].tier, target=checked.sites[s].target_name,
             replicas=report.replicas if report else 1, memory_mb=report.memory_mb_used if report else 0,
             models=tuple(report.models) if report else ()))
     return out
 
 
-def write_manifests(prep: Prepared, plan: Plan, used: list[str], deploy: Path) -> None:
-    sites = site_deploys(prep, plan, used)
+def write_manifests(checked: CheckedApp, plan: Plan, used: list[str], deploy: Path) -> None:
+    sites = site_deploys(checked, plan, used)
     (deploy / "k8s").mkdir(parents=True, exist_ok=True)
     for site in sites:
         (deploy / "k8s" / f"{manifests.dns_name(site.name)}.yaml").write_text(
-            manifests.dump_all(manifests.k8s_site(prep.la.app.name, site, used)))
-    (deploy / "compose.yaml").write_text(manifests.dump_all([manifests.compose(prep.la.app.name, sites, BASE_PORT)]))
+            manifests.dump_all(manifests.k8s_site(checked.app.name, site, used)))
+    (deploy / "compose.yaml").write_text(manifests.dump_all([manifests.compose(checked.app.name, sites, BASE_PORT)]))

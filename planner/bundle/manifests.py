@@ -12,7 +12,7 @@ import yaml
 
 RUNTIME_PORT = 8001
 METRICS_PORT = 9090
-IMAGE = "planner-runtime:latest"  # built from the project; see README "Deploying"
+IMAGE = "planner-runtime:latest"  # runtime/Dockerfile; see README "Bundles and deployment"
 # edge sites run on KubeEdge nodes; the others on nodes labelled with their tier
 EDGE_NODE_LABEL = "node-role.kubernetes.io/edge"
 TIER_LABEL = "planner.io/tier"
@@ -76,7 +76,7 @@ def k8s_site(app: str, site: SiteDeploy, sites: list[str]) -> list[dict]:
         "name": "runtime",
         "image": IMAGE,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["python", "-m", "runtime"],
+        "command": ["python", "-m", "planner_runtime"],
         "args": _serve_args(site.name, {o: service_address(app, o) for o in sites}),
         "ports": [{"name": "grpc", "containerPort": RUNTIME_PORT, "protocol": "TCP"},
                   {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
@@ -127,7 +127,7 @@ def compose(app: str, sites: list[SiteDeploy], base_port: int = 50051) -> dict:
     for i, site in enumerate(sites):
         services[dns_name(site.name)] = {
             "image": IMAGE,
-            "command": ["python", "-m", "runtime"] + _serve_args(site.name, peers),
+            "command": ["python", "-m", "planner_runtime"] + _serve_args(site.name, peers),
             "ports": [f"{base_port + i}:{RUNTIME_PORT}"],
             "volumes": [f"../sites/{site.name}:/bundle/{site.name}:ro"],
             "mem_limit": f"{_memory_request_mb(site)}m",

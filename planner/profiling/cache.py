@@ -1,7 +1,8 @@
-"""The profile cache: one JSON file per key under profiles/cache/ (or PLANNER_CACHE_DIR, or
-the cache_dir option). A key is the sha256 of everything the numbers depend on: the ONNX
+"""The profile cache: one JSON file per key under the cache directory (planner.profiling.locations,
+or the cache_dir option). A key is the sha256 of everything the numbers depend on: the ONNX
 file's (or python step file's) sha256, the input shapes, the target's JSON, the TVM version
-and the tuning state. A warm run reads these files and compiles and measures nothing."""
+and the tuning state. An entry is one of the typed records of planner.profiling.entries; a
+warm run reads them and compiles and measures nothing."""
 
 from __future__ import annotations
 
@@ -9,16 +10,16 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent.parent / "profiles"
+from pydantic import BaseModel, ValidationError
+
+from planner.profiling.locations import default_cache_dir
+
 FORMAT = 5  # bump when the meaning of a cached entry changes (3: untuned CPU code got a default schedule;
 #            4: estimates use all-core peaks; 5: `tuned:<K>/<N>` counts this model's tuned kernels)
 
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("PLANNER_CACHE_DIR")
-    return Path(env) if env else PROFILES_DIR / "cache"
+Entry = TypeVar("Entry", bound=BaseModel)
 
 
 def sha256_file(path: Path) -> str:
@@ -35,7 +36,7 @@ def make_key(**parts: Any) -> str:
 
 
 class ProfileCache:
-    """get/put JSON entries by key; counts hits and misses (the tests read them)."""
+    """get/put typed entries by key; counts hits and misses (the tests read them)."""
 
     def __init__(self, directory: Path | None = None, refresh: bool = False):
         self.dir = Path(directory) if directory else default_cache_dir()
@@ -46,22 +47,24 @@ class ProfileCache:
     def _path(self, key: str) -> Path:
         return self.dir / key[:2] / f"{key}.json"
 
-    def get(self, key: str) -> dict | None:
+    def get(self, key: str, kind: type[Entry]) -> Entry | None:
+        """The entry under `key`, or None (a miss) when there is none, `refresh` is set, or the
+        file does not hold a valid `kind` (written by another version: computed again)."""
         path = self._path(key)
         if self.refresh or not path.is_file():
             self.misses += 1
             return None
         try:
-            entry = json.loads(path.read_text())
-        except (OSError, ValueError):
+            entry = kind.model_validate_json(path.read_bytes())
+        except (OSError, ValidationError):
             self.misses += 1
             return None
         self.hits += 1
         return entry
 
-    def put(self, key: str, entry: dict) -> None:
+    def put(self, key: str, entry: BaseModel) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.part")
-        tmp.write_text(json.dumps(entry, indent=1, sort_keys=True))
+        tmp.write_text(json.dumps(entry.model_dump(mode="json", exclude_none=True), indent=1, sort_keys=True))
         tmp.replace(path)

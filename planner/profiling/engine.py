@@ -7,7 +7,9 @@ ONNX model, per site:
     host measurement scaled by the roofline model (planner.profiling.estimate).
 The host numbers (TVM and ONNX Runtime, same inputs) are measured once per model and shown
 beside every site's number. Python steps run on the host; elsewhere they are estimated by the
-ratio of CPU peak compute. Everything is cached (planner.profiling.cache)."""
+ratio of CPU peak compute. Everything is cached (planner.profiling.cache), as the typed records
+of planner.profiling.entries; what was compiled in this run is kept (Profiler.executables) for
+the bundles to export without compiling again."""
 
 from __future__ import annotations
 
@@ -20,15 +22,16 @@ from typing import Any
 
 import numpy as np
 
+from planner.app.sites import ResolvedSite
+from planner.app.targets import Target, get_target
 from planner.profiling import estimate
+from planner.profiling.artifacts import Executables, artifact_key
 from planner.profiling.cache import ProfileCache, make_key, sha256_file
-from planner.profiling.artifacts import remember
-from planner.profiling.compile import Kernel, compile_analyzed
+from planner.profiling.compile import compile_analyzed
+from planner.profiling.entries import HostModelEntry, HostStepEntry, SiteModelEntry
 from planner.profiling.errors import CompileError, ProfilingInputError
 from planner.profiling.table import Exclusion, NodeProfile, NodeSignature
 from planner.profiling.tune import tuning_digest, tuning_dir, tuning_state
-from planner.sites import ResolvedSite
-from planner.targets import Target, get_target
 
 AGREEMENT_TOL = 1e-4  # TVM vs ONNX Runtime, max abs difference scaled by max(1, max |ORT|)
 
@@ -107,7 +110,8 @@ def _tvm_version() -> str:
 
 
 class Profiler:
-    """Shared state of one profiling run: cache, host target, tuning root, counters."""
+    """Shared state of one profiling run: cache, host target, tuning root, counters, and the
+    executables compiled in it (by artifact key)."""
 
     def __init__(self, cache: ProfileCache, progress: Progress, tuning_root: Path | None = None,
                  host: Target | None = None):
@@ -116,6 +120,7 @@ class Profiler:
         self.tuning_root = tuning_root
         self.host = host or get_target("host")
         self.counters = Counters()
+        self.executables: Executables = {}
         self._tvm_version = None
 
     @property
@@ -136,37 +141,36 @@ class Profiler:
             raise ProfilingInputError("ONNX file not found", file=str(path))
         base = {"onnx": sha256_file(path), "shapes": {k: list(v) for k, v in sorted(shapes.items())},
                 "tvm": self.tvm_version}
-        work = _ModelWork(self, node, path, shapes)
+        work = ModelWork(self, node, path, shapes)
         host_dir, host_state, host_digest = self.tuning(self.host)
         host_key = make_key(kind="onnx-host", **base, target=target_json(self.host), tuning=host_digest)
-        host = self.cache.get(host_key)
+        host = self.cache.get(host_key, HostModelEntry)
         if host is None:
             host = work.host_entry(host_dir, host_state)
             self.cache.put(host_key, host)
-        result = NodeResult(signature=NodeSignature.model_validate(host["signature"]))
-        if host.get("warning"):
-            result.warnings.append(f"'{node}': {host['warning']}")
+        result = NodeResult(signature=host.signature)
+        if host.warning:
+            result.warnings.append(f"'{node}': {host.warning}")
         for site in sites:
-            target: Target = site.target
+            target = site.target
             t_dir, t_state, t_digest = self.tuning(target)
             rpc = site.rpc.model_dump() if site.rpc else None
             key = make_key(kind="onnx-site", host=host_key, target=target_json(target), tuning=t_digest, rpc=rpc)
-            entry = self.cache.get(key)
+            entry = self.cache.get(key, SiteModelEntry)
             if entry is None:
                 entry = work.site_entry(site, host, t_dir, t_state)
-                if not entry.get("uncacheable"):
+                if not entry.retry_next_run:
                     self.cache.put(key, entry)
-            if "excluded" in entry:
-                reason = entry["excluded"]
-                result.excluded.append(Exclusion(node=node, site=site.name, reason=reason))
-                result.warnings.append(f"'{node}' excluded from site {site.name} ({target.name}): {reason}")
+            if entry.excluded is not None:
+                result.excluded.append(Exclusion(node=node, site=site.name, reason=entry.excluded))
+                result.warnings.append(f"'{node}' excluded from site {site.name} ({target.name}): {entry.excluded}")
                 continue
-            if entry.get("warning"):
-                result.warnings.append(f"'{node}' on {site.name}: {entry['warning']}")
+            if entry.warning:
+                result.warnings.append(f"'{node}' on {site.name}: {entry.warning}")
             result.entries.append(NodeProfile(
-                node=node, site=site.name, target=target.name, latency_ms=entry["latency_ms"],
-                memory_mb=entry["memory_mb"], provenance=entry["provenance"], tuning=entry["tuning"],
-                tvm_ms=host.get("tvm_ms"), ort_ms=host.get("ort_ms"), note=entry.get("note"),
+                node=node, site=site.name, target=target.name, latency_ms=entry.latency_ms,
+                memory_mb=entry.memory_mb, provenance=entry.provenance, tuning=entry.tuning,
+                tvm_ms=host.tvm_ms, ort_ms=host.ort_ms, note=entry.note,
             ))
         return result
 
@@ -180,33 +184,33 @@ class Profiler:
             raise ProfilingInputError("python step file not found", file=str(file))
         key = make_key(kind="python-host", file=sha256_file(file), function=function,
                        inputs=[t.model_dump() for t in inputs], target=target_json(self.host))
-        host = self.cache.get(key)
+        host = self.cache.get(key, HostStepEntry)
         if host is None:
             fn = load_function(file, function)
             with self.progress.step("measure", f"{node} (python) on host"):
                 step = profile_step(fn, inputs, str(file))
             self.counters.measures += 1
-            host = {"ms": step.timing.median_ms, "repeats_ms": step.timing.repeats_ms,
-                    "signature": step.signature.model_dump(), "memory_mb": step.memory_mb}
+            host = HostStepEntry(ms=step.timing.median_ms, repeats_ms=step.timing.repeats_ms,
+                                 signature=step.signature, memory_mb=step.memory_mb)
             self.cache.put(key, host)
-        result = NodeResult(signature=NodeSignature.model_validate(host["signature"]))
+        result = NodeResult(signature=host.signature)
         for site in sites:
-            target: Target = site.target
+            target = site.target
             if target.is_host and site.rpc is None:
-                latency, prov, note = host["ms"], "measured", None
+                latency, prov, note = host.ms, "measured", None
             else:
                 scale = estimate.cpu_scale(self.host, target)
-                latency, prov = host["ms"] * scale, "estimated"
+                latency, prov = host.ms * scale, "estimated"
                 note = f"host time x {scale:.3g} (CPU peak ratio)" + \
                     (" ; python steps are not run over TVM RPC" if site.rpc else "")
             result.entries.append(NodeProfile(
                 node=node, site=site.name, target=target.name, latency_ms=max(latency, 1e-3),
-                memory_mb=host["memory_mb"], provenance=prov, tuning=None, note=note,
+                memory_mb=host.memory_mb, provenance=prov, tuning=None, note=note,
             ))
         return result
 
 
-class _ModelWork:
+class ModelWork:
     """The expensive half for one ONNX model, done lazily: only what the cache lacks."""
 
     def __init__(self, prof: Profiler, node: str, path: Path, shapes: dict[str, list[int]]):
@@ -255,7 +259,8 @@ class _ModelWork:
                     start = time.perf_counter()
                     self._compiled[name] = compile_analyzed(mod, target, t_dir)
                     self.compile_s[name] = time.perf_counter() - start
-                remember(self.path, self.shapes, target, self._compiled[name].executable, t_dir)
+                key = artifact_key(self.path, self.shapes, target, t_dir)
+                self.prof.executables[key] = self._compiled[name].executable
             except CompileError as exc:
                 self._compiled[name] = exc
         value = self._compiled[name]
@@ -263,53 +268,53 @@ class _ModelWork:
             raise value
         return value
 
-    def host_entry(self, host_dir: Path, host_state: str) -> dict:
+    def host_entry(self, host_dir: Path, host_state: str) -> HostModelEntry:
         from planner.profiling.measure import measure_ort, measure_tvm, ort_session, run_ort
         from planner.profiling.onnx_import import io_signature
 
         prof, host = self.prof, self.prof.host
         sig = io_signature(self.folded())
-        entry: dict[str, Any] = {"signature": sig.model_dump(), "tuning": host_state}
+        entry = HostModelEntry(signature=sig, tuning=host_state)
         inputs = self.inputs()
         feed = dict(zip([t.name for t in sig.inputs], inputs))
         try:
             session = ort_session(self.path.read_bytes())
             with prof.progress.step("measure", f"{self.node} ONNX Runtime on host"):
                 prof.counters.measures += 1
-                entry["ort_ms"] = measure_ort(session, feed).median_ms
+                entry.ort_ms = measure_ort(session, feed).median_ms
         except Exception as exc:  # the reference is optional: ORT may lack an operator TVM has
             session = None
-            entry["warning"] = f"ONNX Runtime cannot run it ({type(exc).__name__}), no ort_ms"
+            entry.warning = f"ONNX Runtime cannot run it ({type(exc).__name__}), no ort_ms"
         try:
             c = self.compiled(host, host_dir)
         except CompileError as exc:
-            entry["error"] = str(exc)
-            entry["warning"] = f"does not compile for this host, so no host measurement to estimate from: {exc}"
+            entry.error = str(exc)
+            entry.warning = f"does not compile for this host, so no host measurement to estimate from: {exc}"
             return entry
-        entry["tuning"] = model_tuning(host_state, c)
+        entry.tuning = model_tuning(host_state, c)
         with prof.progress.step("measure", f"{self.node} TVM on host"):
             prof.counters.measures += 1
             timing = measure_tvm(c.executable, inputs, keep_outputs=True)
-            entry["tvm_ms"] = timing.median_ms
+            entry.tvm_ms = timing.median_ms
         # numerical agreement on the same input (TVM's outputs from the warm-up call)
         if session is not None:
             diff = max_rel_diff(timing.outputs, run_ort(session, feed))
-            entry["max_rel_diff_vs_ort"] = diff
+            entry.max_rel_diff_vs_ort = diff
             if diff > AGREEMENT_TOL:
-                entry["warning"] = f"TVM's output differs from ONNX Runtime's by {diff:.2e} (relative)"
-        entry["compile_s"] = round(self.compile_s.get(host.name, 0.0), 2)
-        entry["kernels"] = [k.__dict__ for k in c.kernels]
-        entry["params_bytes"], entry["activation_bytes"] = c.params_bytes, c.activation_bytes
+                entry.warning = f"TVM's output differs from ONNX Runtime's by {diff:.2e} (relative)"
+        entry.compile_s = round(self.compile_s.get(host.name, 0.0), 2)
+        entry.kernels = list(c.kernels)
+        entry.params_bytes, entry.activation_bytes = c.params_bytes, c.activation_bytes
         return entry
 
-    def site_entry(self, site: ResolvedSite, host: dict, t_dir: Path, t_state: str) -> dict:
-        target: Target = site.target
+    def site_entry(self, site: ResolvedSite, host: HostModelEntry, t_dir: Path, t_state: str) -> SiteModelEntry:
+        target = site.target
         try:
             c = self.compiled(target, t_dir)
         except CompileError as exc:
-            return {"excluded": f"TVM compile failed: {exc}"}
-        memory_mb = c.memory_mb
-        base = {"memory_mb": memory_mb, "tuning": model_tuning(t_state, c), "compile_s": round(self.compile_s.get(target.name, 0.0), 2)}
+            return SiteModelEntry(excluded=f"TVM compile failed: {exc}")
+        base = {"memory_mb": c.memory_mb, "tuning": model_tuning(t_state, c),
+                "compile_s": round(self.compile_s.get(target.name, 0.0), 2)}
         warning = None
         if site.rpc is not None:
             from planner.profiling.rpc import RpcUnavailable, measure_rpc
@@ -318,28 +323,22 @@ class _ModelWork:
                 with self.prof.progress.step("measure", f"{self.node} on {site.name} over RPC"):
                     self.prof.counters.measures += 1
                     t = measure_rpc(c.executable, target, site.rpc.tracker, site.rpc.key, self.inputs())
-                return {**base, "latency_ms": t.median_ms, "provenance": "rpc",
-                        "note": f"RPC {site.rpc.tracker} key {site.rpc.key}"}
+                return SiteModelEntry(**base, latency_ms=t.median_ms, provenance="rpc",
+                                      note=f"RPC {site.rpc.tracker} key {site.rpc.key}")
             except RpcUnavailable as exc:
                 warning = f"RPC measurement failed, estimated instead: {exc}"
         if target.is_host and warning is None:
-            if "tvm_ms" not in host:
-                return {"excluded": f"no host measurement: {host.get('error')}"}
-            return {**base, "latency_ms": host["tvm_ms"], "provenance": "measured", "tuning": host["tuning"]}
-        if "tvm_ms" not in host:
-            return {"excluded": f"nothing to estimate from (host compile failed: {host.get('error')})"}
-        kernels = [Kernel(**k) for k in host["kernels"]]
-        # all-core peaks: the default CPU schedule runs the big loop nests in parallel (the
-        # 1-vs-2-thread cross-check in benchmarks/results/profile_ocr.md: det -12 %, cls +26 %)
-        scale = estimate.scale_factor(kernels, self.prof.host, target)
-        entry = {**base, "latency_ms": host["tvm_ms"] * scale, "provenance": "estimated",
-                 "tuning": host["tuning"],
-                 "note": f"host TVM {host['tvm_ms']:.3g} ms x {scale:.3g} (roofline, {len(kernels)} kernels"
-                         ")"}
-        if warning:
-            entry["warning"] = warning
-            entry["uncacheable"] = True  # try the device again next run
-        return entry
+            if host.tvm_ms is None:
+                return SiteModelEntry(excluded=f"no host measurement: {host.error}")
+            return SiteModelEntry(**{**base, "tuning": host.tuning}, latency_ms=host.tvm_ms, provenance="measured")
+        if host.tvm_ms is None:
+            return SiteModelEntry(excluded=f"nothing to estimate from (host compile failed: {host.error})")
+        # all-core peaks: the default CPU schedule runs the big loop nests in parallel
+        scale = estimate.scale_factor(host.kernels, self.prof.host, target)
+        return SiteModelEntry(
+            **{**base, "tuning": host.tuning}, latency_ms=host.tvm_ms * scale, provenance="estimated",
+            note=f"host TVM {host.tvm_ms:.3g} ms x {scale:.3g} (roofline, {len(host.kernels)} kernels)",
+            warning=warning, retry_next_run=warning is not None)
 
 
 def model_tuning(state: str, c) -> str:

@@ -15,13 +15,13 @@ roofline ratio:
 
 so compute-bound kernels scale with peak FLOP/s and memory-bound ones with bandwidth. The
 assumption is that the code reaches the same fraction of the roofline on both targets.
-The profiler uses all-core peaks: the planner's default CPU schedule (compile.py) runs the
+The profiler uses all-core peaks: the planner's default CPU schedule (cpu_schedule.py) runs the
 large loop nests in parallel. (TVM's plain lowering had no parallel loops; for such code
 `single_thread=True` takes one core's share of the peak, kept for that comparison.) Known
 error (see README, Profiling): it ignores caches (B_k is a lower bound on traffic), SIMD width
 and schedule quality differences (an untuned x86 schedule says little about a GPU's DLight
-schedule), and VM overhead; on this host, estimating 1 core from 2 was within the factor
-the benchmark reports. A model with no countable kernel scales by the peak-compute ratio.
+schedule), and VM overhead; benchmarks/profile_ocr.py's cross-check measures the error on one
+CPU. A model with no countable kernel scales by the peak-compute ratio.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from planner.profiling.compile import Kernel
-from planner.targets import Target
+from planner.app.targets import Target
 
 
 def effective_gflops(target: Target, single_thread: bool = False) -> float:

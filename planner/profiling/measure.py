@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from planner.tensors import ALL_DTYPES, TensorSpec
+from planner.app.tensors import ALL_DTYPES, TensorSpec
 
 # One repeat lasts at least MIN_REPEAT_MS (several calls when a call is short); REPEAT repeats.
 REPEAT = 5

@@ -19,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper, shape_inference
 
 from planner.profiling.errors import ProfilingInputError, UnsupportedOperator
 from planner.profiling.table import NodeSignature
-from planner.tensors import TensorSpec
+from planner.app.tensors import TensorSpec
 
 if TYPE_CHECKING:
     import tvm

@@ -15,7 +15,7 @@ import numpy as np
 from planner.profiling.errors import ProfilingInputError
 from planner.profiling.measure import Timing, sample_inputs, time_callable
 from planner.profiling.table import NodeSignature
-from planner.tensors import TensorSpec, dtype_name
+from planner.app.tensors import TensorSpec, dtype_name
 
 # python steps are cheap to time but may be slow: fewer, shorter repeats than models
 REPEAT = 5

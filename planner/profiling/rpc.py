@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.profiling.compile import export_artifact
+from planner.profiling.export import export_artifact
 from planner.profiling.measure import REPEAT, Timing, time_vm
-from planner.targets import Target
+from planner.app.targets import Target
 
 SESSION_TIMEOUT_S = 600
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from planner.tensors import TensorSpec
+from planner.app.tensors import TensorSpec
 
 # measured: timed on this host; rpc: timed on the device through TVM's RPC tracker;
 # estimated: host measurement scaled by the roofline model; given: written in app.yaml.

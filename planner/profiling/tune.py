@@ -1,6 +1,6 @@
 """MetaSchedule tuning (tvm.s_tir.meta_schedule) and the tuning databases it leaves.
 
-A target's database lives in profiles/tuning/<target>/ (or PLANNER_TUNING_DIR/<target>/):
+A target's database lives in <tuning root>/<target>/ (planner.profiling.locations):
 MetaSchedule's JSON database (database_workload.json, database_tuning_record.json, one
 record per measured trial). Every compile for that target applies it (compile_module's
 tuning_dir); tuning again adds records to it. Tuning measures on this host, so it is done
@@ -9,23 +9,19 @@ for the host target."""
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from planner.profiling.cache import PROFILES_DIR
 from planner.profiling.compile import fused_module, has_tuning, tvm_target
-from planner.targets import Target
+from planner.profiling.locations import default_tuning_root
+from planner.app.targets import Target
 
 if TYPE_CHECKING:
     import tvm
 
 
 def tuning_root(override: Path | None = None) -> Path:
-    if override is not None:
-        return Path(override)
-    env = os.environ.get("PLANNER_TUNING_DIR")
-    return Path(env) if env else PROFILES_DIR / "tuning"
+    return Path(override) if override is not None else default_tuning_root()
 
 
 def tuning_dir(target: Target, root: Path | None = None) -> Path:

@@ -1,5 +1,6 @@
-"""Plan review: report.md and report.html beside plan.json, and the trade-off tools
-(pareto, sweep, diff) that architects use to check a plan.
+"""Rendering a plan for the people who review it: report.md and report.html beside plan.json,
+the Pareto front's and a sweep's tables and plots, a diff's lines, the terminal tables.
+Rendering only: what is rendered was computed by the stages below (plan, solver).
 
 `write_reports(plan, out_dir)` is the one entry point `planner solve` calls.
 """
@@ -8,10 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from planner.outdir import write_text_atomic
-from planner.plan import Plan
-
-REPORT_FILES = ("report.md", "report.html", "latency.svg", "cost.svg", "graph.svg")
+from planner.plan.schema import Plan
+from planner.report.files import write_text_atomic
 
 
 def write_reports(plan: Plan, out_dir: Path) -> list[Path]:

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from planner.plan import Plan
+from planner.plan.schema import Plan
+from planner.solver import constraints
+from planner.solver.constraints import ConstraintKey, Family
 
 TIGHT = 0.10
 EPS = 1e-6
 
 
 class Headroom(BaseModel):
-    constraint: str  # slo:<source>-><sink> | memory:<site> | replicas:<site> | cost_cap
+    constraint: ConstraintKey  # slo:<source>-><sink> | memory:<site> | replicas:<site> | cost_cap
     subject: str  # what it applies to, in words
     used: float
     limit: float
@@ -44,24 +46,24 @@ def headroom(plan: Plan) -> list[Headroom]:
         if p.slo_ms is None:
             continue
         h = p.slo_ms - p.latency_ms
-        out.append(Headroom(constraint=f"slo:{p.source}->{p.sink}", subject=" -> ".join(p.nodes), used=p.latency_ms,
+        out.append(Headroom(constraint=ConstraintKey(Family.SLO, f"{p.source}->{p.sink}"), subject=" -> ".join(p.nodes), used=p.latency_ms,
                             limit=p.slo_ms, unit="ms", headroom=round(h, 6), state=_state(h, p.slo_ms)))
     for name, s in plan.sites.items():
         h = s.memory_mb - s.memory_mb_used
-        out.append(Headroom(constraint=f"memory:{name}", subject=f"memory per replica on {name}", used=s.memory_mb_used,
+        out.append(Headroom(constraint=constraints.memory(name), subject=f"memory per replica on {name}", used=s.memory_mb_used,
                             limit=s.memory_mb, unit="MB", headroom=round(h, 6), state=_state(h, s.memory_mb)))
         # replicas: the load the site can still take before it needs more than max_replicas
         h = s.max_replicas - s.load_replicas
         state = "binding" if s.replicas >= s.max_replicas and h <= EPS else _state(h, s.max_replicas)
         if s.replicas >= s.max_replicas and state == "slack" and h < 1:
             state = "tight"
-        out.append(Headroom(constraint=f"replicas:{name}", subject=f"replica load on {name} ({s.replicas} running)",
+        out.append(Headroom(constraint=constraints.replicas(name), subject=f"replica load on {name} ({s.replicas} running)",
                             used=s.load_replicas, limit=s.max_replicas, unit="replicas", headroom=round(h, 6),
                             state=state))
     cap = plan.constraints.get("cost_per_hour")
     if cap is not None and plan.cost_per_hour is not None:
         h = cap - plan.cost_per_hour
-        out.append(Headroom(constraint="cost_cap", subject="cost per hour", used=plan.cost_per_hour, limit=cap,
+        out.append(Headroom(constraint=constraints.COST_CAP, subject="cost per hour", used=plan.cost_per_hour, limit=cap,
                             unit="$/h", headroom=round(h, 6), state=_state(h, cap)))
     return out
 
@@ -71,16 +73,15 @@ def binding(plan: Plan) -> list[Headroom]:
     return sorted((h for h in headroom(plan) if h.state != "slack"), key=lambda h: h.fraction)
 
 
-def _kind(violation: str) -> str:
-    if "SLO" in violation:
-        return "the SLO"
-    if "replicas" in violation:
-        return "max_replicas"
-    if "MB" in violation:
-        return "memory"
-    if "cap" in violation:
-        return "the cost cap"
-    return "a constraint"
+# what a broken constraint is called in a sentence, by its family
+_FAMILY_WORDS = {
+    Family.SLO: "the SLO",
+    Family.REPLICAS: "max_replicas",
+    Family.MEMORY: "memory",
+    Family.COST_CAP: "the cost cap",
+    Family.PIN: "a `sites:` pin",
+    Family.ROUTE: "routing",
+}
 
 
 def blocked_alternatives(plan: Plan) -> list[str]:
@@ -99,7 +100,8 @@ def blocked_alternatives(plan: Plan) -> list[str]:
         if b.feasible:  # cannot happen for an OPTIMAL plan; say so plainly if it does
             lines.append(f"{b.name} {what} and is feasible: the solver stopped at {plan.status}")
             continue
-        lines.append(f"{b.name} {what} but breaks {', '.join(dict.fromkeys(_kind(v) for v in b.violations))}: "
+        broken = dict.fromkeys(_FAMILY_WORDS[key.family] for key in b.violated)
+        lines.append(f"{b.name} {what} but breaks {', '.join(broken)}: "
                      + "; ".join(b.violations))
     return lines
 
@@ -108,10 +110,10 @@ def why_lines(plan: Plan) -> list[str]:
     """A short 'why' in words: what binds, and what blocks the better-looking alternatives."""
     lines = []
     for h in binding(plan):
-        if h.constraint.startswith("slo:"):
+        if h.constraint.family is Family.SLO:
             lines.append(f"the SLO is {h.state} on {h.subject}: {h.used:.6g} of {h.limit:.6g} ms "
                          f"({h.headroom:.6g} ms left)")
-        elif h.constraint == "cost_cap":
+        elif h.constraint == constraints.COST_CAP:
             lines.append(f"the cost cap is {h.state}: ${h.used:.6g} of ${h.limit:.6g}/h (${h.headroom:.6g}/h left)")
         else:
             lines.append(f"{h.subject} is {h.state}: {h.used:.6g} of {h.limit:.6g} {h.unit} "
@@ -119,6 +121,6 @@ def why_lines(plan: Plan) -> list[str]:
     lines.extend(blocked_alternatives(plan))
     if not lines and plan.models:
         lines.append("no constraint is within 10% of its limit and no baseline beats the optimum: "
-                     f"the plan is the cheapest placement outright" if plan.objective == "cost" else
+                     "the plan is the cheapest placement outright" if plan.objective == "cost" else
                      "no constraint is within 10% of its limit: the plan is the fastest placement outright")
     return lines

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from html import escape
 
-from planner.plan import Plan
-from planner.report import sections as S
+from planner.plan.schema import Plan
+from planner.report import sections
 
 CSS = """
 body{font-family:Helvetica,Arial,sans-serif;margin:0;background:#f6f7f9;color:#1f2328}
@@ -27,21 +27,21 @@ nav a{margin-right:12px}
 """
 
 
-def _inline(parts: list[S.Inline]) -> str:
+def _inline(parts: list[sections.Inline]) -> str:
     out = []
     for p in parts:
-        if isinstance(p, S.Code):
+        if isinstance(p, sections.Code):
             out.append(f"<code>{escape(p.text)}</code>")
-        elif isinstance(p, S.Bold):
+        elif isinstance(p, sections.Bold):
             out.append(f"<strong>{escape(p.text)}</strong>")
-        elif isinstance(p, S.Link):
+        elif isinstance(p, sections.Link):
             out.append(f"<a href='{escape(p.href, quote=True)}'>{escape(p.text)}</a>")
         else:
             out.append(escape(p))
     return "".join(out)
 
 
-def _table(t: S.Table) -> str:
+def _table(t: sections.Table) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in t.headers)
     rows = []
     for row in t.rows:
@@ -50,26 +50,26 @@ def _table(t: S.Table) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def render(plan: Plan, blocks: list[S.Block], svgs: dict[str, str]) -> str:
+def render(plan: Plan, blocks: list[sections.Block], svgs: dict[str, str]) -> str:
     """`svgs`: file name -> SVG text, for the graph ('graph.svg') and every figure."""
     body: list[str] = []
-    toc = [b for b in blocks if isinstance(b, S.Heading) and b.level == 2]
+    toc = [b for b in blocks if isinstance(b, sections.Heading) and b.level == 2]
     for b in blocks:
-        if isinstance(b, S.Heading):
+        if isinstance(b, sections.Heading):
             body.append(f"<h{b.level} id='{b.anchor}'>{escape(b.text)}</h{b.level}>")
             if b.level == 1 and toc:
                 body.append("<nav>" + "".join(f"<a href='#{h.anchor}'>{escape(h.text)}</a>" for h in toc) + "</nav>")
-        elif isinstance(b, S.Para):
+        elif isinstance(b, sections.Para):
             body.append(f"<p>{_inline(b.parts)}</p>")
-        elif isinstance(b, S.Bullets):
+        elif isinstance(b, sections.Bullets):
             body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in b.items) + "</ul>")
-        elif isinstance(b, S.Table):
+        elif isinstance(b, sections.Table):
             body.append(_table(b))
-        elif isinstance(b, S.Graph):
+        elif isinstance(b, sections.Graph):
             body.append(f"<div class='fig'>{svgs.get('graph.svg', '')}</div>")
-        elif isinstance(b, S.Figure):
+        elif isinstance(b, sections.Figure):
             body.append(f"<div class='fig'>{svgs.get(b.name, '')}</div>")
-        elif isinstance(b, S.FileLinks):
+        elif isinstance(b, sections.FileLinks):
             if b.inline_svg and b.inline_svg in svgs:
                 body.append(f"<div class='fig'>{_strip_xml_header(svgs[b.inline_svg])}</div>")
             body.append("<p>" + " · ".join(f"<a href='{escape(f, quote=True)}'>{escape(f)}</a>" for f in b.files)

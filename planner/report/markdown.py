@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from planner.plan import Plan
-from planner.report import sections as S
+from planner.plan.schema import Plan
+from planner.report import sections
 from planner.report.svg import endpoint_sites, graph_edges, graph_nodes, num, site_colors
 
 
@@ -11,21 +11,21 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _inline(parts: list[S.Inline]) -> str:
+def _inline(parts: list[sections.Inline]) -> str:
     out = []
     for p in parts:
-        if isinstance(p, S.Code):
+        if isinstance(p, sections.Code):
             out.append(f"`{p.text}`")
-        elif isinstance(p, S.Bold):
+        elif isinstance(p, sections.Bold):
             out.append(f"**{p.text}**")
-        elif isinstance(p, S.Link):
+        elif isinstance(p, sections.Link):
             out.append(f"[{p.text}]({p.href})")
         else:
             out.append(p)
     return "".join(out)
 
 
-def _table(t: S.Table) -> str:
+def _table(t: sections.Table) -> str:
     lines = ["| " + " | ".join(_cell(h) for h in t.headers) + " |",
              "|" + "|".join("---:" if i in t.right else "---" for i in range(len(t.headers))) + "|"]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in t.rows]
@@ -76,22 +76,22 @@ def mermaid(plan: Plan) -> str:
     return "\n".join(lines) + f"\n\nSite colors: {legend}."
 
 
-def render(plan: Plan, blocks: list[S.Block]) -> str:
+def render(plan: Plan, blocks: list[sections.Block]) -> str:
     out: list[str] = []
     for b in blocks:
-        if isinstance(b, S.Heading):
+        if isinstance(b, sections.Heading):
             out.append("#" * b.level + " " + b.text)
-        elif isinstance(b, S.Para):
+        elif isinstance(b, sections.Para):
             out.append(_inline(b.parts))
-        elif isinstance(b, S.Bullets):
+        elif isinstance(b, sections.Bullets):
             out.append("\n".join("- " + _inline(i) for i in b.items))
-        elif isinstance(b, S.Table):
+        elif isinstance(b, sections.Table):
             out.append(_table(b))
-        elif isinstance(b, S.Graph):
+        elif isinstance(b, sections.Graph):
             out.append(mermaid(plan))
-        elif isinstance(b, S.Figure):
+        elif isinstance(b, sections.Figure):
             out.append(f"![{b.alt}]({b.name})")
-        elif isinstance(b, S.FileLinks):
+        elif isinstance(b, sections.FileLinks):
             if b.inline_svg:
                 out.append(f"![Pareto front]({b.inline_svg})")
             out.append(" · ".join(f"[{f}]({f})" for f in b.files))

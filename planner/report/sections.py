@@ -1,6 +1,6 @@
 """The report's content, once, as plain blocks; markdown.py and html.py only render them.
 
-Every number of plan.json appears in some table here (tests/test_report.py parses report.md
+Every number of plan.json appears in some table here (tests/report/test_report.py parses report.md
 back and checks), printed by `svg.num` with up to 6 decimals, which is what plan.json holds.
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from planner.plan import Plan
+from planner.plan.schema import Plan
 from planner.report import binding as why
-from planner.report.svg import endpoint_sites, num
+from planner.report.svg import num
 
 # -- blocks -----------------------------------------------------------------------------------
 
@@ -238,7 +238,7 @@ def _why(plan: Plan) -> list[Block]:
                             "relaxation of each that alone makes the app feasible:"]))
         if plan.conflicts:
             blocks.append(Table(["constraint", "says", "smallest relaxation"],
-                                [[c.constraint, c.statement, c.relaxation or "relaxing it alone is not enough"]
+                                [[str(c.constraint), c.statement, c.relaxation or "relaxing it alone is not enough"]
                                  for c in plan.conflicts]))
         if plan.explanation:
             blocks.append(Bullets([[line] for line in plan.explanation]))
@@ -250,7 +250,7 @@ def _why(plan: Plan) -> list[Block]:
     blocks.append(Para([f"Headroom of every constraint ({Code('binding').text}: at its limit; "
                         f"tight: under {int(why.TIGHT * 100)}% of the limit left):"]))
     blocks.append(Table(["constraint", "applies to", "used", "limit", "headroom", "unit", "state"],
-                        [[h.constraint, h.subject, num(h.used), num(h.limit), num(h.headroom), h.unit, h.state]
+                        [[str(h.constraint), h.subject, num(h.used), num(h.limit), num(h.headroom), h.unit, h.state]
                          for h in heads], {2, 3, 4}))
     return blocks
 
@@ -318,7 +318,3 @@ def build(plan: Plan, assets: list[str] = ()) -> list[Block]:
                  _solver(plan), _provenance(plan), _tradeoffs(list(assets)), _warnings(plan)):
         blocks.extend(part)
     return blocks
-
-
-def endpoint_site(plan: Plan, node: str) -> str | None:
-    return endpoint_sites(plan).get(node)

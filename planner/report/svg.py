@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from html import escape
 
-from planner.plan import Plan
+from planner.plan.schema import Plan
 
 PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1", "#edc948", "#9c755f", "#ff9da7",
            "#bab0ac"]

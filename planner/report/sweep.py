@@ -1,87 +1,8 @@
-"""`planner sweep APP --set KEY=V1,V2,...`: solve once per value of one app.yaml parameter and
-show how the optimal placement, latency and cost move (the classic: a link's bandwidth, and
-where the split between edge and cloud moves)."""
+"""A sweep for people: its Markdown table and its plot (the sweep itself: planner.pipeline)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-
-from pydantic import BaseModel
-
-from planner.errors import InputError
-from planner.solver.cpsat import SolverConfig
-
-
-class SweepPoint(BaseModel):
-    value: str
-    status: str
-    placement: dict[str, str]
-    latency_ms: float | None
-    cost_per_hour: float | None
-    moved: list[str]  # models whose site differs from the previous feasible value's
-
-
-class Sweep(BaseModel):
-    app: str
-    key: str
-    fixed: list[str]  # the other --set overrides, applied to every run
-    points: list[SweepPoint]
-
-
-def split_values(raw: str) -> list[str]:
-    """`10,50,[a,b]` -> ['10', '50', '[a,b]']: commas inside [] or {} belong to the value."""
-    values, depth, cur = [], 0, ""
-    for ch in raw:
-        if ch in "[{":
-            depth += 1
-        elif ch in "]}":
-            depth -= 1
-        if ch == "," and depth == 0:
-            values.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    values.append(cur.strip())
-    return values
-
-
-def parse_sweep(sets: Sequence[str]) -> tuple[str, list[str], list[str]]:
-    """The one --set with several values is swept; the others are fixed for every run."""
-    swept, fixed = [], []
-    for s in sets:
-        key, sep, raw = s.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"--set expects KEY=VALUE or KEY=V1,V2,..., got {s!r}")
-        values = split_values(raw)
-        (swept if len(values) > 1 else fixed).append((key.strip(), values, s))
-    if len(swept) != 1:
-        which = "none has" if not swept else f"{len(swept)} have ({', '.join(k for k, _, _ in swept)})"
-        raise InputError(f"sweep needs exactly one --set KEY=V1,V2,... with several values; {which}")
-    key, values, _ = swept[0]
-    if any(v == "" for v in values):
-        raise InputError(f"--set {key}: empty value in {','.join(values)!r}")
-    return key, values, [raw for _, _, raw in fixed]
-
-
-def run_sweep(path: Path, key: str, values: list[str], fixed: list[str], config: SolverConfig) -> Sweep:
-    from planner.pipeline import prepare, solve_prepared
-
-    points: list[SweepPoint] = []
-    app = ""
-    previous: dict[str, str] | None = None
-    for v in values:
-        prep = prepare(path, overrides=[*fixed, f"{key}={v}"])
-        app = prep.la.app.name
-        plan = solve_prepared(prep, config)
-        moved = []
-        if plan.placement and previous is not None:
-            moved = [m for m, s in plan.placement.items() if previous.get(m) != s]
-        points.append(SweepPoint(value=v, status=plan.status, placement=dict(plan.placement),
-                                 latency_ms=plan.latency_ms, cost_per_hour=plan.cost_per_hour, moved=moved))
-        if plan.placement:
-            previous = plan.placement
-    return Sweep(app=app, key=key, fixed=list(fixed), points=points)
+from planner.plan.sweep import Sweep
 
 
 def _numeric(values: list[str]) -> list[float] | None:

@@ -1,0 +1,145 @@
+"""The plan's prediction for its own placement on this machine: what `planner bench` compares with.
+
+`planner up --host-targets` runs every site on this machine over loopback, so the latency the
+plan predicts for the sites' hardware and links is not what a bench can measure. This module
+re-evaluates the same placement with the same latency model (planner.solver.evaluate) after two
+substitutions: every model's profile is this host's (measured here, as `planner run` compiles
+them), and every pair of sites is joined by a loopback link whose figures come from the
+measured runtime hop (benchmarks/results/runtime_overhead.md: about 1 ms per hop plus
+bytes / 1.7 GB/s for 10 KB .. 8 MB tensors).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+
+from planner.app.spec import App, Link
+from planner.errors import InputError
+from planner.model.checked_app import CheckedApp
+from planner.model.open_app import open_app
+from planner.model.network import link_transfer_ms
+from planner.plan.load import load_plan
+from planner.plan.problem import build_instance
+from planner.plan.schema import Plan
+from planner.profiling.app_profiles import AppProfiles
+from planner.profiling.cache import sha256_file
+from planner.solver.evaluate import evaluate
+
+# A runtime hop on loopback, as measured end to end (serialize, send, deserialize, forward):
+# rtt/2 = 1.0 ms, 8 MB in 5.7 ms -> ~1.7 GB/s.
+LOOPBACK_RTT_MS = 2.0
+LOOPBACK_BANDWIDTH_MBPS = 13_600.0
+
+
+@dataclass
+class HostPrediction:
+    latency_ms: float
+    models: dict[str, dict] = field(default_factory=dict)  # name -> {site, ms, provenance}
+    transfers: dict[str, dict] = field(default_factory=dict)  # "a->b" -> {ms, bytes, sites}
+    client_ms: float = 0.0  # the bench client's own hop to the entry and back
+    assumptions: list[str] = field(default_factory=list)
+
+    @property
+    def total_ms(self) -> float:
+        return self.latency_ms + self.client_ms
+
+    def as_dict(self) -> dict:
+        return {"latency_ms": round(self.total_ms, 3), "ensemble_ms": round(self.latency_ms, 3),
+                "client_hop_ms": round(self.client_ms, 3), "models": self.models, "transfers": self.transfers,
+                "assumptions": self.assumptions}
+
+
+def loopback_links(app: App) -> list[Link]:
+    """A loopback link between every pair of sites (the runtime forwards a tensor straight to
+    the site that consumes it)."""
+    return [Link(between=(a, b), bandwidth_mbps=LOOPBACK_BANDWIDTH_MBPS, rtt_ms=LOOPBACK_RTT_MS)
+            for a, b in combinations(app.sites, 2)]
+
+
+def loopback_ms(nbytes: int) -> float:
+    return link_transfer_ms(nbytes, LOOPBACK_BANDWIDTH_MBPS, LOOPBACK_RTT_MS)
+
+
+def predict_on_host(checked: CheckedApp, placement: dict[str, str], profiles: AppProfiles | None = None) -> HostPrediction:
+    """Latency of `placement` with host profiles and loopback links, by planner.solver.evaluate.
+
+    `profiles` defaults to the host profiles `planner run` uses (cached after the first run)."""
+    from planner.local.run import host_profiles
+
+    unknown = sorted(set(placement) ^ set(checked.app.models))
+    if unknown:
+        raise InputError(f"the plan's placement does not match {checked.path}: models {', '.join(unknown)} "
+                         "are in one and not the other (re-run `planner solve`)")
+    profiles = profiles if profiles is not None else host_profiles(checked)
+    loop = checked.with_links(loopback_links(checked.app))
+    inst = build_instance(loop, profiles.table)
+    missing = [f"{m} on {s}" for m, s in placement.items() if s not in inst.options.get(m, {})]
+    if missing:
+        raise InputError(f"no host profile for {', '.join(missing)} (the profiler excluded it on this machine)")
+    evaluation = evaluate(inst, placement)
+    provenance = {(e.node, e.site): e.provenance for e in profiles.table.entries}
+    pred = HostPrediction(latency_ms=evaluation.latency_us / 1000)
+    app = checked.app
+    for m, s in placement.items():
+        pred.models[m] = {"site": s, "ms": inst.option(m, s).latency_us / 1000, "provenance": provenance.get((m, s))}
+    for term in evaluation.flows:
+        flow = app.flows[term.index]
+        nbytes = inst.flows[term.index].nbytes
+        pred.transfers[f"{flow.from_}->{flow.to}"] = {"ms": term.latency_us / 1000, "bytes": nbytes,
+                                                     "sites": [term.src_site, term.dst_site]}
+    # the bench's client sends the sources' tensors to the entry and gets the sinks' back
+    sent = {(f.from_, f.output): inst.flows[i].nbytes for i, f in enumerate(app.flows)
+            if f.from_ in app.sources}  # one tensor per source output, however many read it
+    returned = sum(inst.flows[i].nbytes for i, f in enumerate(app.flows) if f.to in app.sinks)
+    pred.client_ms = loopback_ms(sum(sent.values()) + returned)
+    pred.assumptions = [
+        "models: this machine's profiles (compiled for the host, as `planner up --host-targets` runs them)",
+        f"transfers: loopback, {LOOPBACK_RTT_MS / 2:g} ms + bytes / {LOOPBACK_BANDWIDTH_MBPS / 8000:g} GB/s per hop "
+        "(the runtime's measured hop, benchmarks/results/runtime_overhead.md)",
+        "plus the client's hop to the entry site and back",
+    ]
+    return pred
+
+
+def read_plan(out_dir: Path) -> Plan | None:
+    """OUT/plan.json, or None when `planner solve` wrote none there."""
+    path = Path(out_dir) / "plan.json"
+    return load_plan(path) if path.exists() else None
+
+
+def plan_prediction(plan: Plan | None) -> dict:
+    """The plan's own numbers per model and per transfer (the sites' hardware and links)."""
+    models, transfers = {}, {}
+    for path in plan.paths if plan else []:
+        for term in path.terms:
+            if term.kind == "model":
+                models[term.name] = {"site": term.site, "ms": term.ms}
+            else:
+                transfers[term.name] = {"ms": term.ms, "route": term.route, "bytes": term.bytes}
+    return {"latency_ms": plan.latency_ms if plan else None, "models": models, "transfers": transfers}
+
+
+def host_prediction(out_dir: Path, app_file: Path | None = None, refresh: bool = False) -> dict:
+    """The plan's placement re-evaluated with this machine's profiles and loopback links; or why not."""
+    from planner.local.run import host_profiles
+
+    plan = read_plan(out_dir)
+    if plan is None or not plan.placement:
+        return {"status": "not available", "why": f"no placement in {Path(out_dir) / 'plan.json'}"}
+    source = plan.source
+    if not app_file and source is None:
+        return {"status": "not available", "why": "plan.json does not name its app.yaml (pass --app)"}
+    path = Path(app_file or source.file)
+    if not path.is_file():
+        raise InputError(f"--app: {path} not found" if app_file else
+                         f"{Path(out_dir) / 'plan.json'} was solved from {path}, which no longer exists "
+                         "(pass --app APP, or --no-predict)")
+    notes = []
+    if source is not None and source.sha256 and sha256_file(path) != source.sha256:
+        notes.append(f"{path} changed since `planner solve`; the prediction uses the file as it is now")
+    checked = open_app(path, source.overrides if source is not None else ())
+    profiles = host_profiles(checked, refresh=refresh)
+    pred = predict_on_host(checked, plan.placement, profiles)
+    return {"status": "ok", "app": str(path), **pred.as_dict(), "notes": notes}

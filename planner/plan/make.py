@@ -1,0 +1,171 @@
+"""Making plan.json from a solved instance: every number recomputed by the evaluator from the
+final placement, each path's terms, the cost's parts, the baselines beside the optimum."""
+
+from __future__ import annotations
+
+from planner.model.checked_app import CheckedApp
+from planner.model.graph import EnsembleGraph
+from planner.model.network import Network
+from planner.plan.schema import (BaselineReport, CostReport, EgressTerm, ModelReport, PathReport, PathTerm, PhaseReport,
+                                 Plan, SiteReport, SolverReport)
+from planner.profiling.table import NodeProfile
+from planner.solver.baselines import Baseline
+from planner.solver.cpsat import PhaseResult, Solution, SolverConfig
+from planner.solver.evaluate import Evaluation
+from planner.solver.explain import Explanation
+from planner.solver.instance import REPLICA_CAPACITY, Instance
+
+PATHS_LISTED_MAX = 200
+
+
+def _phase(p: PhaseResult | None, scale: float) -> PhaseReport | None:
+    if p is None:
+        return None
+    gap = None
+    if p.value is not None and p.bound is not None:
+        gap = abs(p.value - p.bound) / max(1, abs(p.value))
+    return PhaseReport(
+        objective=p.objective, status=p.status, gap=gap, wall_time_s=round(p.wall_time_s, 4),
+        value=None if p.value is None else p.value / scale,
+        bound=None if p.bound is None else p.bound / scale,
+        first_solution_s=None if p.first_solution_s is None else round(p.first_solution_s, 4),
+    )
+
+
+def solver_report(solution: Solution, config: SolverConfig) -> SolverReport:
+    # latency phases count microseconds (-> ms), cost phases micro-dollars (-> $)
+    def scale(p: PhaseResult | None) -> float:
+        return 1000.0 if p is not None and p.objective == "latency" else 1e6
+
+    return SolverReport(
+        status=solution.status, objective=config.objective, time_limit_s=config.time_limit_s,
+        workers=config.workers, wall_time_s=round(solution.wall_time_s, 4),
+        primary=_phase(solution.primary, scale(solution.primary)),
+        secondary=_phase(solution.secondary, scale(solution.secondary)),
+    )
+
+
+def _path_report(inst: Instance, evaluation: Evaluation, graph: EnsembleGraph, network: Network, nodes: list[str]) -> PathReport:
+    site_of = {**inst.fixed, **evaluation.placement}
+    by_index = {t.index: t for t in evaluation.flows}
+    nbytes = {f.index: f.nbytes for f in inst.flows}
+    terms: list[PathTerm] = []
+    for a, b in zip(nodes, nodes[1:]):
+        # a pair may exchange several tensors: the path waits for the slowest
+        term = max((by_index[i] for i in graph.g.edges[a, b]["flows"]), key=lambda t: t.latency_us)
+        route = None
+        if term.src_site != term.dst_site:
+            r = network.route(term.src_site, term.dst_site, nbytes[term.index])
+            route = list(r.sites) if r else None
+        terms.append(PathTerm(kind="transfer", name=f"{a}->{b}", ms=term.latency_us / 1000, route=route,
+                              bytes=nbytes[term.index]))
+        if b in evaluation.placement:
+            lat = inst.options[b][site_of[b]].latency_us
+            terms.append(PathTerm(kind="model", name=b, ms=lat / 1000, site=site_of[b]))
+    latency = sum(t.ms for t in terms)
+    slo = inst.slo_us / 1000 if inst.slo_us is not None else None
+    return PathReport(source=nodes[0], sink=nodes[-1], nodes=nodes, latency_ms=round(latency, 3), slo_ms=slo,
+                      slack_ms=None if slo is None else round(slo - latency, 3), terms=terms)
+
+
+def _critical_path(inst: Instance, evaluation: Evaluation, sink: str) -> list[str]:
+    """Walk back from a sink through the input that arrived last."""
+    producer = {f.index: f.src for f in inst.flows}
+    consumer = {f.index: f.dst for f in inst.flows}
+    inbound: dict[str, list] = {}
+    for t in evaluation.flows:
+        inbound.setdefault(consumer[t.index], []).append(t)
+    nodes = [sink]
+    while nodes[-1] not in inst.sources:
+        last = max(inbound[nodes[-1]], key=lambda t: evaluation.finish_us[producer[t.index]] + t.latency_us)
+        nodes.append(producer[last.index])
+    return nodes[::-1]
+
+
+def path_reports(inst: Instance, evaluation: Evaluation, graph: EnsembleGraph, network: Network) -> tuple[int, list[PathReport]]:
+    total = graph.count_paths()
+    if total <= PATHS_LISTED_MAX:
+        chosen = list(graph.paths())
+    else:  # too many to list: the critical path into each sink
+        chosen = [_critical_path(inst, evaluation, k) for k in inst.sinks]
+    return total, [_path_report(inst, evaluation, graph, network, p) for p in chosen]
+
+
+def baseline_report(b: Baseline) -> BaselineReport:
+    evaluation = b.evaluation
+    return BaselineReport(
+        name=b.name, description=b.description, feasible=evaluation.feasible,
+        violations=[v.message for v in evaluation.violations], violated=[v.key for v in evaluation.violations],
+        placement=evaluation.placement, latency_ms=evaluation.latency_us / 1000,
+        cost_per_hour=evaluation.cost_uph / 1e6,
+    )
+
+
+def cost_report(inst: Instance, evaluation: Evaluation, graph: EnsembleGraph, network: Network) -> CostReport:
+    egress = []
+    for term in evaluation.flows:
+        if term.src_site == term.dst_site:
+            continue
+        f = next(f for f in inst.flows if f.index == term.index)
+        route = network.route(term.src_site, term.dst_site, f.nbytes)
+        gb_per_hour = graph.producer_rate(f.src) * f.nbytes * 3600 / 1e9
+        for a, b in route.links:
+            price = network.link(a, b)["cost_per_gb"]
+            if price:
+                egress.append(EgressTerm(flow=f"{f.src}->{f.dst}", link=[a, b], gb_per_hour=round(gb_per_hour, 6),
+                                         cost_per_hour=round(gb_per_hour * price, 6)))
+    return CostReport(compute_per_hour=sum(evaluation.compute_uph.values()) / 1e6, egress_per_hour=evaluation.egress_uph / 1e6,
+                      egress=egress)
+
+
+def make_plan(
+    *,
+    checked: CheckedApp,
+    inst: Instance,
+    profiles: list[NodeProfile],
+    solution: Solution,
+    config: SolverConfig,
+    evaluation: Evaluation | None,
+    baselines: list[Baseline],
+    warnings: list[str],
+    explanation: Explanation | None = None,
+) -> Plan:
+    sites, graph, network = checked.sites, checked.graph, checked.network
+    plan = Plan(
+        app=checked.app.name, status=solution.status, objective=config.objective, placement=solution.placement,
+        latency_ms=None, cost_per_hour=None,
+        constraints={"latency_ms": None if inst.slo_us is None else inst.slo_us / 1000,
+                     "cost_per_hour": None if inst.cost_cap_uph is None else inst.cost_cap_uph / 1e6},
+        solver=solver_report(solution, config), baselines=[baseline_report(b) for b in baselines],
+        profiles=profiles, warnings=warnings, explanation=explanation.lines() if explanation else [],
+        conflicts=explanation.conflicts if explanation else [],
+    )
+    if evaluation is None:
+        return plan
+    plan.latency_ms = evaluation.latency_us / 1000
+    plan.cost_per_hour = evaluation.cost_uph / 1e6
+    prof = {(p.node, p.site): p for p in profiles}
+    for m in inst.models:
+        s = evaluation.placement[m]
+        opt = inst.options[m][s]
+        p = prof.get((m, s))
+        plan.models[m] = ModelReport(
+            site=s, tier=sites[s].tier, target=sites[s].target_name, latency_ms=opt.latency_us / 1000,
+            memory_mb=opt.memory_kb / 1000, rate_rps=graph.rate_rps[m], start_ms=evaluation.start_us[m] / 1000,
+            finish_ms=evaluation.finish_us[m] / 1000, provenance=p.provenance if p else "given",
+            tuning=p.tuning if p else None,
+        )
+    for site in inst.sites:
+        if site.name not in evaluation.replicas:
+            continue
+        r = sites[site.name]
+        plan.sites[site.name] = SiteReport(
+            tier=r.tier, target=r.target_name, models=[m for m in inst.models if evaluation.placement[m] == site.name],
+            replicas=evaluation.replicas[site.name], max_replicas=site.max_replicas,
+            load_replicas=round(evaluation.load[site.name] / REPLICA_CAPACITY, 6),
+            memory_mb_used=evaluation.memory_kb[site.name] / 1000, memory_mb=site.memory_kb / 1000,
+            cost_per_hour=evaluation.compute_uph[site.name] / 1e6,
+        )
+    plan.paths_total, plan.paths = path_reports(inst, evaluation, graph, network)
+    plan.cost = cost_report(inst, evaluation, graph, network)
+    return plan

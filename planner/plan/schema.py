@@ -1,0 +1,141 @@
+"""plan.json's schema: the placement, what it predicts, why, and the alternatives beside it.
+
+Every number in a plan is recomputed from the final placement by the evaluator (never read
+back from the solver's objective; planner.plan.make), so a reader can check any of them by
+hand with the README's latency and cost model.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from planner.profiling.table import NodeProfile
+from planner.solver.constraints import ConstraintKey
+from planner.solver.explain import Conflict
+
+PLAN_VERSION = 1
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PathTerm(Model):
+    kind: Literal["model", "transfer"]
+    name: str  # a model, or "producer->consumer" for a transfer
+    ms: float
+    site: str | None = None  # model terms
+    route: list[str] | None = None  # transfer terms crossing sites: the sites it goes through
+    bytes: int | None = None
+
+
+class PathReport(Model):
+    source: str
+    sink: str
+    nodes: list[str]
+    latency_ms: float
+    slo_ms: float | None
+    slack_ms: float | None
+    terms: list[PathTerm]
+
+
+class ModelReport(Model):
+    site: str
+    tier: str
+    target: str
+    latency_ms: float
+    memory_mb: float
+    rate_rps: float
+    start_ms: float
+    finish_ms: float
+    provenance: str
+    tuning: str | None = None
+
+
+class SiteReport(Model):
+    tier: str
+    target: str
+    models: list[str]
+    replicas: int
+    max_replicas: int
+    load_replicas: float = Field(description="sum of rate x latency: the replicas the load fills")
+    memory_mb_used: float
+    memory_mb: float
+    cost_per_hour: float
+
+
+class EgressTerm(Model):
+    flow: str
+    link: list[str]
+    gb_per_hour: float
+    cost_per_hour: float
+
+
+class CostReport(Model):
+    compute_per_hour: float
+    egress_per_hour: float
+    egress: list[EgressTerm]
+
+
+class BaselineReport(Model):
+    name: str
+    description: str
+    feasible: bool
+    violations: list[str]
+    violated: list[ConstraintKey] = Field(default_factory=list, description="the key of each violation, in order")
+    placement: dict[str, str]
+    latency_ms: float
+    cost_per_hour: float
+
+
+class PhaseReport(Model):
+    objective: str
+    status: str
+    value: float | None
+    bound: float | None
+    gap: float | None
+    wall_time_s: float
+    first_solution_s: float | None
+
+
+class SolverReport(Model):
+    status: str
+    objective: str
+    time_limit_s: float
+    workers: int
+    wall_time_s: float
+    primary: PhaseReport | None
+    secondary: PhaseReport | None
+
+
+class AppSource(Model):
+    """The app.yaml this plan was solved from, so `planner bench` can re-evaluate its placement."""
+
+    file: str  # absolute path
+    sha256: str
+    overrides: list[str] = Field(default_factory=list)  # the --set options of `planner solve`
+
+
+class Plan(Model):
+    version: int = PLAN_VERSION
+    app: str
+    status: Literal["OPTIMAL", "FEASIBLE", "INFEASIBLE", "UNKNOWN"]
+    objective: Literal["cost", "latency"]
+    placement: dict[str, str]
+    latency_ms: float | None
+    cost_per_hour: float | None
+    constraints: dict[str, float | None]
+    solver: SolverReport
+    models: dict[str, ModelReport] = Field(default_factory=dict)
+    sites: dict[str, SiteReport] = Field(default_factory=dict)
+    paths_total: int = 0
+    paths: list[PathReport] = Field(default_factory=list)
+    cost: CostReport | None = None
+    baselines: list[BaselineReport] = Field(default_factory=list)
+    profiles: list[NodeProfile] = Field(default_factory=list)
+    explanation: list[str] = Field(default_factory=list)
+    conflicts: list[Conflict] = Field(default_factory=list, description="infeasible: a minimal conflict set")
+    warnings: list[str] = Field(default_factory=list)
+    source: AppSource | None = None

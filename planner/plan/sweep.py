@@ -1,0 +1,21 @@
+"""A sweep's result: one solve per value of one app.yaml parameter (`planner sweep`)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class SweepPoint(BaseModel):
+    value: str
+    status: str
+    placement: dict[str, str]
+    latency_ms: float | None
+    cost_per_hour: float | None
+    moved: list[str]  # models whose site differs from the previous feasible value's
+
+
+class Sweep(BaseModel):
+    app: str
+    key: str
+    fixed: list[str]  # the other --set overrides, applied to every run
+    points: list[SweepPoint]

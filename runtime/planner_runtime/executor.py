@@ -1,0 +1,260 @@
+"""The dataflow executor: runs the nodes of an ensemble graph in dependency order.
+
+gRPC-free on purpose: `planner run` uses it in one process, and each site's server uses the
+same state machine for the part of the graph placed on its site.
+
+    Executor(bundle_or_graph, runners).run({"x": array}) -> {"out": array, ...}
+
+Execution is push-based. A tensor arrives on a flow (`Delivery`); when every input of a
+node is present the node runs (once per request); each of its outputs is pushed along every
+flow leaving it. Flows into nodes of another site and into sinks are handed back to the
+caller as outgoing deliveries (the server forwards them); with `site=None` every node is local.
+
+Runners are callables `runner(inputs: dict[str, ndarray]) -> dict[str, ndarray]`
+(runtime.nodes builds them from a bundle's artifacts).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from planner_runtime.bundle_format import Bundle, FlowEdge, Tensor
+
+Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+class GraphError(ValueError):
+    """The graph is malformed (an input fed twice, a flow to an unknown node...)."""
+
+
+class NodeError(RuntimeError):
+    """A node raised while running, or returned outputs that do not fit its spec."""
+
+    def __init__(self, node: str, message: str):
+        super().__init__(f"node {node!r}: {message}")
+        self.node = node
+
+
+def flow_id(flow: FlowEdge) -> str:
+    """A stable name of a flow, the same in every site's bundle."""
+    s, d = flow.src, flow.dst
+    return f"{s.kind}:{s.name}.{s.tensor}->{d.kind}:{d.name}.{d.tensor}"
+
+
+@dataclass(frozen=True)
+class IOTensor:
+    """An input or output of the whole ensemble (a source's or a sink's tensor)."""
+
+    key: str  # the name the ensemble model uses for it
+    owner: str  # the source or sink
+    tensor: Tensor
+
+
+class Graph:
+    """The ensemble graph of a bundle with the lookups execution needs."""
+
+    def __init__(self, bundle: Bundle):
+        self.bundle = bundle
+        self.app = bundle.app
+        self.nodes = bundle.nodes
+        self.flows = list(bundle.flows)
+        self.flow_by_id: dict[str, FlowEdge] = {}
+        self.out_flows: dict[tuple[str, str], list[FlowEdge]] = defaultdict(list)  # (kind:name, tensor)
+        fed: dict[tuple[str, str], str] = {}
+        for f in self.flows:
+            fid = flow_id(f)
+            if fid in self.flow_by_id:
+                raise GraphError(f"flow {fid} appears twice")
+            self.flow_by_id[fid] = f
+            self.out_flows[(f"{f.src.kind}:{f.src.name}", f.src.tensor)].append(f)
+            if f.dst.kind == "node":
+                spec = self.nodes.get(f.dst.name)
+                if spec is None:
+                    raise GraphError(f"flow {fid} goes to unknown node {f.dst.name!r}")
+                if f.dst.tensor not in {t.name for t in spec.inputs}:
+                    raise GraphError(f"flow {fid}: node {f.dst.name!r} has no input {f.dst.tensor!r}")
+                key = (f.dst.name, f.dst.tensor)
+                if key in fed:
+                    raise GraphError(f"input {f.dst.tensor!r} of node {f.dst.name!r} is fed twice ({fed[key]}, {fid})")
+                fed[key] = fid
+            if f.src.kind == "node" and f.src.name not in self.nodes:
+                raise GraphError(f"flow {fid} comes from unknown node {f.src.name!r}")
+        for name, spec in self.nodes.items():
+            for t in spec.inputs:
+                if (name, t.name) not in fed:
+                    raise GraphError(f"input {t.name!r} of node {name!r} is fed by no flow")
+        self.inputs = _io_tensors({s: spec.tensors for s, spec in bundle.sources.items()})
+        self.outputs = _io_tensors({s: spec.tensors for s, spec in bundle.sinks.items()})
+        self.input_by_key = {t.key: t for t in self.inputs}
+        self.output_key = {(t.owner, t.tensor.name): t.key for t in self.outputs}
+        self.order = self._topological_order()
+
+    def _topological_order(self) -> list[str]:
+        deps = {n: set() for n in self.nodes}
+        for f in self.flows:
+            if f.dst.kind == "node" and f.src.kind == "node":
+                deps[f.dst.name].add(f.src.name)
+        order, ready = [], deque(sorted(n for n, d in deps.items() if not d))
+        while ready:
+            n = ready.popleft()
+            order.append(n)
+            for m, d in deps.items():
+                if n in d:
+                    d.discard(n)
+                    if not d and m not in order and m not in ready:
+                        ready.append(m)
+        if len(order) != len(self.nodes):
+            raise GraphError(f"the graph has a cycle through {sorted(set(self.nodes) - set(order))}")
+        return order
+
+    def sink_key(self, flow: FlowEdge) -> str:
+        return self.output_key[(flow.dst.name, flow.dst.tensor)]
+
+    def source_flows(self, key: str) -> list[FlowEdge]:
+        t = self.input_by_key[key]
+        return self.out_flows.get((f"source:{t.owner}", t.tensor.name), [])
+
+
+def _io_tensors(owners: Mapping[str, list[Tensor]]) -> list[IOTensor]:
+    count: dict[str, int] = defaultdict(int)
+    for tensors in owners.values():
+        for t in tensors:
+            count[t.name] += 1
+    return [IOTensor(t.name if count[t.name] == 1 else f"{owner}.{t.name}", owner, t)
+            for owner, tensors in owners.items() for t in tensors]
+
+
+@dataclass
+class Delivery:
+    flow: FlowEdge
+    value: np.ndarray
+
+
+@dataclass
+class Timing:
+    """What a request spent where: `kind` is "model" (a node run) or "hop" (a forward)."""
+
+    kind: str
+    name: str
+    site: str
+    ms: float
+    bytes: int = 0
+    detail: str = ""  # hops: the flows carried, "producer->consumer" comma-separated
+
+    def as_list(self) -> list:
+        return [self.kind, self.name, self.site, round(self.ms, 4), self.bytes, self.detail]
+
+    @classmethod
+    def from_list(cls, item: list) -> Timing:
+        return cls(item[0], item[1], item[2], float(item[3]), int(item[4]), item[5] if len(item) > 5 else "")
+
+
+@dataclass
+class RequestState:
+    """One request's tensors at one site: inputs that arrived, nodes that ran."""
+
+    values: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (node, input) -> array
+    started: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Executor:
+    """Runs the nodes of `site` (every node when site is None) for requests of one graph."""
+
+    def __init__(self, graph: Bundle | Graph, runners: Mapping[str, Runner], site: str | None = None,
+                 on_model: Callable[[str, float], None] | None = None):
+        self.graph = graph if isinstance(graph, Graph) else Graph(graph)
+        self.site = site
+        self.runners = dict(runners)
+        self.on_model = on_model
+        self.local = [n for n in self.graph.order if site is None or self.graph.nodes[n].site == site]
+        missing = [n for n in self.local if n not in self.runners]
+        if missing:
+            raise GraphError(f"no runner for node(s) {', '.join(missing)}")
+
+    # -- the whole graph in one process ------------------------------------------------------
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run every node (all must be local) and return the sink tensors by ensemble output name."""
+        state = RequestState()
+        outputs: dict[str, np.ndarray] = {}
+        for d in self.advance(state, self.source_deliveries(inputs)):
+            if d.flow.dst.kind != "sink":
+                raise GraphError(f"node {d.flow.dst.name!r} is not on site {self.site!r}")
+            outputs[self.graph.sink_key(d.flow)] = d.value
+        missing = [t.key for t in self.graph.outputs if t.key not in outputs]
+        if missing:
+            raise GraphError(f"sink tensor(s) {', '.join(missing)} were never produced")
+        return outputs
+
+    # -- the pieces the server uses -----------------------------------------------------------
+    def source_deliveries(self, inputs: Mapping[str, np.ndarray]) -> list[Delivery]:
+        unknown = set(inputs) - set(self.graph.input_by_key)
+        if unknown:
+            raise GraphError(f"unknown ensemble input(s) {', '.join(sorted(unknown))}; "
+                             f"inputs are {', '.join(self.graph.input_by_key)}")
+        out = []
+        for key in self.graph.input_by_key:
+            if key not in inputs:
+                raise GraphError(f"ensemble input {key!r} missing")
+            out.extend(Delivery(f, inputs[key]) for f in self.graph.source_flows(key))
+        return out
+
+    def is_local(self, flow: FlowEdge) -> bool:
+        return flow.dst.kind == "node" and (self.site is None or self.graph.nodes[flow.dst.name].site == self.site)
+
+    def advance(self, state: RequestState, deliveries: Iterable[Delivery],
+                timings: list[Timing] | None = None) -> list[Delivery]:
+        """Take in deliveries, run every local node that becomes ready, return what leaves this site."""
+        queue = deque(deliveries)
+        outgoing: list[Delivery] = []
+        while queue:
+            d = queue.popleft()
+            if not self.is_local(d.flow):
+                outgoing.append(d)
+                continue
+            node = d.flow.dst.name
+            spec = self.graph.nodes[node]
+            with state.lock:
+                state.values[(node, d.flow.dst.tensor)] = d.value
+                if node in state.started or any((node, t.name) not in state.values for t in spec.inputs):
+                    continue
+                state.started.add(node)
+                feeds = {t.name: state.values.pop((node, t.name)) for t in spec.inputs}
+            results = self._run_node(node, feeds, timings)
+            for t in spec.outputs:
+                for f in self.graph.out_flows.get((f"node:{node}", t.name), []):
+                    queue.append(Delivery(f, results[t.name]))
+        return outgoing
+
+    def done(self, state: RequestState) -> bool:
+        """Whether every local node ran for this request."""
+        return len(state.started) == len(self.local)
+
+    def _run_node(self, node: str, feeds: dict[str, np.ndarray], timings: list[Timing] | None) -> dict:
+        spec = self.graph.nodes[node]
+        t0 = time.perf_counter()
+        try:
+            results = self.runners[node](feeds)
+        except Exception as exc:  # a node's own failure, named
+            raise NodeError(node, f"{type(exc).__name__}: {exc}") from exc
+        ms = (time.perf_counter() - t0) * 1000
+        if not isinstance(results, Mapping):
+            raise NodeError(node, f"returned {type(results).__name__}, expected a dict of output name -> array")
+        missing = [t.name for t in spec.outputs if t.name not in results]
+        if missing:
+            raise NodeError(node, f"did not return output(s) {', '.join(missing)} (returned {', '.join(results)})")
+        out = {}
+        for t in spec.outputs:
+            v = results[t.name]
+            out[t.name] = np.asarray(v, dtype=object) if t.dtype == "bytes" else np.asarray(v)
+        if timings is not None:
+            timings.append(Timing("model", node, spec.site, ms))
+        if self.on_model is not None:
+            self.on_model(node, ms)
+        return out

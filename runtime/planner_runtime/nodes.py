@@ -1,0 +1,169 @@
+"""Node runners: TVM-compiled libraries, python steps, ONNX models (ONNX Runtime).
+
+Every runner is called as `runner({input name: ndarray}) -> {output name: ndarray}`,
+the contract of runtime.executor. `load_runners(bundle, bundle_dir)` builds the runners
+of the nodes placed on the bundle's site from their artifacts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from planner_runtime.bundle_format import Bundle, NodeSpec, Tensor
+from planner_runtime.tvm_noise import without_scope_warnings
+
+
+class ArtifactError(RuntimeError):
+    """An artifact is missing or cannot be loaded."""
+
+
+class _Node:
+    platform = "?"
+
+    def __init__(self, name: str, inputs: list[Tensor], outputs: list[Tensor]):
+        self.name = name
+        self.inputs = inputs
+        self.outputs = outputs
+
+    def _ordered(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        try:
+            return [feeds[t.name] for t in self.inputs]
+        except KeyError as exc:
+            raise ValueError(f"missing input {exc.args[0]!r}") from None
+
+
+class TvmNode(_Node):
+    """A library exported by TVM (Relax VM executable), entry `main`, inputs in the node's order."""
+
+    platform = "tvm"
+
+    def __init__(self, name: str, path: Path, inputs: list[Tensor], outputs: list[Tensor]):
+        super().__init__(name, inputs, outputs)
+        import tvm
+        from tvm import relax
+
+        self._tvm = tvm
+        self._dev = tvm.cpu()
+        try:
+            with without_scope_warnings():
+                lib = tvm.runtime.load_module(str(path))
+                self._vm = relax.VirtualMachine(lib, self._dev)
+        except Exception as exc:
+            raise ArtifactError(f"node {name!r}: cannot load TVM library {path}: {exc}") from exc
+        self._main = self._vm["main"]
+        self._lock = threading.Lock()  # one VM, one call at a time
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        args = [self._tvm.runtime.tensor(np.ascontiguousarray(a), self._dev) for a in self._ordered(feeds)]
+        with self._lock:
+            result = self._main(*args)
+        values = _flatten_tvm(result)
+        if len(values) != len(self.outputs):
+            raise ValueError(f"TVM library returned {len(values)} tensor(s), the node has {len(self.outputs)} output(s)")
+        return {t.name: v for t, v in zip(self.outputs, values)}
+
+
+def _flatten_tvm(result) -> list[np.ndarray]:
+    if hasattr(result, "numpy"):
+        return [result.numpy()]
+    out = []
+    for item in result:  # a tuple / Array of tensors (possibly nested)
+        out.extend(_flatten_tvm(item))
+    return out
+
+
+class PythonNode(_Node):
+    """A python step: `function(**inputs)` in a file, numpy in, dict of output name -> array out."""
+
+    platform = "python"
+
+    def __init__(self, name: str, path: Path, function: str, inputs: list[Tensor], outputs: list[Tensor]):
+        super().__init__(name, inputs, outputs)
+        if not Path(path).is_file():
+            raise ArtifactError(f"node {name!r}: python file {path} not found")
+        mod_name = f"_planner_step_{name}_{abs(hash(str(path)))}"
+        spec = importlib.util.spec_from_file_location(mod_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, str(Path(path).parent))  # a step may import its siblings
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise ArtifactError(f"node {name!r}: importing {path} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            sys.path.remove(str(Path(path).parent))
+        self._fn = getattr(module, function, None)
+        if not callable(self._fn):
+            raise ArtifactError(f"node {name!r}: {path} has no function {function!r}")
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # arrays decoded from the wire are read-only views: a step may write into its inputs
+        kwargs = {k: (v if v.flags.writeable else v.copy()) for k, v in feeds.items()}
+        result = self._fn(**kwargs)
+        if not isinstance(result, dict):
+            raise TypeError(f"{self._fn.__name__} returned {type(result).__name__}, expected a dict")
+        return result
+
+
+class OrtNode(_Node):
+    """An ONNX model run with ONNX Runtime (the reference: `planner run`, tests)."""
+
+    platform = "onnxruntime"
+
+    def __init__(self, name: str, path: Path, inputs: list[Tensor], outputs: list[Tensor], threads: int | None = None):
+        super().__init__(name, inputs, outputs)
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            self._sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ArtifactError(f"node {name!r}: cannot load ONNX model {path}: {exc}") from exc
+        self._in_names = [i.name for i in self._sess.get_inputs()]
+        self._out_names = [o.name for o in self._sess.get_outputs()]
+        spec_in = [t.name for t in inputs]
+        # the bundle's tensor names are the model's when they match, else positional
+        self._feed_names = spec_in if set(spec_in) == set(self._in_names) else self._in_names
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # arrays viewed straight from a received message may sit at unaligned addresses
+        feeds = {k: (v if v.dtype == object or v.flags.aligned else v.copy()) for k, v in feeds.items()}
+        ordered = self._ordered(feeds)
+        if self._feed_names is self._in_names:
+            sess_feeds = dict(zip(self._in_names, ordered))
+        else:
+            sess_feeds = {t.name: feeds[t.name] for t in self.inputs}
+        values = self._sess.run(None, sess_feeds)
+        by_name = dict(zip(self._out_names, values))
+        if all(t.name in by_name for t in self.outputs):
+            return {t.name: by_name[t.name] for t in self.outputs}
+        return {t.name: v for t, v in zip(self.outputs, values)}
+
+
+def make_runner(name: str, spec: NodeSpec, bundle_dir: Path, host_targets: bool = False):
+    """The runner of one node from its artifact (the host_fallback one with host_targets)."""
+    artifact = spec.host_fallback if host_targets and spec.host_fallback else spec.artifact
+    if artifact is None:
+        raise ArtifactError(f"node {name!r} (site {spec.site}) has no artifact in this bundle")
+    path = Path(bundle_dir) / artifact
+    if not path.exists():
+        raise ArtifactError(f"node {name!r}: artifact {path} not found")
+    if spec.kind == "tvm":
+        return TvmNode(name, path, spec.inputs, spec.outputs)
+    if spec.kind == "python":
+        if not spec.function:
+            raise ArtifactError(f"node {name!r}: python step without `function`")
+        return PythonNode(name, path, spec.function, spec.inputs, spec.outputs)
+    if spec.kind == "onnx":
+        return OrtNode(name, path, spec.inputs, spec.outputs)
+    raise ArtifactError(f"node {name!r}: unknown kind {spec.kind!r}")
+
+
+def load_runners(bundle: Bundle, bundle_dir: Path, host_targets: bool = False) -> dict:
+    return {n: make_runner(n, bundle.nodes[n], bundle_dir, host_targets) for n in bundle.local_nodes()}

@@ -1,0 +1,463 @@
+"""The site server: serves one site's bundle over gRPC (KServe v2 / Open Inference Protocol).
+
+Models served by ModelInfer:
+- every node placed on this site, by its name (runs that node alone);
+- DELIVER_MODEL (internal): tensors forwarded by other sites for this site's nodes, or sink
+  tensors coming back to the entry site of a request;
+- at a site hosting a source: the whole ensemble, named after the app (inputs: the sources'
+  tensors, outputs: the sinks' tensors).
+
+A request entering the ensemble runs the nodes of the entry site that are ready, forwards
+each tensor whose consumer lives elsewhere to that site (ModelInfer on DELIVER_MODEL, with the
+remaining deadline as the call's timeout), and waits for the sink tensors, which every site
+sends back to the entry. A forward returns when the receiving site has run what the tensor
+made ready and finished its own forwards, so an error anywhere downstream travels back to the
+entry as the status of its forward, and the entry answers with it. State held for a request
+(the entry's, or a fan-in waiting for its other inputs) is dropped at the request's deadline.
+
+Response parameters carry the timings: `timings` (JSON list of [kind, name, site, ms, bytes],
+kind "model" for a node run, "hop" for a forward: round trip minus the receiver's handling)
+and `server_ms`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import defaultdict
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from planner_runtime.bundle_format import DELIVER_MODEL, Bundle, Tensor
+from planner_runtime.executor import Delivery, Executor, Graph, NodeError, RequestState, Timing
+from planner_runtime.forward import ForwardError, Forwarder, channel_options
+from planner_runtime.metrics import Metrics
+from planner_runtime.nodes import load_runners
+from planner_runtime.proto import grpc_predict_v2_pb2 as pb
+from planner_runtime.proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from planner_runtime.tensors import TensorError, array_dtype, bundle_dtype, check, from_raw, oip_datatype, to_raw
+from planner_runtime.wire import Framed, parse_request, serialize_response
+
+log = logging.getLogger("planner_runtime")
+SERVER_NAME = "planner-runtime"
+VERSION = "1"
+SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+
+_CONTENTS_FIELD = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents",
+                   "INT32": "int_contents", "INT64": "int64_contents", "UINT8": "uint_contents",
+                   "UINT16": "uint_contents", "UINT32": "uint_contents", "UINT64": "uint64_contents",
+                   "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents"}
+
+
+class Abort(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class EntryWait:
+    """At the entry site: the sink tensors of one request, as they arrive."""
+
+    expected: set[str]
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)
+    event: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class SiteRequest:
+    state: RequestState
+    expires: float  # time.monotonic()
+    entry: EntryWait | None = None  # set when this site is the request's entry
+
+
+class SiteServer:
+    """One site's runtime. `start()`, then `wait()` or `stop()`."""
+
+    def __init__(self, bundle_dir: Path, port: int | None = None, host: str = "0.0.0.0",
+                 host_targets: bool = False, metrics_port: int | None = None, workers: int = 64,
+                 peers: dict[str, str] | None = None, advertise: str | None = None):
+        self.bundle_dir = Path(bundle_dir)
+        self.bundle = Bundle.read(self.bundle_dir)
+        self.site = self.bundle.site
+        self.graph = Graph(self.bundle)
+        self.host_targets = host_targets
+        self.metrics = Metrics(self.site)
+        self.metrics_port = metrics_port
+        self.runners = load_runners(self.bundle, self.bundle_dir, host_targets)
+        self.executor = Executor(self.graph, self.runners, site=self.site, on_model=self.metrics.model)
+        # where each site is reached: bundle.yaml's addresses, unless overridden (--peer SITE=HOST:PORT)
+        self.addresses = {name: s.address for name, s in self.bundle.sites.items()}
+        for name, address in (peers or {}).items():
+            if name not in self.addresses:
+                raise ValueError(f"--peer {name}: no site {name!r} in the bundle (sites: {', '.join(self.addresses)})")
+            self.addresses[name] = address
+        own_host, own_port = self.addresses[self.site].rsplit(":", 1)
+        self.port = int(port if port is not None else own_port)
+        # where other sites send the sink tensors of requests entering here
+        self.address = advertise or f"{own_host}:{self.port}"
+        self.host = host
+        self.is_entry = any(s.site == self.site for s in self.bundle.sources.values())
+        self.settings = self.bundle.runtime
+        self.forwarder = Forwarder(self.site, self.settings.max_message_bytes, self.metrics)
+        self.site_of_address = {address: name for name, address in self.addresses.items()}
+        self._states: dict[str, SiteRequest] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: grpc.Server | None = None
+        self._health = health.HealthServicer()
+        self._workers = workers
+        # A request entering here holds a handler thread until its sinks come back, and they come
+        # back as calls needing handler threads too: at most half the threads take new requests,
+        # the rest stay free for deliveries (otherwise a burst could starve its own answers).
+        self.max_entry_requests = max(1, workers // 2)
+        self._entry_slots = threading.BoundedSemaphore(self.max_entry_requests)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> SiteServer:
+        opts = channel_options(self.settings.max_message_bytes)[:2] + [("grpc.so_reuseport", 0)]
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=self._workers,
+                                                        thread_name_prefix=f"site-{self.site}"), options=opts)
+        server.add_generic_rpc_handlers((_handlers(_Servicer(self)),))
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        try:
+            bound = server.add_insecure_port(f"{self.host}:{self.port}")
+        except RuntimeError:
+            bound = 0
+        if bound == 0:
+            raise OSError(f"site {self.site}: cannot listen on {self.host}:{self.port} (in use?)")
+        server.start()
+        self._server = server
+        for name in ("", SERVICE):
+            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.metrics_port is not None:
+            try:
+                self.metrics.serve(self.metrics_port)
+            except OSError as exc:  # metrics are not worth refusing to serve
+                log.warning("site %s: no metrics: cannot listen on port %s: %s", self.site, self.metrics_port, exc)
+                self.metrics_port = None
+        threading.Thread(target=self._reap, name="reaper", daemon=True).start()
+        return self
+
+    def wait(self) -> None:
+        self._server.wait_for_termination()
+
+    def stop(self, grace: float = 1.0) -> None:
+        self._stopping.set()
+        self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            self._server.stop(grace).wait()
+        self.forwarder.close()
+
+    def _reap(self) -> None:
+        while not self._stopping.wait(0.2):
+            now = time.monotonic()
+            with self._lock:
+                for rid in [r for r, s in self._states.items() if s.entry is None and s.expires < now]:
+                    del self._states[rid]
+                    log.info("site %s: dropped request %s at its deadline", self.site, rid)
+                self.metrics.pending.labels(self.site).set(len(self._states))
+
+    def _put_state(self, rid: str, req: SiteRequest) -> None:
+        with self._lock:
+            self._states[rid] = req
+            self.metrics.pending.labels(self.site).set(len(self._states))
+
+    def _drop_state(self, rid: str) -> None:
+        with self._lock:
+            self._states.pop(rid, None)
+            self.metrics.pending.labels(self.site).set(len(self._states))
+
+    def models(self) -> list[str]:
+        return ([self.bundle.app] if self.is_entry else []) + self.bundle.local_nodes()
+
+    # -- decoding -----------------------------------------------------------------------------
+    @staticmethod
+    def _decode(request: pb.ModelInferRequest) -> list[tuple[str, str, list[int], np.ndarray, object]]:
+        """(name, bundle dtype, shape, array, tensor message) of each input."""
+        raw = request.raw_input_contents
+        if raw and len(raw) != len(request.inputs):
+            raise TensorError(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs")
+        out = []
+        for i, t in enumerate(request.inputs):
+            shape = list(t.shape)
+            if raw:
+                arr = from_raw(t.name, t.datatype, shape, raw[i])
+            else:
+                fname = _CONTENTS_FIELD.get(t.datatype)
+                if fname is None:
+                    raise TensorError(f"tensor {t.name!r}: datatype {t.datatype} needs raw_input_contents")
+                values = list(getattr(t.contents, fname))
+                dtype = bundle_dtype(t.datatype)
+                if len(values) != int(np.prod(shape)):
+                    raise TensorError(f"tensor {t.name!r}: {len(values)} values for shape {shape}")
+                arr = (np.array(values, dtype=object) if dtype == "bytes" else np.array(values, dtype=dtype)).reshape(shape)
+            out.append((t.name, bundle_dtype(t.datatype), shape, arr, t))
+        return out
+
+    @staticmethod
+    def _validated(decoded, specs: list[tuple[str, Tensor]], what: str) -> dict[str, np.ndarray]:
+        want = dict(specs)
+        got = {}
+        for name, dtype, shape, arr, _ in decoded:
+            spec = want.get(name)
+            if spec is None:
+                raise TensorError(f"tensor {name!r} is not an input of {what} (inputs: {', '.join(want)})")
+            if name in got:
+                raise TensorError(f"tensor {name!r} given twice")
+            check(name, dtype, shape, spec.dtype, spec.shape)
+            got[name] = arr
+        missing = [n for n in want if n not in got]
+        if missing:
+            raise TensorError(f"input tensor(s) {', '.join(repr(m) for m in missing)} of {what} missing")
+        return got
+
+    # -- the dataflow ---------------------------------------------------------------------------
+    def _deadline(self, context, default_ms: float) -> float:
+        remaining = context.time_remaining()
+        limit = default_ms / 1000
+        if remaining is None or remaining > limit:
+            remaining = limit
+        return time.monotonic() + remaining
+
+    def _process(self, rid: str, req: SiteRequest, deliveries: list[Delivery], timings: list[Timing],
+                 deadline: float, entry_address: str) -> None:
+        """Run what the deliveries make ready here; forward what leaves; wait for those forwards."""
+        try:
+            outgoing = self.executor.advance(req.state, deliveries, timings)
+        except NodeError as exc:
+            raise Abort(grpc.StatusCode.INTERNAL, f"site {self.site}: {exc}") from None
+        groups: dict[str, list[Delivery]] = defaultdict(list)
+        for d in outgoing:
+            if d.flow.dst.kind == "sink":
+                if req.entry is not None:
+                    self._sink_arrived(req.entry, d)
+                else:
+                    groups[entry_address].append(d)
+            else:
+                groups[self.addresses[self.graph.nodes[d.flow.dst.name].site]].append(d)
+        if not groups:
+            return
+        deadline_unix_ns = time.time_ns() + int((deadline - time.monotonic()) * 1e9)
+        waits = []
+        for address, ds in groups.items():
+            dst = self.site_of_address.get(address, address)
+            msg, nbytes, detail = Forwarder.request(rid, entry_address, deadline_unix_ns, self.site, ds)
+            try:
+                waits.append(self.forwarder.send(dst, address, msg, nbytes, deadline - time.monotonic(), detail))
+            except ForwardError as exc:
+                waits.append(exc)
+        first: ForwardError | None = None
+        for w in waits:
+            try:
+                if isinstance(w, ForwardError):
+                    raise w
+                timings.extend(w())
+            except ForwardError as exc:
+                first = first or exc
+        if first is not None:
+            raise Abort(first.code, str(first))
+
+    def _sink_arrived(self, wait: EntryWait, d: Delivery) -> None:
+        key = self.graph.sink_key(d.flow)
+        wait.outputs[key] = d.value
+        if wait.expected <= set(wait.outputs):
+            wait.event.set()
+
+    # -- ModelInfer variants --------------------------------------------------------------------
+    def infer_ensemble(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
+        t0 = time.perf_counter()
+        deadline = self._deadline(context, self.settings.default_deadline_ms)
+        decoded = self._decode(request)
+        specs = [(t.key, t.tensor) for t in self.graph.inputs]
+        inputs = self._validated(decoded, specs, f"model {self.bundle.app!r}")
+        wanted = self._requested(request, [t.key for t in self.graph.outputs])
+        rid = uuid.uuid4().hex
+        if not self._entry_slots.acquire(blocking=False):
+            raise Abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"site {self.site}: {self.max_entry_requests} requests in flight, the most it takes; retry")
+        req = SiteRequest(RequestState(), deadline, EntryWait({t.key for t in self.graph.outputs}))
+        self._put_state(rid, req)
+        timings: list[Timing] = []
+        try:
+            self._process(rid, req, self.executor.source_deliveries(inputs), timings, deadline, self.address)
+            if not req.entry.event.wait(max(0.0, deadline - time.monotonic())):
+                missing = sorted(req.entry.expected - set(req.entry.outputs))
+                raise Abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                            f"deadline exceeded waiting for sink tensor(s) {', '.join(missing)}")
+        finally:
+            self._drop_state(rid)
+            self._entry_slots.release()
+        resp = pb.ModelInferResponse(model_name=self.bundle.app, model_version=VERSION, id=request.id)
+        specs_out = {t.key: t.tensor for t in self.graph.outputs}
+        framed = self._fill_outputs(resp, {k: req.entry.outputs[k] for k in wanted}, specs_out)
+        resp.parameters["timings"].string_param = json.dumps([t.as_list() for t in timings])
+        resp.parameters["server_ms"].double_param = (time.perf_counter() - t0) * 1000
+        resp.parameters["request_id"].string_param = rid
+        return framed
+
+    def infer_node(self, name: str, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
+        spec = self.graph.nodes[name]
+        inputs = self._validated(self._decode(request), [(t.name, t) for t in spec.inputs], f"model {name!r}")
+        wanted = self._requested(request, [t.name for t in spec.outputs])
+        timings: list[Timing] = []
+        try:
+            results = self.executor._run_node(name, inputs, timings)
+        except NodeError as exc:
+            raise Abort(grpc.StatusCode.INTERNAL, f"site {self.site}: {exc}") from None
+        resp = pb.ModelInferResponse(model_name=name, model_version=VERSION, id=request.id)
+        framed = self._fill_outputs(resp, {k: results[k] for k in wanted}, {t.name: t for t in spec.outputs})
+        resp.parameters["timings"].string_param = json.dumps([t.as_list() for t in timings])
+        return framed
+
+    def deliver(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
+        t0 = time.perf_counter()
+        deadline = self._deadline(context, self.settings.forward_timeout_ms)
+        if deadline <= time.monotonic():
+            raise Abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"site {self.site}: deadline passed on arrival")
+        rid = request.id
+        params = request.parameters
+        entry_address = params["entry"].string_param if "entry" in params else ""
+        deliveries = []
+        for name, dtype, shape, arr, msg in self._decode(request):
+            fid = msg.parameters["flow"].string_param if "flow" in msg.parameters else ""
+            flow = self.graph.flow_by_id.get(fid)
+            if flow is None:
+                raise TensorError(f"tensor {name!r}: unknown flow {fid!r} (bundles of different plans?)")
+            check(name, dtype, shape, flow.tensor.dtype, flow.tensor.shape)
+            deliveries.append(Delivery(flow, arr))
+        with self._lock:
+            req = self._states.get(rid)
+            if req is None:
+                if any(d.flow.dst.kind == "sink" for d in deliveries):
+                    raise Abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                f"site {self.site}: request {rid} is no longer pending here (deadline passed or failed)")
+                req = self._states[rid] = SiteRequest(RequestState(), deadline)
+                self.metrics.pending.labels(self.site).set(len(self._states))
+        timings: list[Timing] = []
+        try:
+            self._process(rid, req, deliveries, timings, deadline, entry_address)
+        except Abort:
+            if req.entry is None:
+                self._drop_state(rid)
+            raise
+        if req.entry is None and self.executor.done(req.state):
+            self._drop_state(rid)
+        resp = pb.ModelInferResponse(model_name=DELIVER_MODEL, id=rid)
+        resp.parameters["timings"].string_param = json.dumps([t.as_list() for t in timings])
+        resp.parameters["handler_ms"].double_param = (time.perf_counter() - t0) * 1000
+        return resp
+
+    @staticmethod
+    def _requested(request, names: list[str]) -> list[str]:
+        if not request.outputs:
+            return names
+        wanted = [o.name for o in request.outputs]
+        unknown = [w for w in wanted if w not in names]
+        if unknown:
+            raise TensorError(f"requested output(s) {', '.join(repr(u) for u in unknown)} unknown "
+                              f"(outputs: {', '.join(names)})")
+        return wanted
+
+    @staticmethod
+    def _fill_outputs(resp, values: dict[str, np.ndarray], specs: dict[str, Tensor]) -> Framed:
+        raws = []
+        for key, arr in values.items():
+            datatype, shape, raw = to_raw(arr, specs[key].dtype if key in specs else array_dtype(arr), view=True)
+            resp.outputs.add(name=key, datatype=datatype, shape=shape)
+            raws.append(raw)
+        return Framed(resp, raws)  # the tensors are joined into the answer once, by serialize_response
+
+    def tensor_meta(self, t: Tensor, name: str | None = None):
+        return pb.ModelMetadataResponse.TensorMetadata(name=name or t.name, datatype=oip_datatype(t.dtype),
+                                                       shape=t.shape)
+
+
+class _Servicer(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, site: SiteServer):
+        self.s = site
+
+    def ServerLive(self, request, context):
+        return pb.ServerLiveResponse(live=True)
+
+    def ServerReady(self, request, context):
+        return pb.ServerReadyResponse(ready=not self.s._stopping.is_set())
+
+    def ModelReady(self, request, context):
+        return pb.ModelReadyResponse(ready=request.name in self.s.models() or request.name == DELIVER_MODEL)
+
+    def ServerMetadata(self, request, context):
+        return pb.ServerMetadataResponse(name=SERVER_NAME, version=VERSION, extensions=[f"site:{self.s.site}"])
+
+    def ModelMetadata(self, request, context):
+        s = self.s
+        name = request.name
+        if name == s.bundle.app and s.is_entry:
+            return pb.ModelMetadataResponse(
+                name=name, versions=[VERSION], platform="planner_ensemble",
+                inputs=[s.tensor_meta(t.tensor, t.key) for t in s.graph.inputs],
+                outputs=[s.tensor_meta(t.tensor, t.key) for t in s.graph.outputs])
+        if name in s.bundle.local_nodes():
+            spec = s.graph.nodes[name]
+            return pb.ModelMetadataResponse(name=name, versions=[VERSION], platform=s.runners[name].platform,
+                                            inputs=[s.tensor_meta(t) for t in spec.inputs],
+                                            outputs=[s.tensor_meta(t) for t in spec.outputs])
+        if name == DELIVER_MODEL:
+            return pb.ModelMetadataResponse(name=name, versions=[VERSION], platform="planner_deliver")
+        context.abort(grpc.StatusCode.NOT_FOUND, self._unknown(name))
+
+    def _unknown(self, name: str) -> str:
+        return f"unknown model {name!r} at site {self.s.site}; models here: {', '.join(self.s.models())}"
+
+    def ModelInfer(self, request, context):
+        s = self.s
+        name = request.model_name
+        t0 = time.perf_counter()
+        code, message = grpc.StatusCode.OK, ""
+        try:
+            if name == DELIVER_MODEL:
+                return s.deliver(request, context)
+            if name == s.bundle.app and s.is_entry:
+                return s.infer_ensemble(request, context)
+            if name in s.bundle.local_nodes():
+                return s.infer_node(name, request, context)
+            raise Abort(grpc.StatusCode.NOT_FOUND, self._unknown(name))
+        except TensorError as exc:
+            code, message = grpc.StatusCode.INVALID_ARGUMENT, f"model {name!r}: {exc}"
+        except Abort as exc:
+            code, message = exc.code, str(exc)
+        except Exception as exc:  # a bug: logged, answered as INTERNAL, the server keeps serving
+            log.exception("site %s: %s failed", s.site, name)
+            code, message = grpc.StatusCode.INTERNAL, f"site {s.site}: {type(exc).__name__}: {exc}"
+        finally:
+            label = name if name in s.models() or name == DELIVER_MODEL else "<unknown>"
+            s.metrics.requests.labels(s.site, label, code.name).inc()
+            s.metrics.request_seconds.labels(s.site, label).observe(time.perf_counter() - t0)
+        context.abort(code, message)
+
+
+def _handlers(servicer: _Servicer) -> grpc.GenericRpcHandler:
+    """The GRPCInferenceService methods; ModelInfer with the framed (copy-saving) codec of runtime.wire."""
+    def h(method, req_cls, resp_cls):
+        return grpc.unary_unary_rpc_method_handler(method, request_deserializer=req_cls.FromString,
+                                                   response_serializer=resp_cls.SerializeToString)
+
+    return grpc.method_handlers_generic_handler(SERVICE, {
+        "ServerLive": h(servicer.ServerLive, pb.ServerLiveRequest, pb.ServerLiveResponse),
+        "ServerReady": h(servicer.ServerReady, pb.ServerReadyRequest, pb.ServerReadyResponse),
+        "ModelReady": h(servicer.ModelReady, pb.ModelReadyRequest, pb.ModelReadyResponse),
+        "ServerMetadata": h(servicer.ServerMetadata, pb.ServerMetadataRequest, pb.ServerMetadataResponse),
+        "ModelMetadata": h(servicer.ModelMetadata, pb.ModelMetadataRequest, pb.ModelMetadataResponse),
+        "ModelInfer": grpc.unary_unary_rpc_method_handler(servicer.ModelInfer, request_deserializer=parse_request,
+                                                          response_serializer=serialize_response),
+    })

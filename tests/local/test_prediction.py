@@ -1,0 +1,62 @@
+"""`planner bench`'s prediction for this machine: the plan's placement, with every pair of sites
+joined by the loopback link, follows the README's latency formulas (recomputed independently
+from app.yaml by tests/plan/readme_numbers.py)."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+import pytest
+import yaml
+
+from planner.errors import InputError
+from planner.local.prediction import LOOPBACK_BANDWIDTH_MBPS, LOOPBACK_RTT_MS, predict_on_host
+from planner.model.open_app import open_app
+from planner.pipeline import prepare, solve_prepared
+from planner.solver.cpsat import SolverConfig
+from tests.plan.readme_numbers import readme_numbers
+from tests import EXAMPLES, CAMERA
+
+
+
+def on_loopback(app: dict) -> dict:
+    app = copy.deepcopy(app)
+    app["links"] = [{"between": [a, b], "bandwidth_mbps": LOOPBACK_BANDWIDTH_MBPS, "rtt_ms": LOOPBACK_RTT_MS}
+                    for a, b in itertools.combinations(app["sites"], 2)]
+    return app
+
+
+@pytest.mark.parametrize("example", ["smart-camera", "voice-assistant"])
+def test_host_prediction_is_the_placement_on_loopback(example):
+    path = EXAMPLES / example / "app.yaml"
+    app = yaml.safe_load(path.read_text())
+    prepared = prepare(path)
+    plan = solve_prepared(prepared, SolverConfig(objective="cost", time_limit_s=20))
+    checked = open_app(path)
+    placements = [plan.placement, *(b.placement for b in plan.baselines)]
+    assert len({tuple(sorted(p.items())) for p in placements}) > 1  # several different placements
+    for placement in placements:
+        pred = predict_on_host(checked, placement)
+        latency, _ = readme_numbers(on_loopback(app), placement)
+        assert pred.latency_ms == pytest.approx(latency, abs=0.01)
+        site_of = {**placement, **{k: v["site"] for k, v in [*app["sources"].items(), *app["sinks"].items()]}}
+        for f in app["flows"]:
+            term = pred.transfers[f"{f['from']}->{f['to']}"]
+            assert term["sites"] == [site_of[f["from"]], site_of[f["to"]]]
+            same = site_of[f["from"]] == site_of[f["to"]]
+            expected = 0 if same else LOOPBACK_RTT_MS / 2 + f["bytes"] * 8 / (LOOPBACK_BANDWIDTH_MBPS * 1e6) * 1000
+            assert term["ms"] == pytest.approx(expected, abs=0.001)
+        for m, s in placement.items():
+            assert pred.models[m] == {"site": s, "ms": app["models"][m]["profile"][s]["latency_ms"],
+                                      "provenance": "given"}
+        # the bench's client sends the source tensors in and gets the sink tensors back
+        io = {(f["from"], f.get("output")): f["bytes"] for f in app["flows"] if f["from"] in app["sources"]}
+        io = sum(io.values()) + sum(f["bytes"] for f in app["flows"] if f["to"] in app["sinks"])
+        assert pred.client_ms == pytest.approx(LOOPBACK_RTT_MS / 2 + io * 8 / (LOOPBACK_BANDWIDTH_MBPS * 1e6) * 1000)
+        assert pred.total_ms == pytest.approx(pred.latency_ms + pred.client_ms)
+
+
+def test_host_prediction_refuses_a_placement_of_another_app():
+    with pytest.raises(InputError, match="ghost"):
+        predict_on_host(open_app(CAMERA), {"ghost": "mec"})

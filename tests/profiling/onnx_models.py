@@ -1,0 +1,62 @@
+"""Small ONNX models built in code for the profiling tests (never downloaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def mlp(path: Path, n_in: int = 16, n_hidden: int = 32, n_out: int = 8, seed: int = 0) -> Path:
+    """x[N, n_in] -> MatMul -> Add -> Relu -> MatMul -> y[N, n_out] (N dynamic)."""
+    rng = np.random.default_rng(seed)
+    w1 = numpy_helper.from_array(rng.standard_normal((n_in, n_hidden)).astype(np.float32), "w1")
+    b1 = numpy_helper.from_array(rng.standard_normal((n_hidden,)).astype(np.float32), "b1")
+    w2 = numpy_helper.from_array(rng.standard_normal((n_hidden, n_out)).astype(np.float32), "w2")
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h0"]), helper.make_node("Add", ["h0", "b1"], ["h1"]),
+             helper.make_node("Relu", ["h1"], ["h2"]), helper.make_node("MatMul", ["h2", "w2"], ["y"])]
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", n_in])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", n_out])], [w1, b1, w2])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path
+
+
+def dynamic_reshape(path: Path) -> Path:
+    """x[N, C, H, W] -> Reshape to [N, C*H*W] with the shape computed at run time from Shape(x)
+    (what PaddleOCR's cls and rec do): TVM needs it folded first."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+        helper.make_node("Unsqueeze", ["n", "axes"], ["n1"]),
+        helper.make_node("Concat", ["n1", "minus1"], ["shape"], axis=0),
+        helper.make_node("Reshape", ["x", "shape"], ["flat"]),
+        helper.make_node("Sigmoid", ["flat"], ["y"]),
+    ]
+    inits = [numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             numpy_helper.from_array(np.array([0], np.int64), "axes"),
+             numpy_helper.from_array(np.array([-1], np.int64), "minus1")]
+    graph = helper.make_graph(nodes, "dynreshape",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, "H", "W"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "K"])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path
+
+
+def with_det(path: Path) -> Path:
+    """Det (matrix determinant): valid ONNX, but TVM's Relax frontend has no converter for it."""
+    graph = helper.make_graph([helper.make_node("Det", ["x"], ["y"])], "det",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path
+
+
+def checker_failure(path: Path) -> Path:
+    """A node reading a tensor nothing produces: the ONNX checker rejects it."""
+    graph = helper.make_graph([helper.make_node("Relu", ["nowhere"], ["y"])], "bad",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path

@@ -1,0 +1,59 @@
+"""The real OCR models (PP-OCRv4 det, PP-OCR mobile cls, PP-OCRv4 rec, fetched by `make models`):
+each imports (cls and rec only after shape folding), compiles for this host, and gives the same
+output as ONNX Runtime within 1e-4 on the same input. Each model compiles once per session."""
+
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+from tests import OCR_MODELS
+
+MODELS = OCR_MODELS
+OCR = {
+    "det": ("ch_PP-OCRv4_det_infer.onnx", [1, 3, 640, 640]),
+    "cls": ("ch_ppocr_mobile_v2.0_cls_infer.onnx", [8, 3, 48, 192]),
+    "rec": ("ch_PP-OCRv4_rec_infer.onnx", [8, 3, 48, 320]),
+}
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not all((MODELS / f).is_file() for f, _ in OCR.values()),
+                                 reason="OCR models not fetched (make models)")]
+
+
+@pytest.fixture(scope="module", params=list(OCR))
+def compiled(request):
+    from planner.profiling.compile import compile_analyzed
+    from planner.profiling.onnx_import import import_onnx
+    from planner.app.targets import get_target
+
+    name = request.param
+    file, shape = OCR[name]
+    c = compile_analyzed(import_onnx(MODELS / file, {"x": shape}), get_target("host"))
+    return name, c
+
+
+def test_ocr_model_matches_onnx_runtime(compiled):
+    from planner.profiling.measure import ort_session, run_ort, run_tvm
+
+    name, c = compiled
+    file, shape = OCR[name]
+    x = np.random.default_rng(7).uniform(-1, 1, shape).astype(np.float32)  # the models' input range
+    got = run_tvm(c.executable, [x])
+    want = run_ort(ort_session((MODELS / file).read_bytes()), {"x": x})
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape
+        np.testing.assert_allclose(g, w, atol=1e-4, rtol=0)
+    assert c.kernels and c.params_bytes > 100_000 and c.activation_bytes > 0
+
+
+def test_cls_and_rec_need_folding():
+    from planner.profiling.errors import ProfilingInputError
+    from planner.profiling.onnx_import import graph_inputs, import_folded, load_checked, pin_inputs
+
+    model = load_checked(MODELS / OCR["rec"][0])
+    pinned = pin_inputs(model, {"x": OCR["rec"][1]})  # static input shape, nothing folded
+    with pytest.raises(ProfilingInputError, match="Reshape"):
+        import_folded(pinned)
+    assert [i.name for i in graph_inputs(model)] == ["x"]

@@ -1,0 +1,67 @@
+"""Infeasibility explanations checked against brute force: the conflict set is infeasible
+and minimal, and each relaxation is the smallest that makes the app feasible."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from planner.errors import InputError
+from planner.solver import constraints
+from planner.solver.constraints import Family
+from planner.solver.evaluate import evaluate
+from planner.solver.explain import explain_infeasible
+from tests.appgen import apps, instance_of
+
+
+def all_evaluations(inst):
+    models = inst.models
+    for combo in itertools.product(*(inst.allowed(m, unpinned=True) for m in models)):
+        yield evaluate(inst, dict(zip(models, combo)))
+
+
+def quantity(evaluation, key):
+    """What the constraint `key` bounds, in the evaluation, in the unit of the relaxation."""
+    return {
+        Family.SLO: lambda: evaluation.latency_us / 1000,
+        Family.COST_CAP: lambda: evaluation.cost_uph / 1e6,
+        Family.MEMORY: lambda: evaluation.memory_kb.get(key.subject, 0) / 1000,
+        Family.REPLICAS: lambda: evaluation.replicas.get(key.subject, 0),
+    }[key.family]()
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=apps(max_models=5, max_sites=3))
+def test_explanation_matches_brute_force(data):
+    try:
+        inst, _, _ = instance_of(data)
+    except InputError:
+        return
+    evs = [ev for ev in all_evaluations(inst)]
+    routable = [ev for ev in evs if constraints.ROUTE not in ev.violated]
+    if any(not ev.violated for ev in evs):
+        return  # feasible: nothing to explain
+    explanation = explain_infeasible(inst, time_limit_s=20, workers=2)
+    if not routable:
+        assert explanation.conflicts == [] and explanation.notes
+        return
+    core = {c.constraint for c in explanation.conflicts}
+    assert core, explanation
+    # infeasible: every placement breaks one of the conflict set
+    assert all(ev.violated & core for ev in routable)
+    # minimal: without any one member, the rest can all hold
+    for k in core:
+        assert any(not (ev.violated & (core - {k})) for ev in routable), (k, core)
+    # smallest relaxation of each, with every other constraint kept
+    for c in explanation.conflicts:
+        ok = [ev for ev in routable if ev.violated <= {c.constraint}]
+        if not ok:
+            assert c.relaxation is None
+            continue
+        assert c.proven
+        if c.constraint.family is Family.PIN:
+            assert any(ev.placement[c.constraint.subject] == c.site for ev in ok)
+        else:
+            assert c.bound == pytest.approx(min(quantity(ev, c.constraint) for ev in ok))

@@ -1,0 +1,106 @@
+"""The Pareto front is exact: every point is non-dominated, solving with its latency bound
+gives its cost, and on small apps it equals the front of brute-force enumeration of every
+placement through the independent evaluator."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from typer.testing import CliRunner
+
+from planner.cli.main import app as cli
+from planner.errors import InputError
+from planner.solver.evaluate import evaluate
+from planner.pipeline import prepare
+from planner.solver.pareto import dominated, pareto_front, with_slo
+from planner.solver.cpsat import PlacementSolver, SolverConfig
+from tests.appgen import apps, instance_of
+from tests import CAMERA
+
+
+
+def brute_front(inst) -> set[tuple[int, int]]:
+    pts = set()
+    for combo in itertools.product(*(list(inst.options[m]) for m in inst.models)):
+        ev = evaluate(inst, dict(zip(inst.models, combo)))
+        if ev.feasible:
+            pts.add((ev.latency_us, ev.cost_uph))
+    return {p for p in pts if not any(q != p and q[0] <= p[0] and q[1] <= p[1] for q in pts)}
+
+
+SEEN = {"instances": 0}
+
+
+def as_ints(front) -> set[tuple[int, int]]:
+    return {(round(p.latency_ms * 1000), round(p.cost_per_hour * 1e6)) for p in front.points}
+
+
+def check_front(inst, front) -> None:
+    assert front.exact
+    assert dominated(front.points) == []
+    lat = [p.latency_ms for p in front.points]
+    cost = [p.cost_per_hour for p in front.points]
+    assert lat == sorted(lat, reverse=True) and cost == sorted(cost) and len(set(cost)) == len(cost)
+    for p in front.points:
+        ev = evaluate(inst, p.placement)  # each point names a placement that has its numbers
+        assert ev.feasible and (ev.latency_us, ev.cost_uph) == (round(p.latency_ms * 1000), round(p.cost_per_hour * 1e6))
+        # minimizing cost under its own latency bound gives its cost
+        sol = PlacementSolver(with_slo(inst, ev.latency_us), SolverConfig(objective="cost", time_limit_s=20,
+                                                                         workers=2)).solve()
+        assert sol.status == "OPTIMAL"
+        assert evaluate(inst, sol.placement).cost_uph == ev.cost_uph
+
+
+@pytest.mark.parametrize("relaxed", [False, True])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=apps(max_models=4, max_sites=3))
+def test_front_equals_brute_force(data, relaxed):
+    if relaxed:  # no SLO, cap or tight capacity: fronts with several points are common
+        data = {**data, "constraints": {},
+                "sites": {n: {**s, "max_replicas": 4, "memory_mb": 4000} for n, s in data["sites"].items()}}
+    try:
+        inst, _, _ = instance_of(data)
+    except InputError:
+        return
+    SEEN["instances"] += 1
+    front = pareto_front(inst, time_limit_s=20, workers=2)
+    assert as_ints(front) == brute_front(inst)
+    check_front(inst, front)
+
+
+def test_front_of_smart_camera_without_slo():
+    inst = prepare(CAMERA, ["constraints.latency_ms=null", "sites.camera.max_replicas=4",
+                            "links.camera-mec.bandwidth_mbps=200"]).instance
+    front = pareto_front(inst, app="smart-camera", time_limit_s=20, workers=2)
+    assert len(front.points) == 3  # all on the camera; the heavy models on mec; or in the cloud
+    assert as_ints(front) == brute_front(inst)
+    check_front(inst, front)
+
+
+def test_pareto_cli_json_table_and_plots(tmp_path):
+    out = tmp_path / "o"
+    r = CliRunner().invoke(cli, ["pareto", str(CAMERA), "-o", str(out), "--json", "--set", "constraints.latency_ms=400"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert set(data) == {"points"} and data["points"]
+    for p in data["points"]:
+        assert set(p) == {"latency_ms", "cost_per_hour", "placement"}
+        assert p["latency_ms"] <= 400
+        assert set(p["placement"]) == {"detector", "plate-reader", "reid", "fusion"}
+    for name in ("pareto.png", "pareto.svg", "pareto.md", "pareto.json"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<svg" in (out / "pareto.svg").read_text()
+    md = (out / "pareto.md").read_text()
+    assert md.count("\n| ") == len(data["points"]) + 1  # header + one row per point
+    r = CliRunner().invoke(cli, ["pareto", str(CAMERA), "-o", str(out)])
+    assert r.exit_code == 0 and "Pareto front" in r.output and "detector@camera" in r.output
+
+
+def test_pareto_of_infeasible_app_exits_3(tmp_path):
+    r = CliRunner().invoke(cli, ["pareto", str(CAMERA), "-o", str(tmp_path), "--set", "constraints.latency_ms=5"])
+    assert r.exit_code == 3, r.output
+    assert "SLO" in r.output
