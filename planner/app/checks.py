@@ -34,7 +34,7 @@ def check_links(loaded: LoadedApp) -> None:
         pair = frozenset(link.between)
         if pair in seen:
             raise loaded.error(f"duplicate link between {link.between[0]} and {link.between[1]} "
-                           f"(first in links[{seen[pair]}])", ("links", i, "between"))
+                               f"(first in links[{seen[pair]}])", ("links", i, "between"))
         seen[pair] = i
 
 
@@ -62,7 +62,7 @@ def check_models(loaded: LoadedApp) -> None:
         for site in node.profile:
             if site not in app.sites:
                 raise loaded.error(f"profile for unknown site '{site}' (sites: {one_of(app.sites)})",
-                               ("models", name, "profile", site))
+                                   ("models", name, "profile", site))
         if node.onnx is not None and not loaded.resolve(node.onnx).is_file():
             raise loaded.error(f"ONNX file not found: {loaded.resolve(node.onnx)}", ("models", name, "onnx"))
         if node.python is not None:
@@ -73,15 +73,15 @@ def check_models(loaded: LoadedApp) -> None:
                 raise loaded.error(f"file not found: {path}", ("models", name, "files", i))
             if loaded.base_dir.resolve() not in path.parents:
                 raise loaded.error(f"{file} is outside the app's directory: the bundle ships files beside app.yaml",
-                               ("models", name, "files", i))
+                                   ("models", name, "files", i))
         if node.kind == "given":
             for i, site in enumerate(node.sites or []):
                 if site not in node.profile:
                     raise loaded.error(f"'{name}' may run on {site} but has no profile there and no onnx/python "
-                                   "to profile", ("models", name, "sites", i))
+                                       "to profile", ("models", name, "sites", i))
         if not app.candidate_sites(name):
             raise loaded.error(f"no site may host '{name}': give `onnx:`/`python:` or a profile for a site it "
-                           "may use", ("models", name))
+                               "may use", ("models", name))
 
 
 def check_endpoints(loaded: LoadedApp) -> None:
@@ -101,7 +101,8 @@ def check_flows(loaded: LoadedApp) -> None:
     for i, flow in enumerate(app.flows):
         if flow.from_ not in producers:
             what = "a sink sends nothing" if flow.from_ in app.sinks else "unknown source or model"
-            raise loaded.error(f"{what}: '{flow.from_}' (sources and models: {one_of(producers)})", ("flows", i, "from"))
+            raise loaded.error(f"{what}: '{flow.from_}' (sources and models: {one_of(producers)})",
+                               ("flows", i, "from"))
         if flow.to not in consumers:
             what = "a source receives nothing" if flow.to in app.sources else "unknown model or sink"
             raise loaded.error(f"{what}: '{flow.to}' (models and sinks: {one_of(consumers)})", ("flows", i, "to"))
@@ -116,14 +117,15 @@ def check_flows(loaded: LoadedApp) -> None:
             declared = list(consumer.inputs)
             if flow.input is None and len(declared) > 1:
                 raise loaded.error(f"'{flow.to}' has inputs {', '.join(declared)}: name the one this flow feeds "
-                               "with `input:`", ("flows", i))
+                                   "with `input:`", ("flows", i))
             target_input = flow.input or declared[0]
             if target_input not in declared:
                 raise loaded.error(f"'{flow.to}' has no input '{target_input}' (inputs: {', '.join(declared)})",
-                               ("flows", i, "input"))
+                                   ("flows", i, "input"))
             if (flow.to, target_input) in fed:
-                raise loaded.error(f"input '{target_input}' of '{flow.to}' is already fed by flows[{fed[flow.to, target_input]}]",
-                               ("flows", i))
+                raise loaded.error(f"input '{target_input}' of '{flow.to}' is already fed by "
+                                   f"flows[{fed[flow.to, target_input]}]",
+                                   ("flows", i))
             fed[flow.to, target_input] = i
     for name, node in app.models.items():
         if node.python and node.inputs:

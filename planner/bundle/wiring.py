@@ -30,7 +30,7 @@ def wire(checked: CheckedApp, profiles: ProfileTable, placement: dict[str, str])
     given = given_only(checked)
     if given:
         raise checked.error(f"'{given[0]}' has only given profiles (no `onnx:` or `python:`): there is nothing to "
-                       "put in a bundle or run", ("models", given[0]))
+                            "put in a bundle or run", ("models", given[0]))
     nodes: dict[str, NodeSpec] = {}
     for name, node in app.models.items():
         sig = profiles.signatures[name]
@@ -48,7 +48,7 @@ def wire(checked: CheckedApp, profiles: ProfileTable, placement: dict[str, str])
             tensor = _tensor(spec, src_name)
             if src_name in known and known[src_name] != tensor:
                 raise checked.error(f"source '{flow.from_}' sends '{src_name}' with two shapes or dtypes; name its "
-                               "tensors apart with `output:`", ("flows", i))
+                                    "tensors apart with `output:`", ("flows", i))
             if src_name not in known:
                 sources[flow.from_].tensors.append(tensor)
         else:
@@ -57,8 +57,9 @@ def wire(checked: CheckedApp, profiles: ProfileTable, placement: dict[str, str])
         if flow.to in app.sinks:
             dst_name = flow.input or spec.name
             if any(t.name == dst_name for t in sinks[flow.to].tensors):
-                raise checked.error(f"sink '{flow.to}' receives two tensors named '{dst_name}': name them with `input:`",
-                               ("flows", i))
+                raise checked.error(f"sink '{flow.to}' receives two tensors named '{dst_name}': "
+                                    "name them with `input:`",
+                                    ("flows", i))
             sinks[flow.to].tensors.append(_tensor(spec, dst_name))
             dst = Endpoint(kind="sink", name=flow.to, tensor=dst_name)
         else:

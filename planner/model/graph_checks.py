@@ -24,7 +24,8 @@ def check_graph(checked: CheckedApp) -> None:
         cycle = None
     if cycle:
         names = [u for u, _ in cycle] + [cycle[0][0]]
-        raise checked.error(f"the flows form a cycle: {' -> '.join(names)}", ("flows", _flow_index(checked, *cycle[0][:2])))
+        raise checked.error(f"the flows form a cycle: {' -> '.join(names)}",
+                            ("flows", _flow_index(checked, *cycle[0][:2])))
     reached = set().union(*(nx.descendants(g, s) for s in app.sources))
     for name in app.models:
         if name not in reached:
@@ -52,4 +53,4 @@ def check_routes(checked: CheckedApp) -> None:
         a, b = sites(flow.from_), sites(flow.to)
         if not any(s == t or network.connected(s, t) for s, t in product(a, b)):
             raise checked.error(f"flow {flow.from_} -> {flow.to} needs a route from {one_of(a)} to {one_of(b)}, "
-                           "and no links join them", ("flows", i))
+                                "and no links join them", ("flows", i))

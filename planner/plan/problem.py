@@ -70,7 +70,7 @@ def build_instance(checked: CheckedApp, profiles: ProfileTable) -> Instance:
                                           egress_uph=micro(egress)))
         if not transfers and not set(allowed(flow.from_)) & set(allowed(flow.to)):
             raise checked.error(f"flow {flow.from_} -> {flow.to}: no route joins the sites where its ends may run",
-                           ("flows", i))
+                                ("flows", i))
         flows.append(FlowData(index=i, src=flow.from_, dst=flow.to, nbytes=nbytes, transfers=transfers))
 
     return Instance(
