@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from planner.errors import InfeasibleError, PlannerError
+from planner.errors import InfeasibleError, InputError, PlannerError
 
 
 def _piped_width() -> int | None:
@@ -70,8 +70,7 @@ def user_errors(fn: Callable) -> Callable:
 
 def solver_config(time_limit: float, workers: int | None, objective: str = "cost"):
     """The CP-SAT settings from the command line, checked."""
-    from planner.errors import InputError
-    from planner.solver.cpsat import SolverConfig
+    from planner.solver.cpsat import SolverConfig  # OR-Tools loads only for the commands that solve
 
     if objective not in ("cost", "latency"):
         raise InputError(f"--objective must be cost or latency, got {objective!r}")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from planner.app.spec import App, Link
 from planner.errors import InputError
+from planner.local.run import host_profiles
 from planner.model.checked_app import CheckedApp
 from planner.model.open_app import open_app
 from planner.model.network import link_transfer_ms
@@ -66,8 +67,6 @@ def predict_on_host(checked: CheckedApp, placement: dict[str, str], profiles: Ap
     """Latency of `placement` with host profiles and loopback links, by planner.solver.evaluate.
 
     `profiles` defaults to the host profiles `planner run` uses (cached after the first run)."""
-    from planner.local.run import host_profiles
-
     unknown = sorted(set(placement) ^ set(checked.app.models))
     if unknown:
         raise InputError(f"the plan's placement does not match {checked.path}: models {', '.join(unknown)} "
@@ -123,8 +122,6 @@ def plan_prediction(plan: Plan | None) -> dict:
 
 def host_prediction(out_dir: Path, app_file: Path | None = None, refresh: bool = False) -> dict:
     """The plan's placement re-evaluated with this machine's profiles and loopback links; or why not."""
-    from planner.local.run import host_profiles
-
     plan = read_plan(out_dir)
     if plan is None or not plan.placement:
         return {"status": "not available", "why": f"no placement in {Path(out_dir) / 'plan.json'}"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from planner.solver.evaluate import Evaluation, evaluate
-from planner.solver.instance import REPLICA_CAPACITY, Instance
+from planner.solver.instance import REPLICA_CAPACITY, FlowData, Instance
 
 
 @dataclass
@@ -25,31 +25,42 @@ def single_site(inst: Instance) -> list[Baseline]:
     return out
 
 
+def _inbound(inst: Instance) -> dict[str, list[FlowData]]:
+    inbound: dict[str, list[FlowData]] = {}
+    for f in inst.flows:
+        inbound.setdefault(f.dst, []).append(f)
+    return inbound
+
+
+def _ready_us(flows: list[FlowData], site: str, finish: dict[str, int], site_of: dict[str, str]) -> int | None:
+    """When the last input of a node on `site` arrives, its producers placed and finished as
+    given; None when some input has no route there."""
+    ready = 0
+    for f in flows:
+        if site_of[f.src] == site:
+            arrive = finish[f.src]
+        else:
+            tr = f.transfer(site_of[f.src], site)
+            if tr is None:
+                return None
+            arrive = finish[f.src] + tr.latency_us
+        ready = max(ready, arrive)
+    return ready
+
+
 def greedy_earliest_finish(inst: Instance) -> Baseline:
     """Each model, in topological order, on the site where it finishes first given where its
     inputs already are (HEFT-style list scheduling); ties go to the cheaper site."""
     placement: dict[str, str] = {}
     finish: dict[str, int] = {s: 0 for s in inst.sources}
     site_of = dict(inst.fixed)
-    inbound: dict[str, list] = {}
-    for f in inst.flows:
-        inbound.setdefault(f.dst, []).append(f)
+    inbound = _inbound(inst)
     price = {s.name: s.cost_uph for s in inst.sites}
     for m in inst.models:
         best = None
         for s, opt in inst.options[m].items():
-            ready = 0
-            for f in inbound.get(m, []):
-                src_site = site_of[f.src]
-                if src_site == s:
-                    arrive = finish[f.src]
-                else:
-                    tr = f.transfer(src_site, s)
-                    if tr is None:
-                        break
-                    arrive = finish[f.src] + tr.latency_us
-                ready = max(ready, arrive)
-            else:
+            ready = _ready_us(inbound.get(m, []), s, finish, site_of)
+            if ready is not None:
                 key = (ready + opt.latency_us, price[s], s)
                 best = min(best, key) if best else key
         if best is None:  # no site is reachable from its inputs: fall back to its first site
@@ -66,9 +77,7 @@ def capacity_greedy_placement(inst: Instance) -> tuple[dict[str, str], list[str]
     placement: dict[str, str] = {}
     finish: dict[str, int] = {s: 0 for s in inst.sources}
     site_of = dict(inst.fixed)
-    inbound: dict[str, list] = {}
-    for f in inst.flows:
-        inbound.setdefault(f.dst, []).append(f)
+    inbound = _inbound(inst)
     sites = {s.name: s for s in inst.sites}
     load = {s: 0 for s in sites}
     mem = {s: 0 for s in sites}
@@ -76,24 +85,16 @@ def capacity_greedy_placement(inst: Instance) -> tuple[dict[str, str], list[str]
     for m in inst.models:
         best = best_any = None
         for s, opt in inst.options[m].items():
-            ready = 0
-            for f in inbound.get(m, []):
-                if site_of[f.src] == s:
-                    arrive = finish[f.src]
-                else:
-                    tr = f.transfer(site_of[f.src], s)
-                    if tr is None:
-                        break
-                    arrive = finish[f.src] + tr.latency_us
-                ready = max(ready, arrive)
-            else:
-                key = (ready + opt.latency_us, sites[s].cost_uph, s)
-                best_any = min(best_any, key) if best_any else key
-                if mem[s] + opt.memory_kb > sites[s].memory_kb:
-                    continue
-                if -(-(load[s] + opt.load) // REPLICA_CAPACITY) > sites[s].max_replicas:
-                    continue
-                best = min(best, key) if best else key
+            ready = _ready_us(inbound.get(m, []), s, finish, site_of)
+            if ready is None:
+                continue
+            key = (ready + opt.latency_us, sites[s].cost_uph, s)
+            best_any = min(best_any, key) if best_any else key
+            if mem[s] + opt.memory_kb > sites[s].memory_kb:
+                continue
+            if -(-(load[s] + opt.load) // REPLICA_CAPACITY) > sites[s].max_replicas:
+                continue
+            best = min(best, key) if best else key
         if best is None:
             overflow.append(m)
             best = best_any or (0, 0, next(iter(inst.options[m])))
