@@ -24,7 +24,8 @@ from planner.plan.sweep import Sweep, SweepPoint
 from planner.profiling.app_profiles import AppProfiles, profile_app
 from planner.profiling.cache import sha256_file
 from planner.report import write_reports
-from planner.report.files import staged_dir
+from planner.report.files import recover_interrupted, staged_dir
+from planner.report.output_dir import FOUND, holds_found_plan
 from planner.solver.baselines import Baseline, baselines, best_feasible
 from planner.solver.cpsat import PlacementSolver, SolverConfig
 from planner.solver.evaluate import evaluate
@@ -72,21 +73,32 @@ def app_source(prepared: Prepared, overrides: Sequence[str]) -> AppSource:
     return AppSource(file=str(path.resolve()), sha256=sha256_file(path), overrides=list(overrides))
 
 
+@dataclass
+class Written:
+    """What write_solution did: OUT/plan.json, or None when OUT was kept as it was, and what to tell the user."""
+
+    plan: Path | None
+    notes: list[str]
+
+
 def write_solution(prepared: Prepared, plan: Plan, out_dir: Path, *, bundles: bool = True,
-                   progress: Callable[[str], None] = lambda msg: None) -> list[str]:
+                   progress: Callable[[str], None] = lambda msg: None) -> Written:
     """OUT/plan.json, the report and (for a feasible plan whose every model can be built) the
     site bundles and deploy manifests, written beside OUT and swapped in whole when all is
-    written. Returns what the user should be told about the bundles."""
-    with staged_dir(out_dir) as stage:
+    written. A run that found no plan keeps an OUT that holds one: the last good bundles stay."""
+    recover_interrupted(out_dir)
+    if plan.status not in FOUND and holds_found_plan(out_dir):
+        return Written(None, [f"{out_dir} kept as it was: it holds the last plan found, and this run found none"])
+    with staged_dir(out_dir, prepared.checked.input_files()) as stage:
         (stage / "plan.json").write_text(plan.model_dump_json(indent=2) + "\n", encoding="utf-8")
         write_reports(plan, stage)
         notes = _write_bundles(prepared, plan, stage, out_dir, progress) if bundles else []
-    return notes
+    return Written(out_dir / "plan.json", notes)
 
 
 def _write_bundles(prepared: Prepared, plan: Plan, stage: Path, out_dir: Path,
                    progress: Callable[[str], None]) -> list[str]:
-    if plan.status not in ("OPTIMAL", "FEASIBLE"):
+    if plan.status not in FOUND:
         return []
     given = given_only(prepared.checked)
     if given:

@@ -42,10 +42,13 @@ def solve(
 ) -> None:
     """Solve the placement exactly and write OUT/plan.json, the site bundles and deploy manifests."""
     from planner.pipeline import app_source, prepare, solve_prepared, write_solution
+    from planner.report.output_dir import check_output_dir
     from planner.report.terminal import print_plan
 
     if tune_trials < 0:
         raise InputError(f"--tune-trials must be >= 0, got {tune_trials}")
+    if output is not None:  # before profiling and solving, which may take long (checked again when writing)
+        check_output_dir(output, [path], replace=True)
     prepared = prepare(path, overrides=overrides or (), refresh=refresh, tune_trials=tune_trials, cache_dir=cache_dir)
     config = solver_config(time_limit, workers, objective or prepared.checked.app.objective)
     plan = solve_prepared(prepared, config)
@@ -56,11 +59,11 @@ def solve(
     else:
         print_plan(plan, out)
     with err.status("compiling site bundles") as status:
-        notes = write_solution(prepared, plan, out_dir, bundles=bundles, progress=lambda msg: status.update(msg))
-    for line in [] if as_json else notes:
+        written = write_solution(prepared, plan, out_dir, bundles=bundles, progress=lambda msg: status.update(msg))
+    for line in [] if as_json and written.plan is not None else written.notes:  # a kept OUT is always said
         err.print(line, highlight=False)
-    if not as_json:
-        out.print(f"wrote {out_dir / 'plan.json'}", highlight=False)
+    if not as_json and written.plan is not None:
+        out.print(f"wrote {written.plan}", highlight=False)
     if plan.status == "INFEASIBLE":
         raise InfeasibleError("no placement meets the constraints", plan.explanation)
     if plan.status == "UNKNOWN":

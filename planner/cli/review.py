@@ -41,10 +41,13 @@ def pareto(
     from planner.report import pareto as pareto_report
     from planner.report import write_reports
     from planner.report.files import publish
+    from planner.report.output_dir import check_output_dir
     from planner.solver.explain import explain_infeasible
     from planner.solver.pareto import pareto_front
 
     config = solver_config(time_limit, workers)
+    if output is not None:  # before solving (checked again when writing)
+        check_output_dir(output, [path], replace=False)
     prepared = prepare(path, overrides=overrides or ())
     front = pareto_front(prepared.instance, app=prepared.checked.app.name, time_limit_s=config.time_limit_s,
                          workers=config.workers)
@@ -60,7 +63,7 @@ def pareto(
         "pareto.md": pareto_report.markdown(front, chosen),
         "pareto.png": lambda p: pareto_report.plot(front, p, p.with_suffix(".tmp.svg"), chosen),
         "pareto.svg": lambda p: pareto_report.plot(front, p.with_suffix(".tmp.png"), p, chosen),
-    })
+    }, prepared.checked.input_files())
     if chosen is not None:  # refresh the report so it links the front
         written += write_reports(plan, out_dir)
     if as_json:
@@ -98,8 +101,11 @@ def sweep(
     from planner.pipeline import run_sweep
     from planner.report import sweep as sweep_report
     from planner.report.files import publish
+    from planner.report.output_dir import check_output_dir
 
     key, values, fixed = parse_sweep(overrides or [])
+    if output is not None:  # before the solves (checked again when writing)
+        check_output_dir(output, [path], replace=False)
     chosen = objective or load_app(path, overrides=[*fixed, f"{key}={values[0]}"]).app.objective
     result = run_sweep(path, key, values, fixed, solver_config(time_limit, workers, chosen))
     out_dir = output or Path("out") / f"{result.app}-sweep"
@@ -108,7 +114,7 @@ def sweep(
         "sweep.md": sweep_report.markdown(result),
         "sweep.png": lambda p: sweep_report.plot(result, p, p.with_suffix(".tmp.svg")),
         "sweep.svg": lambda p: sweep_report.plot(result, p.with_suffix(".tmp.png"), p),
-    })
+    }, [path])
     if as_json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:

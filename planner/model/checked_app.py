@@ -39,6 +39,15 @@ class CheckedApp:
         """A path written in app.yaml, relative to the file."""
         return self.loaded.resolve(relative)
 
+    def input_files(self) -> list[Path]:
+        """The files the app is made of: app.yaml, its ONNX models, python steps and their data
+        files (an output directory must never hold them)."""
+        files = [self.path]
+        for node in self.app.models.values():
+            named = [node.onnx] if node.onnx else [node.python_step.file, *node.files] if node.python else []
+            files += [self.resolve(f) for f in named]
+        return files
+
     def with_links(self, links: list[Link]) -> CheckedApp:
         """The same app over other links (the graph and the sites stay; the network is rebuilt)."""
         app = self.app.model_copy(update={"links": links})
