@@ -3,10 +3,11 @@ shapes, time it (median), and record its outputs' names, dtypes and shapes."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,25 @@ class StepProfile:
     memory_mb: float  # the arrays it takes and gives
 
 
+@contextlib.contextmanager
+def step_errors(failed: str, file: str) -> Iterator[None]:
+    """What a step raises, as one error naming its file: an exception, and also a SystemExit
+    (sys.exit() in the step) or another BaseException, which would otherwise end the planner
+    silently with the step's exit code. A KeyboardInterrupt stays one: it is the user's Ctrl-C."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        raise ProfilingInputError(f"{failed}: {step_failure(exc)}", file=file) from None
+
+
+def step_failure(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"it exited (SystemExit({exc.code!r})); a step must return its outputs or raise an exception"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def load_function(path: Path, function: str) -> Callable:
     path = Path(path)
     if not path.is_file():
@@ -37,10 +57,8 @@ def load_function(path: Path, function: str) -> Callable:
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    try:
+    with step_errors("importing it failed", str(path)):
         spec.loader.exec_module(module)
-    except Exception as exc:
-        raise ProfilingInputError(f"importing it failed: {type(exc).__name__}: {exc}", file=str(path)) from None
     fn = getattr(module, function, None)
     if not callable(fn):
         raise ProfilingInputError(f"has no function {function!r}", file=str(path))
@@ -49,11 +67,9 @@ def load_function(path: Path, function: str) -> Callable:
 
 def profile_step(fn: Callable, inputs: list[TensorSpec], file: str) -> StepProfile:
     args = sample_inputs(inputs)
-    try:
+    failed = f"{fn.__name__} failed on inputs of the declared shapes"
+    with step_errors(failed, file):
         result = fn(**args)
-    except Exception as exc:
-        raise ProfilingInputError(f"{fn.__name__} failed on inputs of the declared shapes: "
-                                  f"{type(exc).__name__}: {exc}", file=file) from None
     if not isinstance(result, dict) or not result:
         raise ProfilingInputError(f"{fn.__name__} must return a dict of numpy arrays, got {type(result).__name__}",
                                   file=file)
@@ -64,7 +80,8 @@ def profile_step(fn: Callable, inputs: list[TensorSpec], file: str) -> StepProfi
             outputs.append(TensorSpec(name=str(name), dtype=dtype_name(arr.dtype), shape=tuple(arr.shape)))
         except ValueError as exc:
             raise ProfilingInputError(f"{fn.__name__} output {name!r}: {exc}", file=file) from None
-    timing = time_callable(lambda: fn(**args), REPEAT, MIN_REPEAT_MS)
+    with step_errors(f"{failed} when timed", file):
+        timing = time_callable(lambda: fn(**args), REPEAT, MIN_REPEAT_MS)
     nbytes = sum(a.nbytes for a in args.values()) + sum(np.asarray(v).nbytes for v in result.values())
     return StepProfile(timing=timing, signature=NodeSignature(inputs=list(inputs), outputs=outputs),
                        memory_mb=nbytes / 1e6)
