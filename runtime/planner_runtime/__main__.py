@@ -38,8 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host-targets", action="store_true",
                        help="run the artifacts compiled for this machine (host_fallback) instead of the site's own")
     serve.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this HTTP port")
-    serve.add_argument("--workers", type=int, default=64,
-                       help="gRPC handler threads; half of them at most take requests entering the ensemble here")
+    serve.add_argument("--max-inflight", type=int, default=None, metavar="N",
+                       help="requests entering the ensemble here that run at once (default: bundle.yaml's "
+                            "runtime.max_inflight, 32)")
+    serve.add_argument("--max-queue", type=int, default=None, metavar="M",
+                       help="requests waiting for a slot, first come first served, until their deadline; beyond "
+                            "them RESOURCE_EXHAUSTED at once (default: bundle.yaml's runtime.max_queue, 64)")
+    serve.add_argument("--workers", type=int, default=32,
+                       help="gRPC handler threads besides those of running and queued requests (deliveries from "
+                            "other sites, single models)")
     serve.add_argument("--no-malloc-tuning", action="store_true",
                        help="leave glibc malloc's defaults (large buffers from fresh mmaps, faulted in per request)")
     serve.add_argument("--peer", action="append", default=[], metavar="SITE=HOST:PORT",
@@ -68,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server = SiteServer(args.bundle_dir, port=args.port, host=args.host, host_targets=args.host_targets,
                             metrics_port=args.metrics_port, workers=args.workers, peers=peers,
-                            advertise=args.advertise).start()
+                            advertise=args.advertise, max_inflight=args.max_inflight,
+                            max_queue=args.max_queue).start()
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors()[:8])
         print(f"error: {args.bundle_dir}/bundle.yaml is not a valid bundle: {problems}", file=sys.stderr)
@@ -78,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     b: Bundle = server.bundle
     note = " (host-targets: models compiled for this machine, not the site's hardware)" if args.host_targets else ""
-    metrics = f", metrics on :{args.metrics_port}" if args.metrics_port else ""
+    metrics = f", metrics on :{server.metrics_port}" if server.metrics_port is not None else ""
     print(f"site {b.site} of {b.app} serving on {args.host}:{server.port}{metrics}: "
           f"models {', '.join(server.models())}{note}", flush=True)
     done = threading.Event()

@@ -78,6 +78,8 @@ class RuntimeSettings(_Strict):
     max_message_bytes: int = Field(gt=0, description="gRPC send/receive limit: fits the largest tensor set")
     default_deadline_ms: float = Field(gt=0, description="deadline of a request that sets none")
     forward_timeout_ms: float = Field(default=10000, gt=0)
+    max_inflight: int = Field(default=32, ge=1, description="requests entering the ensemble at a site that run at once")
+    max_queue: int = Field(default=64, ge=0, description="requests waiting (FIFO) for one of those slots; beyond: refused")
 
 
 class Bundle(_Strict):

@@ -6,17 +6,23 @@ timeout is the remaining time and is what the receiver enforces) and the sending
 (`from_site`); each tensor carries its flow (`flow`). The receiver answers with its own
 handling time (`handler_ms`) and the timings of everything it ran and forwarded (`timings`),
 so the hop's overhead is the round trip minus the receiver's handling.
+
+A forward ends with its caller: when the call that made it is cancelled, so is the forward,
+and the receiver sees its own call cancelled in turn. A request cancelled at its entry is also
+announced to the other sites (`cancel`: a ModelInfer on DELIVER_MODEL with the request id, the
+parameter `cancel` and no tensors), which drop what they hold for it (a fan-in's inputs).
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import grpc
 
+from planner_runtime.admission import Cancellation
 from planner_runtime.bundle_format import DELIVER_MODEL
+from planner_runtime.channels import ChannelCache
 from planner_runtime.executor import Delivery, Timing, flow_id
 from planner_runtime.proto import grpc_predict_v2_pb2 as pb
 from planner_runtime.tensors import to_raw
@@ -43,31 +49,31 @@ class ForwardError(Exception):
 
 
 class Forwarder:
-    """Sends deliveries to other sites. Thread-safe; channels are cached per address."""
+    """Sends deliveries to other sites. Thread-safe; channels are cached per address (at most `max_channels`)."""
 
-    def __init__(self, site: str, max_message_bytes: int, metrics=None):
+    def __init__(self, site: str, max_message_bytes: int, metrics=None, max_channels: int = 16):
         self.site = site
-        self.options = channel_options(max_message_bytes)
         self.metrics = metrics
-        self._stubs: dict = {}
-        self._channels: list[grpc.Channel] = []
-        self._lock = threading.Lock()
+        # ModelInfer taking Framed requests (tensor bytes joined, not copied twice)
+        self.channels = ChannelCache(channel_options(max_message_bytes), MODEL_INFER, serialize_request,
+                                     pb.ModelInferResponse.FromString, cap=max_channels)
+        self._announcing: set = set()  # cancel announcements under way (a dropped future would cancel its call)
 
     def model_infer(self, address: str):
-        """ModelInfer on the site at `address`, taking Framed requests (tensor bytes joined, not copied twice)."""
-        with self._lock:
-            call = self._stubs.get(address)
-            if call is None:
-                ch = grpc.insecure_channel(address, options=self.options)
-                self._channels.append(ch)
-                call = self._stubs[address] = ch.unary_unary(
-                    MODEL_INFER, request_serializer=serialize_request,
-                    response_deserializer=pb.ModelInferResponse.FromString)
-            return call
+        return self.channels.call(address)
 
     def close(self) -> None:
-        for ch in self._channels:
-            ch.close()
+        self.channels.close()
+
+    def cancel(self, request_id: str, addresses: list[str], timeout_s: float = 5.0) -> None:
+        """Tell the sites at `addresses` that the request was cancelled; does not wait for their answers."""
+        req = pb.ModelInferRequest(model_name=DELIVER_MODEL, id=request_id)
+        req.parameters["cancel"].bool_param = True
+        req.parameters["from_site"].string_param = self.site
+        for address in addresses:
+            fut = self.model_infer(address).future(req, timeout=timeout_s)
+            self._announcing.add(fut)
+            fut.add_done_callback(self._announcing.discard)
 
     @staticmethod
     def request(request_id: str, entry: str, deadline_unix_ns: int, from_site: str,
@@ -88,18 +94,24 @@ class Forwarder:
         return Framed(req, raws), nbytes, detail
 
     def send(self, dst_site: str, address: str, req: Framed, nbytes: int, timeout_s: float,
-             detail: str = ""):
-        """Start the call; returns a function that waits for it and gives the receiver's timings (or raises ForwardError)."""
+             detail: str = "", cancel: Cancellation | None = None):
+        """Start the call; returns a function that waits for it and gives the receiver's timings (or raises ForwardError).
+
+        With `cancel`, the call is cancelled when that is set (the caller's own call was cancelled)."""
         t0 = time.perf_counter()
         if timeout_s <= 0:
             raise ForwardError(grpc.StatusCode.DEADLINE_EXCEEDED, f"deadline passed before forwarding to site {dst_site}")
         fut = self.model_infer(address).future(req, timeout=timeout_s)
+        if cancel is not None:
+            cancel.add(fut.cancel)
         finished: list[float] = []
         fut.add_done_callback(lambda f: finished.append(time.perf_counter()))  # not when wait() is called
 
         def wait() -> list[Timing]:
             try:
                 resp = fut.result()
+            except grpc.FutureCancelledError:
+                raise ForwardError(grpc.StatusCode.CANCELLED, f"forward to site {dst_site} cancelled") from None
             except grpc.RpcError as exc:
                 code = exc.code()
                 if self.metrics is not None:

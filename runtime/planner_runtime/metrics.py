@@ -17,6 +17,9 @@ class Metrics:
         self.registry = r = CollectorRegistry()
         self.requests = Counter("oip_requests", "ModelInfer calls by model and status code",
                                 ["site", "model", "code"], registry=r)
+        self.in_progress = Gauge("oip_requests_in_progress", "ModelInfer calls being handled (running or waiting)",
+                                 ["site"], registry=r)
+        self.in_progress.labels(site).set(0)
         self.request_seconds = Histogram("oip_request_duration_seconds", "ModelInfer handling time by model",
                                          ["site", "model"], buckets=_BUCKETS, registry=r)
         self.model_seconds = Histogram("runtime_model_duration_seconds", "time a node (model or step) ran",
@@ -30,9 +33,20 @@ class Metrics:
         self.pending = Gauge("runtime_pending_requests", "requests with state held at this site "
                              "(waiting for sinks, or for more inputs of a fan-in)", ["site"], registry=r)
         self.pending.labels(site).set(0)
+        self.inflight = Gauge("runtime_inflight_requests", "requests entering the ensemble here that hold a slot",
+                              ["site"], registry=r)
+        self.queued = Gauge("runtime_queued_requests", "requests entering the ensemble here waiting for a slot",
+                            ["site"], registry=r)
+        self.admission(0, 0)
 
-    def serve(self, port: int, addr: str = "127.0.0.1"):
-        return start_http_server(port, addr=addr, registry=self.registry)
+    def serve(self, port: int, addr: str = "127.0.0.1") -> int:
+        """Serve /metrics on `port` (0: one the system picks); the port it serves on."""
+        httpd, _ = start_http_server(port, addr=addr, registry=self.registry)
+        return httpd.server_port
+
+    def admission(self, running: int, queued: int) -> None:
+        self.inflight.labels(self.site).set(running)
+        self.queued.labels(self.site).set(queued)
 
     def model(self, name: str, ms: float) -> None:
         self.model_seconds.labels(self.site, name).observe(ms / 1000)

@@ -15,6 +15,16 @@ made ready and finished its own forwards, so an error anywhere downstream travel
 entry as the status of its forward, and the entry answers with it. State held for a request
 (the entry's, or a fan-in waiting for its other inputs) is dropped at the request's deadline.
 
+Admission (runtime.admission): requests entering here run `max_inflight` at a time; up to
+`max_queue` more wait in FIFO order until a slot frees, their deadline passes or they are
+cancelled; beyond that they are refused at once (RESOURCE_EXHAUSTED). A request cancelled by
+its client (or ended by its deadline) cancels its forwards, which cancels theirs, frees its
+slot at once and tells the other sites to drop what they hold for it.
+
+Deliveries are accepted only for requests entering at a site of this ensemble: the `entry`
+address a forward names, where the sink tensors go, must be one of the bundle's sites (or
+their `--peer`/`--advertise` overrides), so a site cannot be used to make calls elsewhere.
+
 Response parameters carry the timings: `timings` (JSON list of [kind, name, site, ms, bytes],
 kind "model" for a node run, "hop" for a forward: round trip minus the receiver's handling)
 and `server_ms`.
@@ -37,6 +47,7 @@ import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from planner_runtime.admission import Admission, Cancellation, Refused
 from planner_runtime.bundle_format import DELIVER_MODEL, Bundle, Tensor
 from planner_runtime.executor import Delivery, Executor, Graph, NodeError, RequestState, Timing
 from planner_runtime.forward import ForwardError, Forwarder, channel_options
@@ -44,7 +55,8 @@ from planner_runtime.metrics import Metrics
 from planner_runtime.nodes import load_runners
 from planner_runtime.proto import grpc_predict_v2_pb2 as pb
 from planner_runtime.proto import grpc_predict_v2_pb2_grpc as pb_grpc
-from planner_runtime.tensors import TensorError, array_dtype, bundle_dtype, check, from_raw, oip_datatype, to_raw
+from planner_runtime.tensors import (TensorError, array_dtype, bundle_dtype, check, from_raw, from_values, oip_datatype,
+                                     to_raw)
 from planner_runtime.wire import Framed, parse_request, serialize_response
 
 log = logging.getLogger("planner_runtime")
@@ -52,6 +64,11 @@ SERVER_NAME = "planner-runtime"
 VERSION = "1"
 SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 
+_REFUSED = {"full": grpc.StatusCode.RESOURCE_EXHAUSTED, "deadline": grpc.StatusCode.DEADLINE_EXCEEDED,
+            "cancelled": grpc.StatusCode.CANCELLED}
+MAX_REQUEST_ID = 128  # request ids of forwards (ours are 32 hex digits): longer ones are refused
+MAX_MESSAGE = 2000  # characters of an error message sent back
+MAX_CANCELLED = 4096  # cancelled request ids remembered (against late deliveries), oldest forgotten first
 _CONTENTS_FIELD = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents",
                    "INT32": "int_contents", "INT64": "int64_contents", "UINT8": "uint_contents",
                    "UINT16": "uint_contents", "UINT32": "uint_contents", "UINT64": "uint64_contents",
@@ -84,8 +101,9 @@ class SiteServer:
     """One site's runtime. `start()`, then `wait()` or `stop()`."""
 
     def __init__(self, bundle_dir: Path, port: int | None = None, host: str = "0.0.0.0",
-                 host_targets: bool = False, metrics_port: int | None = None, workers: int = 64,
-                 peers: dict[str, str] | None = None, advertise: str | None = None):
+                 host_targets: bool = False, metrics_port: int | None = None, workers: int = 32,
+                 peers: dict[str, str] | None = None, advertise: str | None = None,
+                 max_inflight: int | None = None, max_queue: int | None = None):
         self.bundle_dir = Path(bundle_dir)
         self.bundle = Bundle.read(self.bundle_dir)
         self.site = self.bundle.site
@@ -97,35 +115,57 @@ class SiteServer:
         self.executor = Executor(self.graph, self.runners, site=self.site, on_model=self.metrics.model)
         # where each site is reached: bundle.yaml's addresses, unless overridden (--peer SITE=HOST:PORT)
         self.addresses = {name: s.address for name, s in self.bundle.sites.items()}
-        for name, address in (peers or {}).items():
-            if name not in self.addresses:
-                raise ValueError(f"--peer {name}: no site {name!r} in the bundle (sites: {', '.join(self.addresses)})")
-            self.addresses[name] = address
-        own_host, own_port = self.addresses[self.site].rsplit(":", 1)
+        self._advertise = advertise
+        self._override(peers or {})
+        own_port = self.addresses[self.site].rsplit(":", 1)[1]
         self.port = int(port if port is not None else own_port)
-        # where other sites send the sink tensors of requests entering here
-        self.address = advertise or f"{own_host}:{self.port}"
+        self._route()
         self.host = host
         self.is_entry = any(s.site == self.site for s in self.bundle.sources.values())
         self.settings = self.bundle.runtime
-        self.forwarder = Forwarder(self.site, self.settings.max_message_bytes, self.metrics)
-        self.site_of_address = {address: name for name, address in self.addresses.items()}
+        self.forwarder = Forwarder(self.site, self.settings.max_message_bytes, self.metrics,
+                                   max_channels=max(16, 2 * len(self.addresses)))
         self._states: dict[str, SiteRequest] = {}
+        self._cancelled: dict[str, float] = {}  # request id -> when to forget it (time.monotonic())
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: grpc.Server | None = None
         self._health = health.HealthServicer()
-        self._workers = workers
-        # A request entering here holds a handler thread until its sinks come back, and they come
-        # back as calls needing handler threads too: at most half the threads take new requests,
-        # the rest stay free for deliveries (otherwise a burst could starve its own answers).
-        self.max_entry_requests = max(1, workers // 2)
-        self._entry_slots = threading.BoundedSemaphore(self.max_entry_requests)
+        self.admission = Admission(max_inflight or self.settings.max_inflight,
+                                   self.settings.max_queue if max_queue is None else max_queue,
+                                   on_change=self.metrics.admission)
+        # A request entering here holds a handler thread while it runs and while it waits in the
+        # queue, and its sinks come back as calls needing handler threads too: `workers` threads
+        # beyond the admitted and queued ones stay free for deliveries and single-model calls
+        # (otherwise a burst could starve its own answers).
+        self._threads = self.admission.slots + self.admission.queue + max(1, workers)
+
+    def set_peers(self, peers: dict[str, str]) -> None:
+        """Reach these sites at these addresses (`--peer SITE=HOST:PORT`) instead of bundle.yaml's (before serving)."""
+        self._override(peers)
+        self._route()
+
+    def _override(self, peers: dict[str, str]) -> None:
+        for name, address in peers.items():
+            if name not in self.addresses:
+                raise ValueError(f"--peer {name}: no site {name!r} in the bundle (sites: {', '.join(self.addresses)})")
+            self.addresses[name] = address
+
+    def _route(self) -> None:
+        own_host = self.addresses[self.site].rsplit(":", 1)[0]
+        # where other sites send the sink tensors of requests entering here
+        self.address = self._advertise or f"{own_host}:{self.port}"
+        # the only addresses a forward may name as its entry (where this site would deliver sinks)
+        self.site_of_address = {address: name for name, address in self.addresses.items()}
+        self.site_of_address[self.address] = self.site
 
     # -- lifecycle ----------------------------------------------------------------------------
-    def start(self) -> SiteServer:
+    def bind(self) -> int:
+        """Make the gRPC server and listen on the port (0: one the system picks); the port. `start()` binds if not yet."""
+        if self._server is not None:
+            return self.port
         opts = channel_options(self.settings.max_message_bytes)[:2] + [("grpc.so_reuseport", 0)]
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=self._workers,
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=self._threads,
                                                         thread_name_prefix=f"site-{self.site}"), options=opts)
         server.add_generic_rpc_handlers((_handlers(_Servicer(self)),))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -136,13 +176,20 @@ class SiteServer:
             bound = 0
         if bound == 0:
             raise OSError(f"site {self.site}: cannot listen on {self.host}:{self.port} (in use?)")
-        server.start()
         self._server = server
+        if self.port == 0:
+            self.port = bound
+            self._route()
+        return self.port
+
+    def start(self) -> SiteServer:
+        self.bind()
+        self._server.start()
         for name in ("", SERVICE):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if self.metrics_port is not None:
             try:
-                self.metrics.serve(self.metrics_port)
+                self.metrics_port = self.metrics.serve(self.metrics_port)
             except OSError as exc:  # metrics are not worth refusing to serve
                 log.warning("site %s: no metrics: cannot listen on port %s: %s", self.site, self.metrics_port, exc)
                 self.metrics_port = None
@@ -166,7 +213,25 @@ class SiteServer:
                 for rid in [r for r, s in self._states.items() if s.entry is None and s.expires < now]:
                     del self._states[rid]
                     log.info("site %s: dropped request %s at its deadline", self.site, rid)
+                for rid in [r for r, forget in self._cancelled.items() if forget < now]:
+                    del self._cancelled[rid]
                 self.metrics.pending.labels(self.site).set(len(self._states))
+
+    def _cancel_here(self, rid: str) -> None:
+        """The request was cancelled at its entry: drop what this site holds for it, refuse what still comes."""
+        limit_ms = max(self.settings.default_deadline_ms, self.settings.forward_timeout_ms)
+        with self._lock:
+            req = self._states.get(rid)
+            if req is not None and req.entry is None:
+                del self._states[rid]
+                self.metrics.pending.labels(self.site).set(len(self._states))
+            self._cancelled[rid] = time.monotonic() + limit_ms / 1000  # no forward of it lives longer
+            if len(self._cancelled) > MAX_CANCELLED:
+                del self._cancelled[next(iter(self._cancelled))]
+
+    def _announce_cancel(self, rid: str) -> None:
+        sites = {spec.site for spec in self.bundle.nodes.values()} - {self.site}
+        self.forwarder.cancel(rid, sorted({self.addresses[s] for s in sites}))
 
     def _put_state(self, rid: str, req: SiteRequest) -> None:
         with self._lock:
@@ -183,40 +248,36 @@ class SiteServer:
 
     # -- decoding -----------------------------------------------------------------------------
     @staticmethod
-    def _decode(request: pb.ModelInferRequest) -> list[tuple[str, str, list[int], np.ndarray, object]]:
-        """(name, bundle dtype, shape, array, tensor message) of each input."""
+    def _wire_tensors(request: pb.ModelInferRequest) -> list[tuple[object, object]]:
+        """Each input's message with its raw contents (None when it comes as typed `contents`)."""
         raw = request.raw_input_contents
         if raw and len(raw) != len(request.inputs):
             raise TensorError(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs")
-        out = []
-        for i, t in enumerate(request.inputs):
-            shape = list(t.shape)
-            if raw:
-                arr = from_raw(t.name, t.datatype, shape, raw[i])
-            else:
-                fname = _CONTENTS_FIELD.get(t.datatype)
-                if fname is None:
-                    raise TensorError(f"tensor {t.name!r}: datatype {t.datatype} needs raw_input_contents")
-                values = list(getattr(t.contents, fname))
-                dtype = bundle_dtype(t.datatype)
-                if len(values) != int(np.prod(shape)):
-                    raise TensorError(f"tensor {t.name!r}: {len(values)} values for shape {shape}")
-                arr = (np.array(values, dtype=object) if dtype == "bytes" else np.array(values, dtype=dtype)).reshape(shape)
-            out.append((t.name, bundle_dtype(t.datatype), shape, arr, t))
-        return out
+        return [(t, raw[i] if raw else None) for i, t in enumerate(request.inputs)]
 
     @staticmethod
-    def _validated(decoded, specs: list[tuple[str, Tensor]], what: str) -> dict[str, np.ndarray]:
+    def _checked_array(t, raw, want: Tensor) -> np.ndarray:
+        """The tensor's array, once its datatype and shape match `want` (checked before any decoding)."""
+        shape = list(t.shape)
+        check(t.name, bundle_dtype(t.datatype), shape, want.dtype, want.shape)
+        if raw is not None:
+            return from_raw(t.name, t.datatype, shape, raw)
+        fname = _CONTENTS_FIELD.get(t.datatype)
+        if fname is None:
+            raise TensorError(f"tensor {t.name!r}: datatype {t.datatype} needs raw_input_contents")
+        return from_values(t.name, t.datatype, shape, getattr(t.contents, fname))
+
+    def _validated(self, request, specs: list[tuple[str, Tensor]], what: str) -> dict[str, np.ndarray]:
         want = dict(specs)
         got = {}
-        for name, dtype, shape, arr, _ in decoded:
+        for t, raw in self._wire_tensors(request):
+            name = t.name
             spec = want.get(name)
             if spec is None:
                 raise TensorError(f"tensor {name!r} is not an input of {what} (inputs: {', '.join(want)})")
             if name in got:
                 raise TensorError(f"tensor {name!r} given twice")
-            check(name, dtype, shape, spec.dtype, spec.shape)
-            got[name] = arr
+            got[name] = self._checked_array(t, raw, spec)
         missing = [n for n in want if n not in got]
         if missing:
             raise TensorError(f"input tensor(s) {', '.join(repr(m) for m in missing)} of {what} missing")
@@ -231,12 +292,14 @@ class SiteServer:
         return time.monotonic() + remaining
 
     def _process(self, rid: str, req: SiteRequest, deliveries: list[Delivery], timings: list[Timing],
-                 deadline: float, entry_address: str) -> None:
+                 deadline: float, entry_address: str, cancel: Cancellation) -> None:
         """Run what the deliveries make ready here; forward what leaves; wait for those forwards."""
         try:
             outgoing = self.executor.advance(req.state, deliveries, timings)
         except NodeError as exc:
             raise Abort(grpc.StatusCode.INTERNAL, f"site {self.site}: {exc}") from None
+        if cancel.is_set:  # a node ran while the call was cancelled: nothing more to send
+            raise Abort(grpc.StatusCode.CANCELLED, f"site {self.site}: request {rid} cancelled")
         groups: dict[str, list[Delivery]] = defaultdict(list)
         for d in outgoing:
             if d.flow.dst.kind == "sink":
@@ -251,10 +314,11 @@ class SiteServer:
         deadline_unix_ns = time.time_ns() + int((deadline - time.monotonic()) * 1e9)
         waits = []
         for address, ds in groups.items():
-            dst = self.site_of_address.get(address, address)
+            dst = self.site_of_address[address]
             msg, nbytes, detail = Forwarder.request(rid, entry_address, deadline_unix_ns, self.site, ds)
             try:
-                waits.append(self.forwarder.send(dst, address, msg, nbytes, deadline - time.monotonic(), detail))
+                waits.append(self.forwarder.send(dst, address, msg, nbytes, deadline - time.monotonic(), detail,
+                                                 cancel))
             except ForwardError as exc:
                 waits.append(exc)
         first: ForwardError | None = None
@@ -275,29 +339,37 @@ class SiteServer:
             wait.event.set()
 
     # -- ModelInfer variants --------------------------------------------------------------------
-    def infer_ensemble(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
+    def infer_ensemble(self, request: pb.ModelInferRequest, context, cancel: Cancellation) -> pb.ModelInferResponse:
         t0 = time.perf_counter()
         deadline = self._deadline(context, self.settings.default_deadline_ms)
-        decoded = self._decode(request)
         specs = [(t.key, t.tensor) for t in self.graph.inputs]
-        inputs = self._validated(decoded, specs, f"model {self.bundle.app!r}")
+        inputs = self._validated(request, specs, f"model {self.bundle.app!r}")
         wanted = self._requested(request, [t.key for t in self.graph.outputs])
+        try:
+            self.admission.enter(deadline - time.monotonic(), cancel)
+        except Refused as exc:
+            raise Abort(_REFUSED[exc.reason], f"site {self.site}: {exc}") from None
         rid = uuid.uuid4().hex
-        if not self._entry_slots.acquire(blocking=False):
-            raise Abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        f"site {self.site}: {self.max_entry_requests} requests in flight, the most it takes; retry")
         req = SiteRequest(RequestState(), deadline, EntryWait({t.key for t in self.graph.outputs}))
         self._put_state(rid, req)
+        cancel.add(req.entry.event.set)
         timings: list[Timing] = []
         try:
-            self._process(rid, req, self.executor.source_deliveries(inputs), timings, deadline, self.address)
-            if not req.entry.event.wait(max(0.0, deadline - time.monotonic())):
+            self._process(rid, req, self.executor.source_deliveries(inputs), timings, deadline, self.address, cancel)
+            finished = req.entry.event.wait(max(0.0, deadline - time.monotonic()))
+            if cancel.is_set:
+                raise Abort(grpc.StatusCode.CANCELLED, f"site {self.site}: request {rid} cancelled")
+            if not finished:
                 missing = sorted(req.entry.expected - set(req.entry.outputs))
                 raise Abort(grpc.StatusCode.DEADLINE_EXCEEDED,
                             f"deadline exceeded waiting for sink tensor(s) {', '.join(missing)}")
+        except Abort:
+            if cancel.is_set:  # the client went away (or its deadline passed): the other sites may drop it too
+                self._announce_cancel(rid)
+            raise
         finally:
             self._drop_state(rid)
-            self._entry_slots.release()
+            self.admission.leave()
         resp = pb.ModelInferResponse(model_name=self.bundle.app, model_version=VERSION, id=request.id)
         specs_out = {t.key: t.tensor for t in self.graph.outputs}
         framed = self._fill_outputs(resp, {k: req.entry.outputs[k] for k in wanted}, specs_out)
@@ -308,7 +380,7 @@ class SiteServer:
 
     def infer_node(self, name: str, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
         spec = self.graph.nodes[name]
-        inputs = self._validated(self._decode(request), [(t.name, t) for t in spec.inputs], f"model {name!r}")
+        inputs = self._validated(request, [(t.name, t) for t in spec.inputs], f"model {name!r}")
         wanted = self._requested(request, [t.name for t in spec.outputs])
         timings: list[Timing] = []
         try:
@@ -320,33 +392,46 @@ class SiteServer:
         resp.parameters["timings"].string_param = json.dumps([t.as_list() for t in timings])
         return framed
 
-    def deliver(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
+    def deliver(self, request: pb.ModelInferRequest, context, cancel: Cancellation) -> pb.ModelInferResponse:
         t0 = time.perf_counter()
+        rid = request.id
+        if not rid or len(rid) > MAX_REQUEST_ID:
+            raise TensorError(f"a delivery needs a request id of 1 to {MAX_REQUEST_ID} characters")
+        params = request.parameters
+        if "cancel" in params:
+            self._cancel_here(rid)
+            return pb.ModelInferResponse(model_name=DELIVER_MODEL, id=rid)
+        entry_address = params["entry"].string_param if "entry" in params else ""
+        if entry_address not in self.site_of_address:
+            raise Abort(grpc.StatusCode.PERMISSION_DENIED,
+                        f"site {self.site}: entry {entry_address[:100]!r} is not the address of a site of "
+                        f"{self.bundle.app!r}; deliveries go only to its own sites")
         deadline = self._deadline(context, self.settings.forward_timeout_ms)
         if deadline <= time.monotonic():
             raise Abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"site {self.site}: deadline passed on arrival")
-        rid = request.id
-        params = request.parameters
-        entry_address = params["entry"].string_param if "entry" in params else ""
         deliveries = []
-        for name, dtype, shape, arr, msg in self._decode(request):
-            fid = msg.parameters["flow"].string_param if "flow" in msg.parameters else ""
+        for t, raw in self._wire_tensors(request):
+            fid = t.parameters["flow"].string_param if "flow" in t.parameters else ""
             flow = self.graph.flow_by_id.get(fid)
             if flow is None:
-                raise TensorError(f"tensor {name!r}: unknown flow {fid!r} (bundles of different plans?)")
-            check(name, dtype, shape, flow.tensor.dtype, flow.tensor.shape)
-            deliveries.append(Delivery(flow, arr))
+                raise TensorError(f"tensor {t.name!r}: unknown flow {fid[:200]!r} (bundles of different plans?)")
+            if flow.dst.kind == "node" and self.graph.nodes[flow.dst.name].site != self.site:
+                raise TensorError(f"tensor {t.name!r}: flow {fid} ends at site {self.graph.nodes[flow.dst.name].site}")
+            deliveries.append(Delivery(flow, self._checked_array(t, raw, flow.tensor)))
         with self._lock:
+            if rid in self._cancelled:
+                raise Abort(grpc.StatusCode.CANCELLED, f"site {self.site}: request {rid} was cancelled")
             req = self._states.get(rid)
+            # sink tensors only ever go to the request's own entry, which waits for them
+            if any(d.flow.dst.kind == "sink" for d in deliveries) and (req is None or req.entry is None):
+                raise Abort(grpc.StatusCode.NOT_FOUND, f"site {self.site}: request {rid} is not pending at "
+                                                       f"this entry (its deadline passed, it failed, or it never entered here)")
             if req is None:
-                if any(d.flow.dst.kind == "sink" for d in deliveries):
-                    raise Abort(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                f"site {self.site}: request {rid} is no longer pending here (deadline passed or failed)")
                 req = self._states[rid] = SiteRequest(RequestState(), deadline)
                 self.metrics.pending.labels(self.site).set(len(self._states))
         timings: list[Timing] = []
         try:
-            self._process(rid, req, deliveries, timings, deadline, entry_address)
+            self._process(rid, req, deliveries, timings, deadline, entry_address, cancel)
         except Abort:
             if req.entry is None:
                 self._drop_state(rid)
@@ -417,32 +502,41 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):
         context.abort(grpc.StatusCode.NOT_FOUND, self._unknown(name))
 
     def _unknown(self, name: str) -> str:
-        return f"unknown model {name!r} at site {self.s.site}; models here: {', '.join(self.s.models())}"
+        return f"unknown model {name[:100]!r} at site {self.s.site}; models here: {', '.join(self.s.models())}"
 
     def ModelInfer(self, request, context):
         s = self.s
         name = request.model_name
         t0 = time.perf_counter()
         code, message = grpc.StatusCode.OK, ""
+        cancel = Cancellation()  # set when the call ends before its handler does: cancelled, or past its deadline
+        if not context.add_callback(cancel.set):
+            cancel.set()
+        s.metrics.in_progress.labels(s.site).inc()
         try:
             if name == DELIVER_MODEL:
-                return s.deliver(request, context)
+                return s.deliver(request, context, cancel)
             if name == s.bundle.app and s.is_entry:
-                return s.infer_ensemble(request, context)
+                return s.infer_ensemble(request, context, cancel)
             if name in s.bundle.local_nodes():
                 return s.infer_node(name, request, context)
             raise Abort(grpc.StatusCode.NOT_FOUND, self._unknown(name))
         except TensorError as exc:
-            code, message = grpc.StatusCode.INVALID_ARGUMENT, f"model {name!r}: {exc}"
+            code, message = grpc.StatusCode.INVALID_ARGUMENT, f"model {name[:100]!r}: {exc}"
         except Abort as exc:
             code, message = exc.code, str(exc)
+            if cancel.is_set and code == grpc.StatusCode.CANCELLED and context.time_remaining() <= 0:
+                code = grpc.StatusCode.DEADLINE_EXCEEDED  # ended by the client's deadline, not by the client
         except Exception as exc:  # a bug: logged, answered as INTERNAL, the server keeps serving
             log.exception("site %s: %s failed", s.site, name)
             code, message = grpc.StatusCode.INTERNAL, f"site {s.site}: {type(exc).__name__}: {exc}"
         finally:
+            s.metrics.in_progress.labels(s.site).dec()
             label = name if name in s.models() or name == DELIVER_MODEL else "<unknown>"
             s.metrics.requests.labels(s.site, label, code.name).inc()
             s.metrics.request_seconds.labels(s.site, label).observe(time.perf_counter() - t0)
+        if len(message) > MAX_MESSAGE:  # names echoed from the request: keep the status within gRPC's header limits
+            message = f"{message[:MAX_MESSAGE // 2]} ... {message[-MAX_MESSAGE // 2:]}"
         context.abort(code, message)
 
 

@@ -18,6 +18,7 @@ _TO_OIP = {
     "float16": "FP16", "float32": "FP32", "float64": "FP64", "bytes": "BYTES",
 }
 _FROM_OIP = {v: k for k, v in _TO_OIP.items()}
+MAX_ELEMENTS = 2**31  # gRPC messages stop at 2 GiB: no tensor on the wire has more elements
 
 
 class TensorError(ValueError):
@@ -54,8 +55,26 @@ def encode_bytes(arr: np.ndarray) -> bytes:
     return b"".join(parts)
 
 
+def element_count(name: str, shape: list[int]) -> int:
+    """The number of elements of a shape, in Python integers (numpy's product wraps around silently).
+
+    Negative dimensions raise TensorError; so does a count beyond any message (2**31 elements), so
+    that no caller allocates or compares against a number the wire cannot carry.
+    """
+    count = 1
+    for d in shape:
+        if d < 0:
+            raise TensorError(f"tensor {name!r}: negative dimension in shape {list(shape)}")
+        count *= d
+    if count > MAX_ELEMENTS:
+        raise TensorError(f"tensor {name!r}: shape {list(shape)} has {count} elements, more than any message holds")
+    return count
+
+
 def decode_bytes(raw: bytes, shape: list[int], name: str) -> np.ndarray:
-    count = int(np.prod(shape)) if shape else 1
+    count = element_count(name, shape)
+    if 4 * count > len(raw):  # every element has its 4-byte length: refuse before allocating
+        raise TensorError(f"tensor {name!r}: {len(raw)} bytes of content cannot hold {count} BYTES elements")
     out = np.empty(count, dtype=object)
     pos, mv = 0, memoryview(raw)
     for i in range(count):
@@ -88,16 +107,31 @@ def to_raw(arr: np.ndarray, dtype: str | None = None, view: bool = False) -> tup
 def from_raw(name: str, datatype: str, shape, raw: bytes) -> np.ndarray:
     """The array a raw OIP tensor holds; a byte count that does not fit the shape raises TensorError."""
     shape = [int(d) for d in shape]
-    if any(d < 0 for d in shape):
-        raise TensorError(f"tensor {name!r}: negative dimension in shape {shape}")
     dtype = bundle_dtype(datatype)
     if dtype == "bytes":
         return decode_bytes(raw, shape, name)
     np_dtype = np.dtype(dtype)
-    expected = int(np.prod(shape)) * np_dtype.itemsize
+    expected = element_count(name, shape) * np_dtype.itemsize
     if len(raw) != expected:
         raise TensorError(f"tensor {name!r}: {len(raw)} bytes of content, shape {shape} {datatype} needs {expected}")
     return np.frombuffer(raw, dtype=np_dtype).reshape(shape)
+
+
+def from_values(name: str, datatype: str, shape, values) -> np.ndarray:
+    """The array of a tensor sent as typed `contents` (a list of values of the datatype's field)."""
+    shape = [int(d) for d in shape]
+    dtype = bundle_dtype(datatype)
+    count = element_count(name, shape)
+    if len(values) != count:
+        raise TensorError(f"tensor {name!r}: {len(values)} values for shape {shape}")
+    if dtype == "bytes":
+        out = np.empty(count, dtype=object)
+        out[:] = list(values)
+        return out.reshape(shape)
+    try:
+        return np.array(values, dtype=dtype).reshape(shape)
+    except (OverflowError, ValueError) as exc:  # e.g. 1000 in int_contents of an INT8 tensor
+        raise TensorError(f"tensor {name!r}: contents do not fit {datatype}: {exc}") from None
 
 
 def check(name: str, arr_dtype: str, shape: list[int], want_dtype: str, want_shape: list[int]) -> None:

@@ -32,9 +32,9 @@ def sites(tmp_path_factory):
     fanapp.write_bundles(out, grpc_ports, libs, deadline_ms=DEADLINE_MS)
     slow = out / "slow"
     env = {"GLUE_SLEEP_FILE": str(slow)}
-    # the entry with 4 handler threads: it takes at most 2 requests at a time
+    # the entry takes at most 2 requests at a time, and queues none (refused at once beyond that)
     procs = {s: fanapp.start_site(out / "sites" / s, env=env, metrics_port=metrics_ports[s], log=out / f"{s}.log",
-                             extra=["--workers", "4"] if s == "edge" else None)
+                             extra=["--max-inflight", "2", "--max-queue", "0"] if s == "edge" else None)
              for s in fanapp.SITES}
     state = {"out": out, "procs": procs, "slow": slow, "metrics": metrics_ports, "env": env,
              "addr": {s: f"127.0.0.1:{p}" for s, p in grpc_ports.items()},
