@@ -103,13 +103,40 @@ def _stop(procs: dict[str, subprocess.Popen]) -> None:
             p.wait()
 
 
+def _ready_file(logs: Path, site: str) -> Path:
+    return logs / f"{site}.ready"
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"code {code}"
+
+
+def _died(site: str, code: int, log: Path, when: str) -> PlannerError:
+    return PlannerError(f"site {site} exited with {_exit_text(code)}{when} (log: {log}):\n{_tail(log)}")
+
+
+def _serves_here(address: str, proc: subprocess.Popen, ready_file: Path) -> bool:
+    """Our own process serves `address`: it wrote its pid to the ready file once bound, and the
+    address answers. The health check alone could be another process on that port (the site then
+    failed to bind and exits)."""
+    try:
+        ready = json.loads(ready_file.read_text())
+    except (OSError, ValueError):
+        return False
+    return ready.get("pid") == proc.pid and is_serving(address)
+
+
 def _wait_ready(addresses: dict[str, str], procs: dict[str, subprocess.Popen], logs: Path, timeout: float) -> None:
     end = time.monotonic() + timeout
     for site, address in addresses.items():
-        while not is_serving(address):
+        while not _serves_here(address, procs[site], _ready_file(logs, site)):
             if procs[site].poll() is not None:
-                raise PlannerError(f"site {site} exited with code {procs[site].returncode} while starting:\n"
-                                   f"{_tail(logs / f'{site}.log')}")
+                raise _died(site, procs[site].returncode, logs / f"{site}.log", f" while starting on {address}")
             if time.monotonic() > end:
                 raise PlannerError(f"site {site} at {address} not ready after {timeout:g} s "
                                    f"(log: {logs / f'{site}.log'})")
@@ -145,6 +172,8 @@ def serve(out_dir: Path, *, host_targets: bool = False, seconds: float | None = 
     finally:
         _stop(procs)
         (logs / ENDPOINTS).unlink(missing_ok=True)
+        for site in procs:
+            _ready_file(logs, site).unlink(missing_ok=True)
 
 
 def _start(site: str, directory: Path, b: Bundle, addresses: dict[str, str], entry_site: str,
@@ -160,6 +189,9 @@ def _start(site: str, directory: Path, b: Bundle, addresses: dict[str, str], ent
         cmd += ["--metrics-port", str(metrics_port)]
     if host_targets:
         cmd.append("--host-targets")
+    ready = _ready_file(logs, site)
+    ready.unlink(missing_ok=True)  # a previous run's
+    cmd += ["--ready-file", str(ready)]
     log = logs / f"{site}.log"
     with open(log, "wb") as fh:
         procs[site] = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
@@ -178,4 +210,4 @@ def _watch(procs: dict[str, subprocess.Popen], logs: Path, seconds: float | None
         dead = {s: p.returncode for s, p in procs.items() if p.poll() is not None}
         if dead:
             site, code = next(iter(dead.items()))
-            raise PlannerError(f"site {site} exited with code {code}:\n{_tail(logs / f'{site}.log')}")
+            raise _died(site, code, logs / f"{site}.log", "")

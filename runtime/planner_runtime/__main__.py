@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -28,6 +30,13 @@ def tune_malloc(max_bytes: int = 32 << 20) -> bool:
         return False
 
 
+def write_ready_file(path: str, site: str, port: int) -> None:
+    tmp = f"{path}.tmp"  # renamed into place: a reader never sees half a file
+    with open(tmp, "w") as f:
+        json.dump({"pid": os.getpid(), "site": site, "port": port}, f)
+    os.replace(tmp, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m planner_runtime", description="serve a site bundle over gRPC (KServe v2)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -44,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="leave glibc malloc's defaults (large buffers from fresh mmaps, faulted in per request)")
     serve.add_argument("--peer", action="append", default=[], metavar="SITE=HOST:PORT",
                        help="reach another site at this address instead of bundle.yaml's (repeatable)")
+    serve.add_argument("--ready-file", default=None, metavar="PATH",
+                       help="once serving, write {pid, site, port} there as JSON: a supervisor (`planner up`) "
+                            "knows its own process serves the port, not another one answering there")
     serve.add_argument("--advertise", default=None, metavar="HOST:PORT",
                        help="this site's address as other sites reach it (sink tensors of requests entering "
                             "here come back to it); default: bundle.yaml's address with --port")
@@ -51,8 +63,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.no_malloc_tuning:
         tune_malloc()
-
-    from pydantic import ValidationError
 
     from planner_runtime.bundle_format import Bundle
     from planner_runtime.nodes import ArtifactError
@@ -69,11 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         server = SiteServer(args.bundle_dir, port=args.port, host=args.host, host_targets=args.host_targets,
                             metrics_port=args.metrics_port, workers=args.workers, peers=peers,
                             advertise=args.advertise).start()
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors()[:8])
-        print(f"error: {args.bundle_dir}/bundle.yaml is not a valid bundle: {problems}", file=sys.stderr)
-        return 2
-    except (ArtifactError, OSError, ValueError) as exc:
+    except (ArtifactError, OSError, ValueError) as exc:  # BundleError included: it names bundle.yaml
         print(f"error: {exc}", file=sys.stderr)
         return 2
     b: Bundle = server.bundle
@@ -81,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     metrics = f", metrics on :{args.metrics_port}" if args.metrics_port else ""
     print(f"site {b.site} of {b.app} serving on {args.host}:{server.port}{metrics}: "
           f"models {', '.join(server.models())}{note}", flush=True)
+    if args.ready_file:
+        write_ready_file(args.ready_file, b.site, server.port)
     done = threading.Event()
 
     def stop(signum, frame):
