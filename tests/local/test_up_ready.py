@@ -4,14 +4,18 @@ that dies while starting is named with how it died and its log."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from concurrent import futures
 
 import grpc
+import numpy as np
 import pytest
 import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -27,6 +31,16 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
 def up(out, *args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "planner", "up", str(out), "--no-metrics", *map(str, args)],
                           capture_output=True, text=True, timeout=90, cwd=ROOT, env=ENV)
+
+
+@pytest.fixture
+def reserved_port():
+    """A port only this test's site takes: held by a socket that binds without listening, with
+    SO_REUSEADDR (a server with SO_REUSEADDR, as gRPC's, may still bind it; nothing else can)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
 
 
 @pytest.fixture
@@ -62,15 +76,59 @@ def test_a_missing_site_bundle_is_refused_before_starting(tmp_path):
     assert "ready:" not in r.stdout and not (out / "logs").exists()
 
 
-def test_a_site_killed_by_a_signal_while_starting_is_named_with_its_log(tmp_path):
-    with socket.socket() as held:  # bound by the test: nothing else takes the port, the site never gets there
-        held.bind(("127.0.0.1", 0))
-        out = fanapp.echo_bundles(tmp_path / "out", {"entry": held.getsockname()[1]}, nbytes=16)
-        site = out / "sites" / "entry"
-        (site / "echo.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGBUS)\n")
-        Bundle.model_validate(yaml.safe_load((site / "bundle.yaml").read_text())).write(site)
-        r = up(out, "--for", "5")
+def test_a_site_killed_by_a_signal_while_starting_is_named_with_its_log(tmp_path, reserved_port):
+    out = fanapp.echo_bundles(tmp_path / "out", {"entry": reserved_port}, nbytes=16)
+    site = out / "sites" / "entry"
+    (site / "echo.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGBUS)\n")
+    Bundle.model_validate(yaml.safe_load((site / "bundle.yaml").read_text())).write(site)
+    r = up(out, "--for", "5", "--restarts", "3")  # restarts are for sites that served: not a crash at start
     assert r.returncode == 1 and "ready:" not in r.stdout, r.stdout + r.stderr
     log = out / "logs" / "entry.log"
-    assert "site entry exited with signal SIGBUS while starting on 127.0.0.1:" in r.stderr, r.stderr
-    assert f"(log: {log})" in r.stderr
+    assert f"site entry exited with signal SIGBUS while starting on 127.0.0.1:{reserved_port} (log: {log})" in r.stderr
+    assert "starting it again" not in r.stderr
+
+
+def _pid_other_than(ready_file, old: int | None, proc: subprocess.Popen) -> int:
+    for _ in range(600):  # at most a minute: the site loads, binds, writes its pid
+        assert proc.poll() is None, proc.communicate()
+        try:
+            pid = json.loads(ready_file.read_text())["pid"]
+        except (OSError, ValueError, KeyError):
+            pid = None
+        if pid is not None and pid != old:
+            return pid
+        time.sleep(0.1)
+    raise AssertionError(f"no new pid in {ready_file}")
+
+
+def test_restarts_start_a_killed_site_again_then_stop(tmp_path, reserved_port):
+    from planner_runtime.client import OipClient
+
+    out = fanapp.echo_bundles(tmp_path / "out", {"entry": reserved_port}, nbytes=16)
+    ready = out / "logs" / "entry.ready"
+    proc = subprocess.Popen([sys.executable, "-m", "planner", "up", str(out), "--no-metrics", "--for", "100",
+                             "--restarts", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env=ENV)
+    try:
+        for line in proc.stdout:  # up has seen every site serve
+            if line.startswith("ready:"):
+                break
+        first = _pid_other_than(ready, None, proc)
+        os.kill(first, signal.SIGKILL)
+        second = _pid_other_than(ready, first, proc)
+        client = OipClient(f"127.0.0.1:{reserved_port}")
+        x = np.arange(4, dtype=np.float32)
+        np.testing.assert_array_equal(client.infer("echo", {"x": x}, timeout=30)[0]["y"], x)  # serving again
+        client.close()
+        os.kill(second, signal.SIGKILL)  # no restart left: up stops, naming the site
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, stdout + stderr
+    assert "site entry exited with signal SIGKILL; starting it again" in stderr
+    assert f"site entry exited with signal SIGKILL (log: {out / 'logs' / 'entry.log'})" in stderr
+    log = (out / "logs" / "entry.log").read_text()
+    assert log.count("serving on") == 2 and "started again" in log, log
+    assert not ready.exists()
