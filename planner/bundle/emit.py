@@ -42,11 +42,8 @@ def _in_bundle(checked: CheckedApp, name: str, rel: str) -> str:
     """Where a file of step `name` goes under the site's `steps/`: its place beside app.yaml, or,
     for a step file outside the app's directory (a shared module), steps/_outside/<node>/<file name>.
     Never the path as written: `..` or an absolute path would land outside the bundle."""
-    path = checked.resolve(rel)
-    base = checked.loaded.base_dir.resolve()
-    if base in path.parents:
-        return f"steps/{path.relative_to(base).as_posix()}"
-    return f"steps/_outside/{name}/{path.name}"
+    beside = checked.loaded.beside(rel)
+    return f"steps/{beside}" if beside else f"steps/_outside/{name}/{Path(rel).name}"
 
 
 def _copy_step(checked: CheckedApp, name: str, site_dir: Path) -> tuple[str, str]:

@@ -62,14 +62,16 @@ def test_a_step_outside_the_app_dir_is_bundled_inside_out(isolated_dirs, how):
 
 def test_solve_writes_the_checksum_of_every_file_of_a_bundle(isolated_dirs):
     tmp = isolated_dirs
-    (tmp / "lib").mkdir()
-    (tmp / "lib" / "step.py").write_text(STEP)
-    (tmp / "lib" / "table.txt").write_text("1 2 3\n")
-    app = yaml.safe_load(_app("lib/../lib/step.py:f"))  # a path with `..` that stays inside the app dir
+    (tmp / "shared").mkdir()
+    (tmp / "shared" / "step.py").write_text(STEP)
+    (tmp / "shared" / "table.txt").write_text("1 2 3\n")
+    (tmp / "app" / "sub").mkdir(parents=True)
+    (tmp / "app" / "lib").symlink_to(tmp / "shared")  # a linked folder inside the app dir: inside, same layout
+    app = yaml.safe_load(_app("sub/../lib/step.py:f"))  # a path with `..` that stays inside the app dir
     app["models"]["step"]["files"] = ["lib/table.txt"]
-    (tmp / "app.yaml").write_text(yaml.safe_dump(app))
-    r = subprocess.run([sys.executable, "-m", "planner", "solve", str(tmp / "app.yaml"), "-o", str(tmp / "out")],
-                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    (tmp / "app" / "app.yaml").write_text(yaml.safe_dump(app))
+    r = subprocess.run([sys.executable, "-m", "planner", "solve", str(tmp / "app" / "app.yaml"), "-o",
+                        str(tmp / "out")], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
     site = tmp / "out" / "sites" / "here"
     data = yaml.safe_load((site / "bundle.yaml").read_text())
