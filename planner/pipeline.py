@@ -22,7 +22,6 @@ from planner.plan.problem import build_instance
 from planner.plan.schema import AppSource, Plan
 from planner.plan.sweep import Sweep, SweepPoint
 from planner.profiling.app_profiles import AppProfiles, profile_app
-from planner.profiling.cache import sha256_file
 from planner.report import write_reports
 from planner.report.files import recover_interrupted, staged_dir
 from planner.report.output_dir import FOUND, holds_found_plan
@@ -31,6 +30,7 @@ from planner.solver.cpsat import PlacementSolver, SolverConfig
 from planner.solver.evaluate import evaluate
 from planner.solver.explain import explain_infeasible
 from planner.solver.instance import Instance
+from planner_runtime.digest import sha256_file
 
 
 @dataclass

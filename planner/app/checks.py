@@ -71,7 +71,7 @@ def check_models(loaded: LoadedApp) -> None:
             path = loaded.resolve(file)
             if not path.is_file():
                 raise loaded.error(f"file not found: {path}", ("models", name, "files", i))
-            if loaded.base_dir.resolve() not in path.parents:
+            if loaded.beside(file) is None:
                 raise loaded.error(f"{file} is outside the app's directory: the bundle ships files beside app.yaml",
                                    ("models", name, "files", i))
         if node.kind == "given":

@@ -5,6 +5,7 @@ InputError naming file, key and line. The cross-reference checks come after
 from __future__ import annotations
 
 import difflib
+import os
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,14 @@ class LoadedApp:
     def resolve(self, relative: str) -> Path:
         """A path written in app.yaml, relative to the file."""
         return (self.base_dir / relative).resolve()
+
+    def beside(self, relative: str) -> str | None:
+        """Where a path written in app.yaml lies under app.yaml's folder (`a/../b.py` -> `b.py`), or
+        None when it leads out of it. Lexical: a linked folder inside stays inside (the bundle
+        keeps the app's layout)."""
+        base = Path(os.path.normpath(self.base_dir.absolute()))
+        path = Path(os.path.normpath(base / relative))
+        return path.relative_to(base).as_posix() if base in path.parents else None
 
 
 def located_error(message: str, path: Path, key: KeyPath, lines: LineMap, overrides: dict[tuple, str]) -> InputError:

@@ -38,14 +38,22 @@ def _settings(checked: CheckedApp, profiles: AppProfiles) -> RuntimeSettings:
                            default_deadline_ms=max(30000.0, 10 * (slo or 0)))
 
 
+def _in_bundle(checked: CheckedApp, name: str, rel: str) -> str:
+    """Where a file of step `name` goes under the site's `steps/`: its place beside app.yaml, or,
+    for a step file outside the app's directory (a shared module), steps/_outside/<node>/<file name>.
+    Never the path as written: `..` or an absolute path would land outside the bundle."""
+    beside = checked.loaded.beside(rel)
+    return f"steps/{beside}" if beside else f"steps/_outside/{name}/{Path(rel).name}"
+
+
 def _copy_step(checked: CheckedApp, name: str, site_dir: Path) -> tuple[str, str]:
     node = checked.app.models[name]
     file, function = node.python_step
-    for rel in [file, *node.files]:
-        dest = site_dir / "steps" / rel
+    for rel in [file, *node.files]:  # `files:` are inside the app's directory (app/checks.py)
+        dest = site_dir / _in_bundle(checked, name, rel)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(checked.resolve(rel), dest)
-    return f"steps/{file}", function
+    return _in_bundle(checked, name, file), function
 
 
 def _compile(checked: CheckedApp, profiles: AppProfiles, name: str, target: Target, dest: Path,

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from planner.cli.common import OutArg, out, user_errors
+from planner.cli.common import OutArg, err, out, user_errors
 
 
 @user_errors
@@ -25,6 +25,8 @@ def up(
     base_port: Annotated[Optional[int], typer.Option("--base-port", min=1, max=65535 - 1100,
                                                      help="serve the sites on ports P, P+1, ... (in site name "
                                                      "order) instead of bundle.yaml's addresses")] = None,
+    restarts: Annotated[int, typer.Option("--restarts", min=0, help="start a site that exits again, this many "
+                                          "times at most in all (default 0: a site that exits stops every site)")] = 0,
 ) -> None:
     """Start every site's runtime from OUT/sites/<site>/ on loopback (one process each) and wait for Ctrl-C."""
     from planner.local.up import Serving, serve
@@ -44,6 +46,9 @@ def up(
                   f"(entry site {serving.entry_site}); Ctrl-C stops", highlight=False)
         sys.stdout.flush()
 
+    def restarted(site: str, why: str) -> None:
+        err.print(f"site {site} {why}; starting it again", highlight=False)
+
     serve(Path(out_dir), host_targets=host_targets, seconds=seconds, metrics=metrics, ready_timeout=ready_timeout,
-          base_port=base_port, on_ready=ready)
+          base_port=base_port, restarts=restarts, on_ready=ready, on_restart=restarted)
     out.print("stopped", highlight=False)

@@ -25,8 +25,8 @@ from planner.plan.load import load_plan
 from planner.plan.problem import build_instance
 from planner.plan.schema import Plan
 from planner.profiling.app_profiles import AppProfiles
-from planner.profiling.cache import sha256_file
 from planner.solver.evaluate import evaluate
+from planner_runtime.digest import sha256_file
 
 # A runtime hop on loopback, as measured end to end (serialize, send, deserialize, forward):
 # rtt/2 = 1.0 ms, 8 MB in 5.7 ms -> ~1.7 GB/s.

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from planner.errors import InputError, PlannerError
-from planner_runtime.bundle_format import BUNDLE_FILE, Bundle
+from planner_runtime.bundle_format import BUNDLE_FILE, Bundle, BundleError
 
 ENDPOINTS = "endpoints.json"  # OUT/logs/endpoints.json: where `planner up` serves, while it runs
 
@@ -25,18 +25,26 @@ def live_endpoints(out_dir: Path) -> dict[str, str]:
 
 
 def site_bundles(out_dir: Path) -> list[SiteBundle]:
-    from pydantic import ValidationError
-
-    files = sorted((Path(out_dir) / "sites").glob(f"*/{BUNDLE_FILE}"))
+    """Every site bundle of OUT, checked (Bundle.read), and all of them: a plan served without one
+    of its sites would forward to an address nothing of this plan serves."""
+    sites_dir = Path(out_dir) / "sites"
+    files = sorted(sites_dir.glob(f"*/{BUNDLE_FILE}"))
     if not files:
-        raise InputError(f"no site bundles under {Path(out_dir) / 'sites'} (write them with `planner solve APP -o OUT`)")
+        raise InputError(f"no site bundles under {sites_dir} (write them with `planner solve APP -o OUT`)")
     found = []
     for f in files:
         try:
             b = Bundle.read(f.parent)
-        except (ValidationError, ValueError, OSError) as exc:
-            raise InputError(f"{f}: not a valid bundle: {str(exc).splitlines()[0]}", file=str(f)) from None
+        except BundleError as exc:
+            raise InputError(str(exc)) from None  # it names the file
         found.append((b.site, f.parent, b))
+    have = {site for site, _, _ in found}
+    for _, directory, b in found:
+        missing = sorted(set(b.sites) - have)
+        if missing:
+            raise InputError(f"{sites_dir / missing[0] / BUNDLE_FILE} is missing: {directory / BUNDLE_FILE} places "
+                             f"models or requests on site(s) {', '.join(missing)}; copy OUT/sites whole or re-run "
+                             "`planner solve APP -o OUT`")
     return found
 
 

@@ -1,9 +1,10 @@
 """Serving a plan's site bundles on this machine: one `python -m planner_runtime serve` process
 per OUT/sites/<site>/ on loopback, supervised until stopped (`planner up`).
 
-It waits until each site answers its gRPC health check, records the addresses in
-OUT/logs/endpoints.json while it runs (for `planner bench`), and stops every process on
-Ctrl-C, SIGTERM, the end of `--for`, or a site that exits.
+It waits until each of its own processes serves its port, records the addresses in
+OUT/logs/endpoints.json while it runs (for `planner bench`), starts a site that exits again
+while `--restarts` last, and stops every process on Ctrl-C, SIGTERM, the end of `--for`, or a
+site that exits after that.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class SiteProcess:
     models: list[str]
     compiled_for: str  # the site's target, or what runs instead with --host-targets
     log: Path
+    command: list[str] = field(default_factory=list, repr=False)  # how it was started (and restarts)
 
 
 @dataclass
@@ -103,13 +105,40 @@ def _stop(procs: dict[str, subprocess.Popen]) -> None:
             p.wait()
 
 
+def _ready_file(logs: Path, site: str) -> Path:
+    return logs / f"{site}.ready"
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"code {code}"
+
+
+def _died(site: str, code: int, log: Path, when: str) -> PlannerError:
+    return PlannerError(f"site {site} exited with {_exit_text(code)}{when} (log: {log}):\n{_tail(log)}")
+
+
+def _serves_here(address: str, proc: subprocess.Popen, ready_file: Path) -> bool:
+    """Our own process serves `address`: it wrote its pid to the ready file once bound, and the
+    address answers. The health check alone could be another process on that port (the site then
+    failed to bind and exits)."""
+    try:
+        ready = json.loads(ready_file.read_text())
+    except (OSError, ValueError):
+        return False
+    return ready.get("pid") == proc.pid and is_serving(address)
+
+
 def _wait_ready(addresses: dict[str, str], procs: dict[str, subprocess.Popen], logs: Path, timeout: float) -> None:
     end = time.monotonic() + timeout
     for site, address in addresses.items():
-        while not is_serving(address):
+        while not _serves_here(address, procs[site], _ready_file(logs, site)):
             if procs[site].poll() is not None:
-                raise PlannerError(f"site {site} exited with code {procs[site].returncode} while starting:\n"
-                                   f"{_tail(logs / f'{site}.log')}")
+                raise _died(site, procs[site].returncode, logs / f"{site}.log", f" while starting on {address}")
             if time.monotonic() > end:
                 raise PlannerError(f"site {site} at {address} not ready after {timeout:g} s "
                                    f"(log: {logs / f'{site}.log'})")
@@ -117,10 +146,12 @@ def _wait_ready(addresses: dict[str, str], procs: dict[str, subprocess.Popen], l
 
 
 def serve(out_dir: Path, *, host_targets: bool = False, seconds: float | None = None, metrics: bool = True,
-          ready_timeout: float = 120.0, base_port: int | None = None,
-          on_ready: Callable[[Serving], None] = lambda serving: None) -> None:
+          ready_timeout: float = 120.0, base_port: int | None = None, restarts: int = 0,
+          on_ready: Callable[[Serving], None] = lambda serving: None,
+          on_restart: Callable[[str, str], None] = lambda site, why: None) -> None:
     """Start every site of OUT, call `on_ready` once all serve, and keep them running until
-    Ctrl-C, SIGTERM or `seconds`; a site that exits is a PlannerError with its log's tail."""
+    Ctrl-C, SIGTERM or `seconds`. A site that exits is started again, `restarts` times at most in
+    all (`on_restart(site, why)` each time); then it is a PlannerError with its log's tail."""
     bundles = site_bundles(out_dir)
     entry_site, entry = entry_bundle(bundles)
     _check_runnable(bundles, host_targets, base_port)
@@ -139,12 +170,14 @@ def serve(out_dir: Path, *, host_targets: bool = False, seconds: float | None = 
                 _wait_ready(addresses, procs, logs, ready_timeout)
                 (logs / ENDPOINTS).write_text(json.dumps(addresses))
                 on_ready(serving)
-                _watch(procs, logs, seconds)
+                _watch(procs, {s.site: s for s in serving.sites}, logs, seconds, restarts, on_restart)
             except KeyboardInterrupt:
                 pass
     finally:
         _stop(procs)
         (logs / ENDPOINTS).unlink(missing_ok=True)
+        for site in procs:
+            _ready_file(logs, site).unlink(missing_ok=True)
 
 
 def _start(site: str, directory: Path, b: Bundle, addresses: dict[str, str], entry_site: str,
@@ -160,22 +193,42 @@ def _start(site: str, directory: Path, b: Bundle, addresses: dict[str, str], ent
         cmd += ["--metrics-port", str(metrics_port)]
     if host_targets:
         cmd.append("--host-targets")
+    ready = _ready_file(logs, site)
+    ready.unlink(missing_ok=True)  # a previous run's
+    cmd += ["--ready-file", str(ready)]
     log = logs / f"{site}.log"
-    with open(log, "wb") as fh:
-        procs[site] = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    log.unlink(missing_ok=True)
+    procs[site] = _spawn(cmd, log)
     runs = (f"host build instead of {b.sites[site].target}" if host_targets and needs_host_targets(b)
             else b.sites[site].target)
     models = ([b.app] if site == entry_site else []) + b.local_nodes()
-    return SiteProcess(site=site, address=addresses[site], log=log, models=models, compiled_for=runs,
+    return SiteProcess(site=site, address=addresses[site], log=log, models=models, compiled_for=runs, command=cmd,
                        metrics_url=f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else None)
 
 
-def _watch(procs: dict[str, subprocess.Popen], logs: Path, seconds: float | None) -> None:
-    """Until `seconds` have passed (or forever); a site that exits ends it with its log's tail."""
+def _spawn(cmd: list[str], log: Path) -> subprocess.Popen:
+    with open(log, "ab") as fh:  # appended: a restarted site's log keeps what it said before
+        return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+
+
+def _watch(procs: dict[str, subprocess.Popen], sites: dict[str, SiteProcess], logs: Path, seconds: float | None,
+           restarts: int, on_restart: Callable[[str, str], None]) -> None:
+    """Until `seconds` have passed (or forever). A site that exits is started again while
+    `restarts` last (it serves again once it has loaded; requests meanwhile get UNAVAILABLE);
+    after that it ends the wait with its log's tail."""
     end = None if seconds is None else time.monotonic() + seconds
     while end is None or time.monotonic() < end:
         time.sleep(0.3)
-        dead = {s: p.returncode for s, p in procs.items() if p.poll() is not None}
-        if dead:
-            site, code = next(iter(dead.items()))
-            raise PlannerError(f"site {site} exited with code {code}:\n{_tail(logs / f'{site}.log')}")
+        for site, p in procs.items():
+            if p.poll() is None:
+                continue
+            log = logs / f"{site}.log"
+            if restarts <= 0:
+                raise _died(site, p.returncode, log, "")
+            restarts -= 1
+            why = f"exited with {_exit_text(p.returncode)}"
+            on_restart(site, why)
+            _ready_file(logs, site).unlink(missing_ok=True)
+            with open(log, "a") as fh:
+                fh.write(f"--- planner up: site {site} {why}; started again ---\n")
+            procs[site] = _spawn(sites[site].command, log)

@@ -16,8 +16,8 @@ from typing import Any
 
 from planner.app.targets import Target
 from planner.profiling import cache
-from planner.profiling.cache import sha256_file
 from planner.profiling.locations import default_cache_dir
+from planner_runtime.digest import sha256_file
 
 # artifact key -> tvm.relax.Executable compiled in this process
 Executables = dict[str, Any]

@@ -22,14 +22,6 @@ FORMAT = 5  # bump when the meaning of a cached entry changes (3: untuned CPU co
 Entry = TypeVar("Entry", bound=BaseModel)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def make_key(**parts: Any) -> str:
     text = json.dumps({"format": FORMAT, **parts}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()

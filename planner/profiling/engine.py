@@ -26,12 +26,13 @@ from planner.app.sites import ResolvedSite
 from planner.app.targets import Target, get_target
 from planner.profiling import estimate
 from planner.profiling.artifacts import Executables, artifact_key
-from planner.profiling.cache import ProfileCache, make_key, sha256_file
+from planner.profiling.cache import ProfileCache, make_key
 from planner.profiling.compile import compile_analyzed
 from planner.profiling.entries import HostModelEntry, HostStepEntry, SiteModelEntry
 from planner.profiling.errors import CompileError, ProfilingInputError
 from planner.profiling.table import Exclusion, NodeProfile, NodeSignature
 from planner.profiling.tune import tuning_digest, tuning_dir, tuning_state
+from planner_runtime.digest import sha256_file
 
 AGREEMENT_TOL = 1e-4  # TVM vs ONNX Runtime, max abs difference scaled by max(1, max |ORT|)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -26,6 +28,13 @@ def tune_malloc(max_bytes: int = 32 << 20) -> bool:
         return bool(libc.mallopt(m_mmap_threshold, max_bytes)) and bool(libc.mallopt(m_trim_threshold, 8 * max_bytes))
     except (OSError, AttributeError):  # not glibc: nothing to tune
         return False
+
+
+def write_ready_file(path: str, site: str, port: int) -> None:
+    tmp = f"{path}.tmp"  # renamed into place: a reader never sees half a file
+    with open(tmp, "w") as f:
+        json.dump({"pid": os.getpid(), "site": site, "port": port}, f)
+    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="leave glibc malloc's defaults (large buffers from fresh mmaps, faulted in per request)")
     serve.add_argument("--peer", action="append", default=[], metavar="SITE=HOST:PORT",
                        help="reach another site at this address instead of bundle.yaml's (repeatable)")
+    serve.add_argument("--ready-file", default=None, metavar="PATH",
+                       help="once serving, write {pid, site, port} there as JSON: a supervisor (`planner up`) "
+                            "knows its own process serves the port, not another one answering there")
     serve.add_argument("--advertise", default=None, metavar="HOST:PORT",
                        help="this site's address as other sites reach it (sink tensors of requests entering "
                             "here come back to it); default: bundle.yaml's address with --port")
@@ -58,8 +70,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.no_malloc_tuning:
         tune_malloc()
-
-    from pydantic import ValidationError
 
     from planner_runtime.bundle_format import Bundle
     from planner_runtime.nodes import ArtifactError
@@ -77,11 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                             metrics_port=args.metrics_port, workers=args.workers, peers=peers,
                             advertise=args.advertise, max_inflight=args.max_inflight,
                             max_queue=args.max_queue).start()
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors()[:8])
-        print(f"error: {args.bundle_dir}/bundle.yaml is not a valid bundle: {problems}", file=sys.stderr)
-        return 2
-    except (ArtifactError, OSError, ValueError) as exc:
+    except (ArtifactError, OSError, ValueError) as exc:  # BundleError included: it names bundle.yaml
         print(f"error: {exc}", file=sys.stderr)
         return 2
     b: Bundle = server.bundle
@@ -89,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     metrics = f", metrics on :{server.metrics_port}" if server.metrics_port is not None else ""
     print(f"site {b.site} of {b.app} serving on {args.host}:{server.port}{metrics}: "
           f"models {', '.join(server.models())}{note}", flush=True)
+    if args.ready_file:
+        write_ready_file(args.ready_file, b.site, server.port)
     done = threading.Event()
 
     def stop(signum, frame):

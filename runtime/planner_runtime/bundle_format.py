@@ -5,19 +5,37 @@ TVM imports: the runtime ships without the planner.
 Every bundle carries the whole ensemble graph (which node runs on which site, every flow
 with its resolved tensor), so a site knows where each tensor it produces must go; only the
 nodes placed on the bundle's own site have an `artifact` (compiled library or python file).
+
+Reading a bundle (`Bundle.read`) trusts nothing on disk: bundle.yaml must be this format, every
+path it names must stay inside the bundle's folder, and every file it ships must still have the
+sha256 written at solve time (a library truncated by a failed copy would otherwise crash the site
+when loaded). Any of these is one BundleError naming the file.
+
+Format policy: FORMAT_VERSION changes when a reader of the previous format would misread or
+refuse a new bundle (a new required field); a runtime reads only its own format and tells the user
+to re-run `planner solve`. Format 2 added `checksums` (format 1 bundles have none to verify).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Literal
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-FORMAT_VERSION = 1
+from planner_runtime.digest import sha256_file
+
+FORMAT_VERSION = 2  # 2: `checksums` (sha256 of every file the bundle ships)
 BUNDLE_FILE = "bundle.yaml"
 DELIVER_MODEL = "__planner_deliver__"  # internal OIP model a site receives forwarded tensors on
+
+
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class BundleError(ValueError):
+    """bundle.yaml unreadable or invalid, or a file it names outside the bundle, missing or changed."""
 
 
 class _Strict(BaseModel):
@@ -92,15 +110,91 @@ class Bundle(_Strict):
     nodes: dict[str, NodeSpec]
     flows: list[FlowEdge]
     runtime: RuntimeSettings
+    checksums: dict[str, Sha256] = Field(
+        default_factory=dict, description="sha256 of every file in the bundle's folder, by path relative to it")
 
     def local_nodes(self) -> list[str]:
         return [n for n, spec in self.nodes.items() if spec.site == self.site]
 
     def write(self, directory: Path) -> Path:
-        path = Path(directory) / BUNDLE_FILE
-        path.write_text(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
+        """bundle.yaml in `directory`, with the checksums of every file already there (the artifacts)."""
+        directory = Path(directory)
+        files = sorted(p for p in directory.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        checksums = {p.relative_to(directory).as_posix(): sha256_file(p) for p in files
+                     if p != directory / BUNDLE_FILE}
+        path = directory / BUNDLE_FILE
+        data = self.model_copy(update={"checksums": checksums}).model_dump(mode="json")
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
         return path
 
     @classmethod
     def read(cls, directory: Path) -> Bundle:
-        return cls.model_validate(yaml.safe_load((Path(directory) / BUNDLE_FILE).read_text()))
+        """The bundle in `directory`, its files checked (see the module's docstring); BundleError if not."""
+        directory = Path(directory)
+        path = directory / BUNDLE_FILE
+        bundle = cls._parse(path)
+        bundle._check_files(directory, path)
+        return bundle
+
+    @classmethod
+    def _parse(cls, path: Path) -> Bundle:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise BundleError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise BundleError(f"{path}: not a text file ({exc.reason} at byte {exc.start})") from None
+        except yaml.YAMLError as exc:
+            raise BundleError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
+        if not isinstance(data, dict):
+            raise BundleError(f"{path}: expected a mapping of bundle fields, found {type(data).__name__}")
+        found = data.get("format")
+        if found != FORMAT_VERSION:
+            older = isinstance(found, int) and not isinstance(found, bool) and found < FORMAT_VERSION
+            why = ("written by an older planner, without artifact checksums" if older
+                   else "not a format this runtime reads")
+            raise BundleError(f"{path}: bundle format {found!r} ({why}); this runtime reads format {FORMAT_VERSION} "
+                              "only: re-run `planner solve` with the planner of this runtime's version")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = [f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors()]
+            more = f" (and {len(problems) - 8} more)" if len(problems) > 8 else ""
+            raise BundleError(f"{path}: not a valid bundle: {'; '.join(problems[:8])}{more}") from None
+
+    def _check_files(self, directory: Path, path: Path) -> None:
+        root = directory.resolve()
+
+        def inside(rel: str, key: str) -> Path:
+            pure = PurePosixPath(rel)
+            file = (directory / rel).resolve()
+            if pure.is_absolute() or ".." in pure.parts or not file.is_relative_to(root):
+                raise BundleError(f"{path}: {key}: {rel!r} is outside the bundle (paths are relative to "
+                                  f"{directory}, without '..')")
+            return file
+
+        for name in self.local_nodes():
+            spec = self.nodes[name]
+            for key in ("artifact", "host_fallback"):
+                rel = getattr(spec, key)
+                if rel is not None:
+                    inside(rel, f"nodes.{name}.{key}")
+                    if rel not in self.checksums:
+                        raise BundleError(f"{path}: nodes.{name}.{key}: {rel} has no entry in `checksums`; "
+                                          "re-run `planner solve` to rewrite the bundle")
+        for rel, digest in self.checksums.items():
+            file = inside(rel, f"checksums.{rel}")
+            if not file.is_file():
+                raise BundleError(f"{directory / rel}: missing (bundle.yaml lists it); copy the whole bundle folder")
+            if sha256_file(file) != digest:
+                raise BundleError(f"{directory / rel}: its sha256 is not the one in {path}: the file changed after "
+                                  "`planner solve` wrote it (a truncated or corrupted copy?); copy the bundle "
+                                  "again or re-run `planner solve`")
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: what is wrong and where (PyYAML's own text spans several lines and quotes the input)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem[:200]}{where}"

@@ -18,6 +18,7 @@ import time
 import pytest
 import yaml
 
+from planner_runtime.bundle_format import Bundle
 from tests.runtime import fanapp
 from tests import ROOT
 
@@ -46,7 +47,7 @@ def out(tmp_path_factory):
                 shutil.copy2(out / "sites" / site / node["artifact"], out / "sites" / site / host)
                 node["compiled_for"], node["host_fallback"] = target, host
         data["sites"][site]["target"] = target
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        Bundle.model_validate(data).write(path.parent)  # with the checksum of the new host build
     return out
 
 
