@@ -92,7 +92,9 @@ class PythonNode(_Node):
         sys.path.insert(0, str(Path(path).parent))  # a step may import its siblings
         try:
             spec.loader.exec_module(module)
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # sys.exit() in a step's import must not end the site
             raise ArtifactError(f"node {name!r}: importing {path} failed: {type(exc).__name__}: {exc}") from exc
         finally:
             sys.path.remove(str(Path(path).parent))
@@ -103,7 +105,10 @@ class PythonNode(_Node):
     def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # arrays decoded from the wire are read-only views: a step may write into its inputs
         kwargs = {k: (v if v.flags.writeable else v.copy()) for k, v in feeds.items()}
-        result = self._fn(**kwargs)
+        try:
+            result = self._fn(**kwargs)
+        except (SystemExit, GeneratorExit) as exc:  # a step's sys.exit() fails this request, not the site
+            raise RuntimeError(f"{self._fn.__name__} raised {type(exc).__name__}({exc})") from None
         if not isinstance(result, dict):
             raise TypeError(f"{self._fn.__name__} returned {type(result).__name__}, expected a dict")
         return result

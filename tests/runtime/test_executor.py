@@ -143,3 +143,21 @@ def test_loading_a_library_keeps_stderr_but_not_tvm_scope_warnings(models, capfd
     err = capfd.readouterr().err
     assert "Scope Loaded:" not in err and "another thread's line" in err
     assert node({"x": X})["h"].shape == (1, 32)
+
+
+@pytest.mark.parametrize("where", ["import", "call"])
+def test_a_step_that_calls_sys_exit_fails_its_request_not_the_site(tmp_path, where):
+    from planner_runtime.nodes import ArtifactError, PythonNode
+    from planner_runtime.bundle_format import Tensor
+
+    step = tmp_path / "step.py"
+    body = "def f(x):\n    sys.exit(3)\n" if where == "call" else "sys.exit(4)\ndef f(x):\n    return {'y': x}\n"
+    step.write_text("import sys\n" + body)
+    spec = [Tensor(name="x", dtype="float32", shape=[1, 64])], [Tensor(name="y", dtype="float32", shape=[1, 64])]
+    if where == "import":
+        with pytest.raises(ArtifactError, match=r"node 'n': importing .*step.py failed: SystemExit: 4"):
+            PythonNode("n", step, "f", *spec)
+        return
+    ex_node = PythonNode("n", step, "f", *spec)
+    with pytest.raises(RuntimeError, match=r"f raised SystemExit\(3\)"):
+        ex_node({"x": X})
