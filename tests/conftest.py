@@ -1,8 +1,26 @@
-"""Fixtures shared by the test folders."""
+"""Fixtures shared by the test folders, and `require_system` for tests that need something
+outside the Python environment."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# CI sets it (.ci/run): there a missing system part is a failure, not a skip, so that a green
+# run cannot hide tests that never ran.
+REQUIRE_SYSTEM = "PLANNER_REQUIRE_SYSTEM"
+
+
+def require_system(what: str, available: bool, how_to_get: str) -> None:
+    """Skip the calling test (call it from the test or an autouse fixture) when `what` is
+    missing, saying how to get it; with PLANNER_REQUIRE_SYSTEM=1 in the environment, fail it."""
+    if available:
+        return
+    message = f"{what} is not installed ({how_to_get})"
+    if os.environ.get(REQUIRE_SYSTEM) == "1":
+        pytest.fail(f"{message}; {REQUIRE_SYSTEM}=1 makes this a failure, not a skip", pytrace=False)
+    pytest.skip(message)
 
 
 @pytest.fixture

@@ -10,13 +10,17 @@ import sys
 
 import pytest
 from tests import ROOT, OCR
+from tests.conftest import require_system
 
 MODELS = ["ch_PP-OCRv4_det_infer.onnx", "ch_ppocr_mobile_v2.0_cls_infer.onnx", "ch_PP-OCRv4_rec_infer.onnx",
           "ppocr_keys_v1.txt"]
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900),
-              pytest.mark.skipif(not all((OCR / "models" / m).is_file() for m in MODELS),
-                                 reason="OCR models not fetched (make models)")]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _models_fetched():
+    require_system("the OCR models", all((OCR / "models" / m).is_file() for m in MODELS), "`make models` fetches them")
 
 
 @pytest.mark.parametrize("engine", ["tvm", "onnxruntime"])
