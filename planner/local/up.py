@@ -20,6 +20,7 @@ from pathlib import Path
 
 from planner.errors import InputError, PlannerError
 from planner.local.sites import ENDPOINTS, SiteBundle, entry_bundle, is_serving, site_bundles
+from planner_runtime import handshake
 from planner_runtime.bundle_format import Bundle
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
@@ -65,7 +66,7 @@ def _check_runnable(bundles: list[SiteBundle], host_targets: bool, base_port: in
     foreign = []
     for site, _, b in bundles:
         host = b.sites[site].address.rsplit(":", 1)[0]
-        if host not in LOOPBACK and not base_port:
+        if host not in LOOPBACK and base_port is None:
             raise InputError(f"site {site}: address {b.sites[site].address} is not on loopback; `planner up` "
                              "runs every site on this machine (--base-port P serves them on loopback ports)")
         if needs_host_targets(b):
@@ -103,13 +104,18 @@ def _stop(procs: dict[str, subprocess.Popen]) -> None:
             p.wait()
 
 
+def _check_started(procs: dict[str, subprocess.Popen], logs: Path) -> None:
+    for site, proc in procs.items():
+        if proc.poll() is not None:
+            raise PlannerError(f"site {site} exited with code {proc.returncode} while starting:\n"
+                               f"{_tail(logs / f'{site}.log')}")
+
+
 def _wait_ready(addresses: dict[str, str], procs: dict[str, subprocess.Popen], logs: Path, timeout: float) -> None:
     end = time.monotonic() + timeout
     for site, address in addresses.items():
         while not is_serving(address):
-            if procs[site].poll() is not None:
-                raise PlannerError(f"site {site} exited with code {procs[site].returncode} while starting:\n"
-                                   f"{_tail(logs / f'{site}.log')}")
+            _check_started(procs, logs)
             if time.monotonic() > end:
                 raise PlannerError(f"site {site} at {address} not ready after {timeout:g} s "
                                    f"(log: {logs / f'{site}.log'})")
@@ -120,7 +126,8 @@ def serve(out_dir: Path, *, host_targets: bool = False, seconds: float | None = 
           ready_timeout: float = 120.0, base_port: int | None = None,
           on_ready: Callable[[Serving], None] = lambda serving: None) -> None:
     """Start every site of OUT, call `on_ready` once all serve, and keep them running until
-    Ctrl-C, SIGTERM or `seconds`; a site that exits is a PlannerError with its log's tail."""
+    Ctrl-C, SIGTERM or `seconds`; a site that exits is a PlannerError with its log's tail.
+    base_port 0: every site on ports the OS picks (planner_runtime.handshake)."""
     bundles = site_bundles(out_dir)
     entry_site, entry = entry_bundle(bundles)
     _check_runnable(bundles, host_targets, base_port)
@@ -135,7 +142,10 @@ def serve(out_dir: Path, *, host_targets: bool = False, seconds: float | None = 
             try:
                 for site, directory, b in bundles:
                     serving.sites.append(_start(site, directory, b, addresses, entry_site, procs, logs,
-                                                metrics=metrics, host_targets=host_targets, peers=bool(base_port)))
+                                                metrics=metrics, host_targets=host_targets,
+                                                peers=base_port is not None, free=base_port == 0))
+                if base_port == 0:
+                    addresses = _learn_ports(serving, procs, logs, ready_timeout)
                 _wait_ready(addresses, procs, logs, ready_timeout)
                 (logs / ENDPOINTS).write_text(json.dumps(addresses))
                 on_ready(serving)
@@ -149,15 +159,19 @@ def serve(out_dir: Path, *, host_targets: bool = False, seconds: float | None = 
 
 def _start(site: str, directory: Path, b: Bundle, addresses: dict[str, str], entry_site: str,
            procs: dict[str, subprocess.Popen], logs: Path, *, metrics: bool, host_targets: bool,
-           peers: bool) -> SiteProcess:
-    port = int(addresses[site].rsplit(":", 1)[1])
-    cmd = [sys.executable, "-m", "planner_runtime", "serve", str(directory), "--host", "127.0.0.1",
-           "--port", str(port)]
-    if peers:  # every site learns where the others are, and where it is itself
-        cmd += [f"--peer={s}={a}" for s, a in addresses.items()]
-    metrics_port = port + 1000 if metrics else None
-    if metrics_port:
-        cmd += ["--metrics-port", str(metrics_port)]
+           peers: bool, free: bool) -> SiteProcess:
+    cmd = [sys.executable, "-m", "planner_runtime", "serve", str(directory), "--host", "127.0.0.1"]
+    metrics_port = None
+    if free:  # its ports and the others' come from the handshake (_learn_ports)
+        cmd += handshake.site_options(logs, site, metrics)
+    else:
+        port = int(addresses[site].rsplit(":", 1)[1])
+        cmd += ["--port", str(port)]
+        if peers:  # every site learns where the others are, and where it is itself
+            cmd += [f"--peer={s}={a}" for s, a in addresses.items()]
+        metrics_port = port + 1000 if metrics else None
+        if metrics_port:
+            cmd += ["--metrics-port", str(metrics_port)]
     if host_targets:
         cmd.append("--host-targets")
     log = logs / f"{site}.log"
@@ -168,6 +182,21 @@ def _start(site: str, directory: Path, b: Bundle, addresses: dict[str, str], ent
     models = ([b.app] if site == entry_site else []) + b.local_nodes()
     return SiteProcess(site=site, address=addresses[site], log=log, models=models, compiled_for=runs,
                        metrics_url=f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else None)
+
+
+def _learn_ports(serving: Serving, procs: dict[str, subprocess.Popen], logs: Path, timeout: float) -> dict[str, str]:
+    """The ports each site bound (port 0), told to every site: where each serves now."""
+    try:
+        ports = handshake.await_ports(logs, list(procs), lambda: _check_started(procs, logs), timeout)
+    except handshake.HandshakeError as exc:
+        raise PlannerError(f"{exc} (logs: {logs})") from None
+    addresses = {site: f"127.0.0.1:{p.port}" for site, p in ports.items()}
+    handshake.announce_peers(logs, addresses)
+    for s in serving.sites:
+        s.address = addresses[s.site]
+        metrics_port = ports[s.site].metrics_port
+        s.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else None
+    return addresses
 
 
 def _watch(procs: dict[str, subprocess.Popen], logs: Path, seconds: float | None) -> None:

@@ -1,9 +1,11 @@
-"""`python -m planner_runtime serve BUNDLE_DIR [--port P] [--host H] [--host-targets] [--metrics-port M]`."""
+"""`python -m planner_runtime serve BUNDLE_DIR [--port P] [--host H] [--host-targets] [--metrics-port M]
+[--port-file F] [--peers-file F]`."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -29,15 +31,22 @@ def tune_malloc(max_bytes: int = 32 << 20) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    launcher = os.getppid()  # who started this process: the one to write --peers-file
     parser = argparse.ArgumentParser(prog="python -m planner_runtime", description="serve a site bundle over gRPC (KServe v2)")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve OUT/sites/<site>")
     serve.add_argument("bundle_dir")
-    serve.add_argument("--port", type=int, default=None, help="default: the port of this site's address in bundle.yaml")
+    serve.add_argument("--port", type=int, default=None, help="default: the port of this site's address in bundle.yaml; "
+                       "0: a free port the OS picks (see --port-file)")
     serve.add_argument("--host", default="0.0.0.0", help="interface to listen on (default all)")
     serve.add_argument("--host-targets", action="store_true",
                        help="run the artifacts compiled for this machine (host_fallback) instead of the site's own")
-    serve.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this HTTP port")
+    serve.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this HTTP port (0: any)")
+    serve.add_argument("--port-file", default=None, metavar="PATH",
+                       help="once listening, write the ports it listens on here ({\"port\": P, \"metrics_port\": M})")
+    serve.add_argument("--peers-file", default=None, metavar="PATH",
+                       help="before serving, wait for this file ({site: HOST:PORT}, written by whoever started the "
+                       "sites on port 0 once all have reported their ports) and reach the sites there")
     serve.add_argument("--workers", type=int, default=64,
                        help="gRPC handler threads; half of them at most take requests entering the ensemble here")
     serve.add_argument("--no-malloc-tuning", action="store_true",
@@ -55,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from pydantic import ValidationError
 
     from planner_runtime.bundle_format import Bundle
+    from planner_runtime.handshake import HandshakeError, await_peers, report_ports
     from planner_runtime.nodes import ArtifactError
     from planner_runtime.server import SiteServer
 
@@ -68,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server = SiteServer(args.bundle_dir, port=args.port, host=args.host, host_targets=args.host_targets,
                             metrics_port=args.metrics_port, workers=args.workers, peers=peers,
-                            advertise=args.advertise).start()
+                            advertise=args.advertise).start(serving=args.peers_file is None)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors()[:8])
         print(f"error: {args.bundle_dir}/bundle.yaml is not a valid bundle: {problems}", file=sys.stderr)
@@ -78,9 +88,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     b: Bundle = server.bundle
     note = " (host-targets: models compiled for this machine, not the site's hardware)" if args.host_targets else ""
-    metrics = f", metrics on :{args.metrics_port}" if args.metrics_port else ""
-    print(f"site {b.site} of {b.app} serving on {args.host}:{server.port}{metrics}: "
+    metrics = f", metrics on :{server.metrics_port}" if server.metrics_port else ""
+    print(f"site {b.site} of {b.app} listening on {args.host}:{server.port}{metrics}: "
           f"models {', '.join(server.models())}{note}", flush=True)
+    if args.port_file:
+        report_ports(args.port_file, server.port, server.metrics_port)
+    if args.peers_file:
+        try:
+            server.add_peers(await_peers(args.peers_file, launcher))
+        except (HandshakeError, ValueError, OSError) as exc:
+            print(f"error: {args.peers_file}: {exc}", file=sys.stderr)
+            server.stop(grace=0)
+            return 2
+        server.set_serving()
     done = threading.Event()
 
     def stop(signum, frame):

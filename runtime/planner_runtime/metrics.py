@@ -31,8 +31,10 @@ class Metrics:
                              "(waiting for sinks, or for more inputs of a fan-in)", ["site"], registry=r)
         self.pending.labels(site).set(0)
 
-    def serve(self, port: int, addr: str = "127.0.0.1"):
-        return start_http_server(port, addr=addr, registry=self.registry)
+    def serve(self, port: int, addr: str = "127.0.0.1") -> int:
+        """Serve /metrics on `port` (0: one the OS picks); the port it listens on."""
+        httpd, _ = start_http_server(port, addr=addr, registry=self.registry)
+        return httpd.server_port
 
     def model(self, name: str, ms: float) -> None:
         self.model_seconds.labels(self.site, name).observe(ms / 1000)

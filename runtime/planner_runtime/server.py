@@ -97,19 +97,14 @@ class SiteServer:
         self.executor = Executor(self.graph, self.runners, site=self.site, on_model=self.metrics.model)
         # where each site is reached: bundle.yaml's addresses, unless overridden (--peer SITE=HOST:PORT)
         self.addresses = {name: s.address for name, s in self.bundle.sites.items()}
-        for name, address in (peers or {}).items():
-            if name not in self.addresses:
-                raise ValueError(f"--peer {name}: no site {name!r} in the bundle (sites: {', '.join(self.addresses)})")
-            self.addresses[name] = address
-        own_host, own_port = self.addresses[self.site].rsplit(":", 1)
-        self.port = int(port if port is not None else own_port)
-        # where other sites send the sink tensors of requests entering here
-        self.address = advertise or f"{own_host}:{self.port}"
+        self.add_peers(peers or {})
+        own_port = self.addresses[self.site].rsplit(":", 1)[1]
+        self.port = int(port if port is not None else own_port)  # 0: the OS picks one when start() binds
+        self.advertise = advertise
         self.host = host
         self.is_entry = any(s.site == self.site for s in self.bundle.sources.values())
         self.settings = self.bundle.runtime
         self.forwarder = Forwarder(self.site, self.settings.max_message_bytes, self.metrics)
-        self.site_of_address = {address: name for name, address in self.addresses.items()}
         self._states: dict[str, SiteRequest] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -122,8 +117,23 @@ class SiteServer:
         self.max_entry_requests = max(1, workers // 2)
         self._entry_slots = threading.BoundedSemaphore(self.max_entry_requests)
 
+    @property
+    def address(self) -> str:
+        """Where other sites send the sink tensors of requests entering here."""
+        return self.advertise or f"{self.addresses[self.site].rsplit(':', 1)[0]}:{self.port}"
+
+    def add_peers(self, peers: dict[str, str]) -> None:
+        """Reach these sites at these addresses (--peer; or the peers file, once every site started on
+        port 0 has bound its port)."""
+        for name, address in peers.items():
+            if name not in self.addresses:
+                raise ValueError(f"--peer {name}: no site {name!r} in the bundle (sites: {', '.join(self.addresses)})")
+            self.addresses[name] = address
+        self.site_of_address = {address: name for name, address in self.addresses.items()}
+
     # -- lifecycle ----------------------------------------------------------------------------
-    def start(self) -> SiteServer:
+    def start(self, serving: bool = True) -> SiteServer:
+        """Listen and serve; with serving=False the health check says NOT_SERVING until set_serving()."""
         opts = channel_options(self.settings.max_message_bytes)[:2] + [("grpc.so_reuseport", 0)]
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=self._workers,
                                                         thread_name_prefix=f"site-{self.site}"), options=opts)
@@ -136,18 +146,26 @@ class SiteServer:
             bound = 0
         if bound == 0:
             raise OSError(f"site {self.site}: cannot listen on {self.host}:{self.port} (in use?)")
+        self.port = bound
         server.start()
         self._server = server
-        for name in ("", SERVICE):
-            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if serving:
+            self.set_serving()
+        else:
+            for name in ("", SERVICE):
+                self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.metrics_port is not None:
             try:
-                self.metrics.serve(self.metrics_port)
+                self.metrics_port = self.metrics.serve(self.metrics_port)
             except OSError as exc:  # metrics are not worth refusing to serve
                 log.warning("site %s: no metrics: cannot listen on port %s: %s", self.site, self.metrics_port, exc)
                 self.metrics_port = None
         threading.Thread(target=self._reap, name="reaper", daemon=True).start()
         return self
+
+    def set_serving(self) -> None:
+        for name in ("", SERVICE):
+            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     def wait(self) -> None:
         self._server.wait_for_termination()
