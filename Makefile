@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OCR_MODELS := examples/ocr/models/.fetched
 # Debian packages the tests and bundles use: a cross linker for aarch64 bundles, and
-# headless Chromium for the HTML report check. Installed only when missing and we are root.
+# headless Chromium for the HTML report check. Installed only when missing and we are root;
+# with PLANNER_REQUIRE_SYSTEM=1 (CI, .ci/run) still missing is an error, as in the tests.
 SYSTEM_BINS := aarch64-linux-gnu-gcc chromium
 SYSTEM_PKGS := gcc-aarch64-linux-gnu chromium
 
@@ -30,9 +31,11 @@ system:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian packages: $(SYSTEM_PKGS)"; \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PKGS)) >/dev/null \
-	      || echo "warning: could not install $(SYSTEM_PKGS); aarch64 bundles export objects, the report screenshot test skips"; \
-	  else echo "note: $(SYSTEM_PKGS) missing and not root: aarch64 bundles export objects, the report screenshot test skips"; fi; \
-	fi
+	      || echo "warning: could not install $(SYSTEM_PKGS); aarch64 bundles export objects, their tests skip"; \
+	  else echo "note: $(SYSTEM_PKGS) missing and not root: aarch64 bundles export objects, their tests skip"; fi; \
+	fi; \
+	if [ "$$PLANNER_REQUIRE_SYSTEM" = 1 ]; then for b in $(SYSTEM_BINS); do command -v $$b >/dev/null \
+	  || { echo "error: $$b missing and PLANNER_REQUIRE_SYSTEM=1: apt-get install $(SYSTEM_PKGS) as root" >&2; exit 1; }; done; fi
 
 $(OCR_MODELS): $(STAMP) examples/ocr/fetch_models.py
 	$(BIN)/python examples/ocr/fetch_models.py

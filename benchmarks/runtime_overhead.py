@@ -55,16 +55,17 @@ def goal_ms(nbytes: int) -> float:
 
 
 # -- the bare gRPC baseline --------------------------------------------------------------------
-def bare_server(port: int) -> None:
+def bare_server() -> None:
+    """On a port the OS picks, told to the parent on stdout ("ready PORT")."""
     import grpc
 
     opts = [("grpc.max_send_message_length", MAX_MSG), ("grpc.max_receive_message_length", MAX_MSG)]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=opts)
     handler = grpc.unary_unary_rpc_method_handler(lambda req, ctx: b"ok")  # bytes in, bytes out
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Raw", {"Call": handler}),))
-    server.add_insecure_port(f"127.0.0.1:{port}")
+    port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    print("ready", flush=True)
+    print(f"ready {port}", flush=True)
     server.wait_for_termination()
 
 
@@ -144,28 +145,27 @@ def machine() -> dict:
 
 
 def run(args) -> dict:
+    from tests.conftest import refused_ports
     from tests.runtime import fanapp
 
     n_by_size = {"10 KB": 300, "1 MB": 60, "8 MB": 20} if not args.quick else {"10 KB": 60, "1 MB": 15, "8 MB": 6}
     work = Path(tempfile.mkdtemp(prefix="runtime-bench-"))
-    procs = []
+    running = []
     result = {"machine": {**machine(), "note": args.note}, "goal": "a hop costs at most 1 ms + bytes / 2 GB/s",
               "sizes": [], "throughput": {}, "ocr": None}
     try:
-        bare_port, *ports = fanapp.free_ports(1 + 3 * len(SIZES))
-        bare = subprocess.Popen([sys.executable, __file__, "--bare-server", str(bare_port)], stdout=subprocess.PIPE,
-                                text=True)
-        procs.append(bare)
-        bare.stdout.readline()
+        bare = subprocess.Popen([sys.executable, __file__, "--bare-server"], stdout=subprocess.PIPE, text=True)
+        running.append(bare)
+        bare_port = int(bare.stdout.readline().split()[1])
         setups = {}
-        for i, (label, nbytes) in enumerate(SIZES.items()):
-            entry_a, entry_b, far = ports[3 * i:3 * i + 3]
-            local = fanapp.echo_bundles(work / f"local{i}", {"entry": entry_a}, nbytes)
-            remote = fanapp.echo_bundles(work / f"remote{i}", {"entry": entry_b, "far": far}, nbytes)
-            for d in (local / "sites" / "entry", remote / "sites" / "entry", remote / "sites" / "far"):
-                procs.append(fanapp.start_site(d, log=work / f"{d.parent.parent.name}-{d.name}.log"))
-            setups[label] = (f"127.0.0.1:{entry_a}", f"127.0.0.1:{entry_b}")
-        fanapp.wait_ready([a for pair in setups.values() for a in pair], timeout=120, procs=procs)
+        with refused_ports(2) as unserved:  # bundle.yaml's addresses; each site is told the real ones
+            for i, (label, nbytes) in enumerate(SIZES.items()):
+                local = fanapp.echo_bundles(work / f"local{i}", {"entry": unserved[0]}, nbytes)
+                remote = fanapp.echo_bundles(work / f"remote{i}", dict(zip(("entry", "far"), unserved)), nbytes)
+                pair = [fanapp.start_sites({s: d / "sites" / s for s in sites}, d / "run")
+                        for d, sites in ((local, ["entry"]), (remote, ["entry", "far"]))]
+                running.extend(p for group in pair for p in group.procs.values())
+                setups[label] = (pair[0].addr["entry"], pair[1].addr["entry"])
         for label, nbytes in SIZES.items():
             n = n_by_size[label]
             local_addr, remote_addr = setups[label]
@@ -195,7 +195,7 @@ def run(args) -> dict:
                                 "rps_8_clients": round(throughput(local_addr, 8, secs), 1)}
         print(json.dumps(result["throughput"]), flush=True)
     finally:
-        fanapp.stop(procs)
+        fanapp.stop(running)
     if args.ocr_out:
         result["ocr"] = ocr(Path(args.ocr_out), args.ocr_requests)
     else:
@@ -274,13 +274,13 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "runtime_overhead"),
                     help="output prefix (.json, .md)")
     ap.add_argument("--note", default="", help="the run's conditions, e.g. 'other jobs shared the 2 cores'")
-    ap.add_argument("--bare-server", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     from planner_runtime.__main__ import tune_malloc
 
     tune_malloc()  # what `python -m planner_runtime serve` does: the bare server and this client get it too
     if args.bare_server:
-        bare_server(args.bare_server)
+        bare_server()
         return 0
     r = run(args)
     Path(args.out + ".json").write_text(json.dumps(r, indent=2))

@@ -21,7 +21,7 @@ Recorded (benchmarks/results/soak.{json,md}):
 - latency of ok answers (p50, p99, max), overall and outside the 10 s after each kill;
 - each site's peak RSS (VmHWM of every process that served it) and its RSS after the warm-up
   and at the end (sites never killed: their growth over the run);
-- after each kill: when mec served again (its new pid in OUT/logs/mec.ready), when the first
+- after each kill: when mec served again (its new pid in OUT/logs/mec.ports.json), when the first
   answer came back ok, and the errors meanwhile;
 - tracebacks in the site logs, and `planner up`'s exit after Ctrl-C at the end.
 Goal: 0 wrong, 0 lost, 0 hangs, every error UNAVAILABLE or DEADLINE_EXCEEDED.
@@ -74,7 +74,7 @@ def reserve_ports(n: int) -> tuple[int, list[socket.socket]]:
 
 def ready_pid(out: Path, site: str) -> int | None:
     try:
-        return json.loads((out / "logs" / f"{site}.ready").read_text())["pid"]
+        return json.loads((out / "logs" / f"{site}.ports.json").read_text())["pid"]
     except (OSError, ValueError, KeyError):
         return None
 

@@ -1,8 +1,44 @@
-"""Fixtures shared by the test folders."""
+"""Fixtures and helpers shared by the test folders: `require_system` for tests that need something
+outside the Python environment, `refused_ports` for addresses nobody serves."""
 
 from __future__ import annotations
 
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
+
+# CI sets it (.ci/run): there a missing system part is a failure, not a skip, so that a green
+# run cannot hide tests that never ran.
+REQUIRE_SYSTEM = "PLANNER_REQUIRE_SYSTEM"
+
+
+def require_system(what: str, available: bool, how_to_get: str) -> None:
+    """Skip the calling test (call it from the test or an autouse fixture) when `what` is
+    missing, saying how to get it; with PLANNER_REQUIRE_SYSTEM=1 in the environment, fail it."""
+    if available:
+        return
+    message = f"{what} is not installed ({how_to_get})"
+    if os.environ.get(REQUIRE_SYSTEM) == "1":
+        pytest.fail(f"{message}; {REQUIRE_SYSTEM}=1 makes this a failure, not a skip", pytrace=False)
+    pytest.skip(message)
+
+
+@contextmanager
+def refused_ports(n: int) -> Iterator[list[int]]:
+    """n loopback ports held bound but not listening while the context lasts: connecting to one is
+    refused, and no other process can take it (bundle addresses nobody serves)."""
+    socks = []
+    try:
+        for _ in range(n):
+            socks.append(socket.socket())
+            socks[-1].bind(("127.0.0.1", 0))
+        yield [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 @pytest.fixture

@@ -22,9 +22,10 @@ def up(
                                                      "(scripts and tests; default: until Ctrl-C)")] = None,
     metrics: Annotated[bool, typer.Option("--metrics/--no-metrics", help="Prometheus metrics on gRPC port + 1000")] = True,
     ready_timeout: Annotated[float, typer.Option(help="seconds to wait for every site to be ready")] = 120.0,
-    base_port: Annotated[Optional[int], typer.Option("--base-port", min=1, max=65535 - 1100,
+    base_port: Annotated[Optional[int], typer.Option("--base-port", min=0, max=65535 - 1100,
                                                      help="serve the sites on ports P, P+1, ... (in site name "
-                                                     "order) instead of bundle.yaml's addresses")] = None,
+                                                     "order) instead of bundle.yaml's addresses; 0: on free "
+                                                     "ports the OS picks")] = None,
     restarts: Annotated[int, typer.Option("--restarts", min=0, help="start a site that exits again, this many "
                                           "times at most in all (default 0: a site that exits stops every site)")] = 0,
 ) -> None:

@@ -98,7 +98,7 @@ def run_bench(out_dir: Path, n: int, warmup: int = 3, timeout_s: float = 30.0, e
     p50 = e2e_ms["p50"]
     report = {
         "app": b.app, "entry": {"site": entry_site, "address": address}, "requests": n, "warmup": warmup,
-        "e2e_ms": e2e_ms, "entry_server_ms": percentiles(server),
+        "e2e_ms": e2e_ms, "e2e_samples_ms": e2e, "entry_server_ms": percentiles(server),
         "plan_latency_ms": planned.get("latency_ms"),
         "host_prediction": host,
         "host_predicted_ms": here.get("latency_ms"),

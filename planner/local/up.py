@@ -21,6 +21,7 @@ from pathlib import Path
 
 from planner.errors import InputError, PlannerError
 from planner.local.sites import ENDPOINTS, SiteBundle, entry_bundle, is_serving, site_bundles
+from planner_runtime import handshake
 from planner_runtime.bundle_format import Bundle
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
@@ -105,8 +106,8 @@ def _stop(procs: dict[str, subprocess.Popen]) -> None:
             p.wait()
 
 
-def _ready_file(logs: Path, site: str) -> Path:
-    return logs / f"{site}.ready"
+def _port_file(logs: Path, site: str) -> Path:
+    return handshake.port_file(logs, site)
 
 
 def _exit_text(code: int) -> str:
@@ -122,21 +123,27 @@ def _died(site: str, code: int, log: Path, when: str) -> PlannerError:
     return PlannerError(f"site {site} exited with {_exit_text(code)}{when} (log: {log}):\n{_tail(log)}")
 
 
-def _serves_here(address: str, proc: subprocess.Popen, ready_file: Path) -> bool:
-    """Our own process serves `address`: it wrote its pid to the ready file once bound, and the
+def _serves_here(address: str, proc: subprocess.Popen, port_file: Path) -> bool:
+    """Our own process serves `address`: it wrote its pid to its port file once bound, and the
     address answers. The health check alone could be another process on that port (the site then
     failed to bind and exits)."""
     try:
-        ready = json.loads(ready_file.read_text())
+        ready = json.loads(port_file.read_text())
     except (OSError, ValueError):
         return False
     return ready.get("pid") == proc.pid and is_serving(address)
 
 
+def _check_started(procs: dict[str, subprocess.Popen], logs: Path) -> None:
+    for site, proc in procs.items():
+        if proc.poll() is not None:
+            raise _died(site, proc.returncode, logs / f"{site}.log", " while starting")
+
+
 def _wait_ready(addresses: dict[str, str], procs: dict[str, subprocess.Popen], logs: Path, timeout: float) -> None:
     end = time.monotonic() + timeout
     for site, address in addresses.items():
-        while not _serves_here(address, procs[site], _ready_file(logs, site)):
+        while not _serves_here(address, procs[site], _port_file(logs, site)):
             if procs[site].poll() is not None:
                 raise _died(site, procs[site].returncode, logs / f"{site}.log", f" while starting on {address}")
             if time.monotonic() > end:
@@ -151,7 +158,8 @@ def serve(out_dir: Path, *, host_targets: bool = False, seconds: float | None = 
           on_restart: Callable[[str, str], None] = lambda site, why: None) -> None:
     """Start every site of OUT, call `on_ready` once all serve, and keep them running until
     Ctrl-C, SIGTERM or `seconds`. A site that exits is started again, `restarts` times at most in
-    all (`on_restart(site, why)` each time); then it is a PlannerError with its log's tail."""
+    all (`on_restart(site, why)` each time, on the port it had); then it is a PlannerError with its
+    log's tail. base_port 0: every site on ports the OS picks (planner_runtime.handshake)."""
     bundles = site_bundles(out_dir)
     entry_site, entry = entry_bundle(bundles)
     _check_runnable(bundles, host_targets, base_port)
@@ -166,7 +174,10 @@ def serve(out_dir: Path, *, host_targets: bool = False, seconds: float | None = 
             try:
                 for site, directory, b in bundles:
                     serving.sites.append(_start(site, directory, b, addresses, entry_site, procs, logs,
-                                                metrics=metrics, host_targets=host_targets, peers=bool(base_port)))
+                                                metrics=metrics, host_targets=host_targets,
+                                                peers=base_port is not None, free=base_port == 0))
+                if base_port == 0:
+                    addresses = _learn_ports(serving, procs, logs, ready_timeout)
                 _wait_ready(addresses, procs, logs, ready_timeout)
                 (logs / ENDPOINTS).write_text(json.dumps(addresses))
                 on_ready(serving)
@@ -177,25 +188,27 @@ def serve(out_dir: Path, *, host_targets: bool = False, seconds: float | None = 
         _stop(procs)
         (logs / ENDPOINTS).unlink(missing_ok=True)
         for site in procs:
-            _ready_file(logs, site).unlink(missing_ok=True)
+            _port_file(logs, site).unlink(missing_ok=True)
 
 
 def _start(site: str, directory: Path, b: Bundle, addresses: dict[str, str], entry_site: str,
            procs: dict[str, subprocess.Popen], logs: Path, *, metrics: bool, host_targets: bool,
-           peers: bool) -> SiteProcess:
-    port = int(addresses[site].rsplit(":", 1)[1])
-    cmd = [sys.executable, "-m", "planner_runtime", "serve", str(directory), "--host", "127.0.0.1",
-           "--port", str(port)]
-    if peers:  # every site learns where the others are, and where it is itself
-        cmd += [f"--peer={s}={a}" for s, a in addresses.items()]
-    metrics_port = port + 1000 if metrics else None
-    if metrics_port:
-        cmd += ["--metrics-port", str(metrics_port)]
+           peers: bool, free: bool) -> SiteProcess:
+    cmd = [sys.executable, "-m", "planner_runtime", "serve", str(directory), "--host", "127.0.0.1"]
+    metrics_port = None
+    if free:  # its ports and the others' come from the handshake (_learn_ports)
+        cmd += handshake.site_options(logs, site, metrics)
+    else:
+        port = int(addresses[site].rsplit(":", 1)[1])
+        cmd += ["--port", str(port), "--port-file", str(_port_file(logs, site))]
+        _port_file(logs, site).unlink(missing_ok=True)  # a previous run's
+        if peers:  # every site learns where the others are, and where it is itself
+            cmd += [f"--peer={s}={a}" for s, a in addresses.items()]
+        metrics_port = port + 1000 if metrics else None
+        if metrics_port:
+            cmd += ["--metrics-port", str(metrics_port)]
     if host_targets:
         cmd.append("--host-targets")
-    ready = _ready_file(logs, site)
-    ready.unlink(missing_ok=True)  # a previous run's
-    cmd += ["--ready-file", str(ready)]
     log = logs / f"{site}.log"
     log.unlink(missing_ok=True)
     procs[site] = _spawn(cmd, log)
@@ -204,6 +217,22 @@ def _start(site: str, directory: Path, b: Bundle, addresses: dict[str, str], ent
     models = ([b.app] if site == entry_site else []) + b.local_nodes()
     return SiteProcess(site=site, address=addresses[site], log=log, models=models, compiled_for=runs, command=cmd,
                        metrics_url=f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else None)
+
+
+def _learn_ports(serving: Serving, procs: dict[str, subprocess.Popen], logs: Path, timeout: float) -> dict[str, str]:
+    """The ports each site bound (port 0), told to every site: where each serves now."""
+    try:
+        ports = handshake.await_ports(logs, list(procs), lambda: _check_started(procs, logs), timeout)
+    except handshake.HandshakeError as exc:
+        raise PlannerError(f"{exc} (logs: {logs})") from None
+    addresses = {site: f"127.0.0.1:{p.port}" for site, p in ports.items()}
+    handshake.announce_peers(logs, addresses)
+    for s in serving.sites:
+        s.address = addresses[s.site]
+        metrics_port = ports[s.site].metrics_port
+        s.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else None
+        s.command = handshake.pinned(s.command, ports[s.site])  # a restart comes back where the others look
+    return addresses
 
 
 def _spawn(cmd: list[str], log: Path) -> subprocess.Popen:
@@ -228,7 +257,7 @@ def _watch(procs: dict[str, subprocess.Popen], sites: dict[str, SiteProcess], lo
             restarts -= 1
             why = f"exited with {_exit_text(p.returncode)}"
             on_restart(site, why)
-            _ready_file(logs, site).unlink(missing_ok=True)
+            _port_file(logs, site).unlink(missing_ok=True)
             with open(log, "a") as fh:
                 fh.write(f"--- planner up: site {site} {why}; started again ---\n")
             procs[site] = _spawn(sites[site].command, log)

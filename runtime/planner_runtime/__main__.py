@@ -1,9 +1,9 @@
-"""`python -m planner_runtime serve BUNDLE_DIR [--port P] [--host H] [--host-targets] [--metrics-port M]`."""
+"""`python -m planner_runtime serve BUNDLE_DIR [--port P] [--host H] [--host-targets] [--metrics-port M]
+[--port-file F] [--peers-file F]`."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -30,23 +30,23 @@ def tune_malloc(max_bytes: int = 32 << 20) -> bool:
         return False
 
 
-def write_ready_file(path: str, site: str, port: int) -> None:
-    tmp = f"{path}.tmp"  # renamed into place: a reader never sees half a file
-    with open(tmp, "w") as f:
-        json.dump({"pid": os.getpid(), "site": site, "port": port}, f)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
+    launcher = os.getppid()  # who started this process: the one to write --peers-file
     parser = argparse.ArgumentParser(prog="python -m planner_runtime", description="serve a site bundle over gRPC (KServe v2)")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve OUT/sites/<site>")
     serve.add_argument("bundle_dir")
-    serve.add_argument("--port", type=int, default=None, help="default: the port of this site's address in bundle.yaml")
+    serve.add_argument("--port", type=int, default=None, help="default: the port of this site's address in bundle.yaml; "
+                       "0: a free port the OS picks (see --port-file)")
     serve.add_argument("--host", default="0.0.0.0", help="interface to listen on (default all)")
     serve.add_argument("--host-targets", action="store_true",
                        help="run the artifacts compiled for this machine (host_fallback) instead of the site's own")
-    serve.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this HTTP port")
+    serve.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this HTTP port (0: any)")
+    serve.add_argument("--port-file", default=None, metavar="PATH",
+                       help="once listening, write the ports it listens on here ({\"pid\": ..., \"port\": P, \"metrics_port\": M})")
+    serve.add_argument("--peers-file", default=None, metavar="PATH",
+                       help="before serving, wait for this file ({site: HOST:PORT}, written by whoever started the "
+                       "sites on port 0 once all have reported their ports) and reach the sites there")
     serve.add_argument("--max-inflight", type=int, default=None, metavar="N",
                        help="requests entering the ensemble here that run at once (default: bundle.yaml's "
                             "runtime.max_inflight, 32)")
@@ -60,9 +60,6 @@ def main(argv: list[str] | None = None) -> int:
                        help="leave glibc malloc's defaults (large buffers from fresh mmaps, faulted in per request)")
     serve.add_argument("--peer", action="append", default=[], metavar="SITE=HOST:PORT",
                        help="reach another site at this address instead of bundle.yaml's (repeatable)")
-    serve.add_argument("--ready-file", default=None, metavar="PATH",
-                       help="once serving, write {pid, site, port} there as JSON: a supervisor (`planner up`) "
-                            "knows its own process serves the port, not another one answering there")
     serve.add_argument("--advertise", default=None, metavar="HOST:PORT",
                        help="this site's address as other sites reach it (sink tensors of requests entering "
                             "here come back to it); default: bundle.yaml's address with --port")
@@ -72,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         tune_malloc()
 
     from planner_runtime.bundle_format import Bundle
+    from planner_runtime.handshake import HandshakeError, await_peers, report_ports
     from planner_runtime.nodes import ArtifactError
     from planner_runtime.server import SiteServer
 
@@ -86,17 +84,25 @@ def main(argv: list[str] | None = None) -> int:
         server = SiteServer(args.bundle_dir, port=args.port, host=args.host, host_targets=args.host_targets,
                             metrics_port=args.metrics_port, workers=args.workers, peers=peers,
                             advertise=args.advertise, max_inflight=args.max_inflight,
-                            max_queue=args.max_queue).start()
+                            max_queue=args.max_queue).start(serving=args.peers_file is None)
     except (ArtifactError, OSError, ValueError) as exc:  # BundleError included: it names bundle.yaml
         print(f"error: {exc}", file=sys.stderr)
         return 2
     b: Bundle = server.bundle
     note = " (host-targets: models compiled for this machine, not the site's hardware)" if args.host_targets else ""
-    metrics = f", metrics on :{server.metrics_port}" if server.metrics_port is not None else ""
-    print(f"site {b.site} of {b.app} serving on {args.host}:{server.port}{metrics}: "
+    metrics = f", metrics on :{server.metrics_port}" if server.metrics_port else ""
+    print(f"site {b.site} of {b.app} listening on {args.host}:{server.port}{metrics}: "
           f"models {', '.join(server.models())}{note}", flush=True)
-    if args.ready_file:
-        write_ready_file(args.ready_file, b.site, server.port)
+    if args.port_file:
+        report_ports(args.port_file, server.port, server.metrics_port)
+    if args.peers_file:
+        try:
+            server.set_peers(await_peers(args.peers_file, launcher))
+        except (HandshakeError, ValueError, OSError) as exc:
+            print(f"error: {args.peers_file}: {exc}", file=sys.stderr)
+            server.stop(grace=0)
+            return 2
+        server.set_serving()
     done = threading.Event()
 
     def stop(signum, frame):

@@ -141,7 +141,8 @@ class SiteServer:
         self._threads = self.admission.slots + self.admission.queue + max(1, workers)
 
     def set_peers(self, peers: dict[str, str]) -> None:
-        """Reach these sites at these addresses (`--peer SITE=HOST:PORT`) instead of bundle.yaml's (before serving)."""
+        """Reach these sites at these addresses instead of bundle.yaml's: `--peer SITE=HOST:PORT`, or the peers
+        file once every site started on port 0 has bound its port (before it serves)."""
         self._override(peers)
         self._route()
 
@@ -182,11 +183,16 @@ class SiteServer:
             self._route()
         return self.port
 
-    def start(self) -> SiteServer:
+    def start(self, serving: bool = True) -> SiteServer:
+        """Listen and serve; with serving=False the health check says NOT_SERVING until
+        set_serving() (a site started on port 0 waits to learn where the others are)."""
         self.bind()
         self._server.start()
-        for name in ("", SERVICE):
-            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if serving:
+            self.set_serving()
+        else:
+            for name in ("", SERVICE):
+                self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.metrics_port is not None:
             try:
                 self.metrics_port = self.metrics.serve(self.metrics_port)
@@ -195,6 +201,10 @@ class SiteServer:
                 self.metrics_port = None
         threading.Thread(target=self._reap, name="reaper", daemon=True).start()
         return self
+
+    def set_serving(self) -> None:
+        for name in ("", SERVICE):
+            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     def wait(self) -> None:
         self._server.wait_for_termination()

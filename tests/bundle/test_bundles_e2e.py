@@ -61,6 +61,32 @@ APP = textwrap.dedent("""\
     """)
 
 
+# bytes of each flow of APP: float32 tensors, and the label's declared 16
+FLOW_BYTES = {"cam->a": 256, "a->b": 128, "a->c": 128, "b->glue": 64, "glue->d": 64, "c->d": 64,
+              "d->screen": 32, "b->screen": 64, "glue->screen": 16}
+SITE_OF = {"cam": "edge", "a": "edge", "b": "mec", "glue": "mec", "c": "cloud", "d": "cloud", "screen": "edge"}
+
+
+def host_latency_by_hand(model_ms: dict[str, float]) -> tuple[dict[str, float], float, float]:
+    """(each flow's ms, the ensemble's latency, the bench client's hop) of APP's placement on this
+    machine: a model starts when its last input arrives; a flow across sites takes rtt/2 + bytes
+    at the loopback bandwidth, within a site nothing; the latency is the last arrival at the sink."""
+    from planner.local.prediction import LOOPBACK_BANDWIDTH_MBPS, LOOPBACK_RTT_MS
+
+    def hop_ms(nbytes: int) -> float:
+        return LOOPBACK_RTT_MS / 2 + nbytes * 8 / (LOOPBACK_BANDWIDTH_MBPS * 1e6) * 1000
+
+    transfers = {f: 0.0 if SITE_OF[f.split("->")[0]] == SITE_OF[f.split("->")[1]] else hop_ms(n)
+                 for f, n in FLOW_BYTES.items()}
+    done = {"cam": 0.0}
+    for node in ("a", "b", "c", "glue", "d"):  # in dataflow order
+        done[node] = max(done[f.split("->")[0]] + ms for f, ms in transfers.items() if f.endswith(f"->{node}"))
+        done[node] += model_ms[node]
+    latency = max(done[f.split("->")[0]] + ms for f, ms in transfers.items() if f.endswith("->screen"))
+    client = hop_ms(FLOW_BYTES["cam->a"] + sum(n for f, n in FLOW_BYTES.items() if f.endswith("->screen")))
+    return transfers, latency, client
+
+
 def planner(*args, env, timeout=300):
     proc = subprocess.run([sys.executable, "-m", "planner", *map(str, args)], capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=timeout)
@@ -113,27 +139,21 @@ def test_served_ensemble_equals_onnxruntime_and_planner_run(solved):
 
     work, env, x = solved
     out = work / "out"
-    ports = fanapp.free_ports(3)
-    for site in ("edge", "mec", "cloud"):
-        path = out / "sites" / site / "bundle.yaml"
-        data = yaml.safe_load(path.read_text())
-        for i, s in enumerate(("edge", "mec", "cloud")):
-            data["sites"][s]["address"] = f"127.0.0.1:{ports[i]}"
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
-    procs = [fanapp.start_site(out / "sites" / s, extra=["--port", str(p), "--host-targets"], log=work / f"{s}.log")
-             for s, p in zip(("edge", "mec", "cloud"), ports)]
+    sites = ("edge", "mec", "cloud")
+    running = fanapp.start_sites({s: out / "sites" / s for s in sites}, work / "run",
+                                 extra={s: ["--host-targets"] for s in sites})
     try:
-        fanapp.wait_ready([f"127.0.0.1:{p}" for p in ports], procs=procs)
-        client = grpcclient.InferenceServerClient(f"127.0.0.1:{ports[0]}")
+        client = grpcclient.InferenceServerClient(running.addr["edge"])
         meta = client.get_model_metadata("fan", as_json=True)
         assert [i["name"] for i in meta["inputs"]] == ["cam"]
         inp = grpcclient.InferInput("cam", [1, 64], "FP32")
         inp.set_data_from_numpy(x)
         result = client.infer("fan", [inp], client_timeout=60)
         served = {name: result.as_numpy(name) for name in ("out", "p", "label")}
-        bench = json.loads(planner("bench", work / "out", "-n", "5", "--json", env=env).stdout)
+        bench = json.loads(planner("bench", work / "out", "-n", "5", "--json", "--entry", running.addr["edge"],
+                                   env=env).stdout)
     finally:
-        fanapp.stop(procs)
+        running.stop()
     planner("run", work / "app.yaml", "--input", f"cam={work / 'x.npy'}", "--engine", "onnxruntime",
             "--save", work / "ort.npz", env=env)
     planner("run", work / "app.yaml", "--input", f"cam={work / 'x.npy'}", "--save", work / "tvm.npz", env=env)
@@ -150,7 +170,13 @@ def test_served_ensemble_equals_onnxruntime_and_planner_run(solved):
     assert {m: v["site"] for m, v in host["models"].items()} == {"a": "edge", "b": "mec", "glue": "mec",
                                                                    "c": "cloud", "d": "cloud"}
     assert all(v["provenance"] == "measured" and v["ms"] > 0 for v in host["models"].values())
-    assert bench["host_predicted_ms"] == host["latency_ms"] > 0
+    # the prediction, by hand from the README's latency rules (loopback links between all sites)
+    assert {k: v["bytes"] for k, v in host["transfers"].items()} == FLOW_BYTES
+    transfers, ensemble_ms, client_ms = host_latency_by_hand({m: v["ms"] for m, v in host["models"].items()})
+    assert {k: v["ms"] for k, v in host["transfers"].items()} == pytest.approx(transfers, abs=1e-3)
+    assert host["ensemble_ms"] == pytest.approx(ensemble_ms, abs=0.01)  # rounded per term to the microsecond
+    assert host["client_hop_ms"] == pytest.approx(client_ms, abs=1e-3)
+    assert bench["host_predicted_ms"] == host["latency_ms"] == pytest.approx(ensemble_ms + client_ms, abs=0.01)
     assert {m["model"]: m["host_ms"] for m in bench["models"]} == {m: v["ms"] for m, v in host["models"].items()}
     p50 = bench["e2e_ms"]["p50"]
     assert bench["error_pct"] == pytest.approx(100 * (p50 - host["latency_ms"]) / host["latency_ms"], abs=0.1)

@@ -67,7 +67,8 @@ def models() -> Path:
 
 @pytest.fixture(scope="module")
 def sessions(models):
-    ort = pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1  # `make test` runs two workers on two cores
     return {
@@ -115,7 +116,8 @@ def chain(sessions, sample):
 @pytest.fixture(scope="module")
 def rapidocr(models, tmp_path_factory):
     """The reference library: installed, or unpacked from the fetched wheel."""
-    pytest.importorskip("shapely", reason="rapidocr_onnxruntime needs shapely (pip install shapely)")
+    import shapely  # noqa: F401  (rapidocr_onnxruntime needs it: a dev dependency, never a skip)
+
     try:
         module = importlib.import_module("rapidocr_onnxruntime")
     except ImportError:

@@ -10,13 +10,17 @@ import sys
 
 import pytest
 from tests import ROOT, OCR
+from tests.conftest import require_system
 
 MODELS = ["ch_PP-OCRv4_det_infer.onnx", "ch_ppocr_mobile_v2.0_cls_infer.onnx", "ch_PP-OCRv4_rec_infer.onnx",
           "ppocr_keys_v1.txt"]
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900),
-              pytest.mark.skipif(not all((OCR / "models" / m).is_file() for m in MODELS),
-                                 reason="OCR models not fetched (make models)")]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _models_fetched():
+    require_system("the OCR models", all((OCR / "models" / m).is_file() for m in MODELS), "`make models` fetches them")
 
 
 @pytest.mark.parametrize("engine", ["tvm", "onnxruntime"])
@@ -66,7 +70,6 @@ def test_ocr_through_the_site_runtimes_reads_the_same_text(tmp_path):
     the same boxes and scores as ONNX Runtime in one process."""
     import numpy as np
     import tritonclient.grpc as grpcclient
-    import yaml
     from PIL import Image
 
     from tests.runtime import fanapp
@@ -81,25 +84,16 @@ def test_ocr_through_the_site_runtimes_reads_the_same_text(tmp_path):
                           capture_output=True, text=True, cwd=ROOT, timeout=880, env={**os.environ, "COLUMNS": "200"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     sites = ("phone", "mec", "cloud")
-    ports = fanapp.free_ports(3)
-    for site in sites:
-        path = out / "sites" / site / "bundle.yaml"
-        data = yaml.safe_load(path.read_text())
-        for s, port in zip(sites, ports):
-            data["sites"][s]["address"] = f"127.0.0.1:{port}"
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
-    procs = [fanapp.start_site(out / "sites" / s, extra=["--port", str(p)], log=tmp_path / f"{s}.log")
-             for s, p in zip(sites, ports)]
+    running = fanapp.start_sites({s: out / "sites" / s for s in sites}, tmp_path / "run")
     try:
-        fanapp.wait_ready([f"127.0.0.1:{p}" for p in ports], procs=procs)
-        client = grpcclient.InferenceServerClient(f"127.0.0.1:{ports[0]}")
+        client = grpcclient.InferenceServerClient(running.addr["phone"])
         image = np.asarray(Image.open(OCR / "sample.png").convert("RGB"))
         inp = grpcclient.InferInput("camera", list(image.shape), "UINT8")
         inp.set_data_from_numpy(image)
         result = client.infer("ocr", [inp], client_timeout=300)
         served = {k: result.as_numpy(k) for k in ("text", "score", "boxes")}
     finally:
-        fanapp.stop(procs)
+        running.stop()
     expected = [line for line in (OCR / "sample.txt").read_text().splitlines() if line.strip()]
     lines = [" ".join(t.decode().split()) for t in served["text"] if t.strip()]
     assert lines == expected

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
+import numpy as np
 import pytest
 import yaml
 
 from planner_runtime.bundle_format import Bundle
+from tests.conftest import refused_ports
 from tests.runtime import fanapp
 from tests import ROOT
 
@@ -36,19 +40,19 @@ def out(tmp_path_factory):
     """The sample bundles, with edge's and cloud's models marked as built for other hardware."""
     onnx_paths, libs = fanapp.cached_models(tmp_path_factory.getbasetemp().parent / "runtime-models")
     out = tmp_path_factory.mktemp("up")
-    ports = fanapp.free_ports(3)
-    fanapp.write_bundles(out, dict(zip(fanapp.SITES, ports)), libs)
-    for site, target in (("edge", "rpi5"), ("cloud", "c7i-2xlarge")):
-        path = out / "sites" / site / "bundle.yaml"
-        data = yaml.safe_load(path.read_text())
-        for node in data["nodes"].values():
-            if (node.get("artifact") or "").endswith(".so"):
-                host = node["artifact"].replace(".so", ".host.so")
-                shutil.copy2(out / "sites" / site / node["artifact"], out / "sites" / site / host)
-                node["compiled_for"], node["host_fallback"] = target, host
-        data["sites"][site]["target"] = target
-        Bundle.model_validate(data).write(path.parent)  # with the checksum of the new host build
-    return out
+    with refused_ports(len(fanapp.SITES)) as unserved:  # bundle.yaml's addresses: nobody serves there
+        fanapp.write_bundles(out, dict(zip(fanapp.SITES, unserved)), libs)
+        for site, target in (("edge", "rpi5"), ("cloud", "c7i-2xlarge")):
+            path = out / "sites" / site / "bundle.yaml"
+            data = yaml.safe_load(path.read_text())
+            for node in data["nodes"].values():
+                if (node.get("artifact") or "").endswith(".so"):
+                    host = node["artifact"].replace(".so", ".host.so")
+                    shutil.copy2(out / "sites" / site / node["artifact"], out / "sites" / site / host)
+                    node["compiled_for"], node["host_fallback"] = target, host
+            data["sites"][site]["target"] = target
+            Bundle.model_validate(data).write(path.parent)  # with the checksum of the new host build
+        yield out
 
 
 def test_up_needs_host_targets_for_foreign_builds(out, tmp_path):
@@ -59,30 +63,10 @@ def test_up_needs_host_targets_for_foreign_builds(out, tmp_path):
     assert r.returncode == 2 and "no site bundles" in r.stderr
 
 
-def consecutive_free_ports(n: int) -> int:
-    """A base port P with P..P+n-1 and their metrics ports (+1000) free right now."""
-    for _ in range(50):
-        base = fanapp.free_ports(1)[0]
-        if base + 1000 + n >= 65535:
-            continue
-        ports = [p for p in range(base, base + n)] + [p + 1000 for p in range(base, base + n)]
-        free = True
-        for p in ports:
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    free = False
-                    break
-        if free:
-            return base
-    raise RuntimeError("no run of free ports")
-
-
 def test_up_then_bench_then_ctrl_c(out):
-    base = consecutive_free_ports(3)  # not bundle.yaml's ports: --base-port moves every site
+    # not bundle.yaml's ports: --base-port 0 serves every site on ports the OS picks
     proc = subprocess.Popen([sys.executable, "-m", "planner", "up", str(out), "--host-targets", "--for", "120",
-                             "--base-port", str(base)],
+                             "--base-port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=ENV)
     lines = []
     try:
@@ -97,14 +81,21 @@ def test_up_then_bench_then_ctrl_c(out):
             if line.startswith("ready:"):
                 break
         text = "".join(lines)
-        assert f"ready: fanapp at 127.0.0.1:{base + sorted(fanapp.SITES).index('edge')} " in text, text
         live = json.loads((out / "logs" / "endpoints.json").read_text())
-        assert live == {s: f"127.0.0.1:{base + i}" for i, s in enumerate(sorted(fanapp.SITES))}
+        assert sorted(live) == sorted(fanapp.SITES) and len(set(live.values())) == 3, live
+        for site, address in live.items():  # the table: each site's address and its metrics, served
+            [row] = [line for line in text.splitlines() if f"│ {address} " in line]
+            url = re.search(r"http://127\.0\.0\.1:\d+/metrics", row).group(0)
+            assert f'runtime_pending_requests{{site="{site}"}}' in urllib.request.urlopen(url, timeout=10).read().decode()
+        assert f"ready: fanapp at {live['edge']} " in text, text
         assert "host build instead of rpi5" in text and "--host-targets" in text
         assert r.returncode == 0, r.stderr
         report = json.loads(r.stdout)
         assert report["requests"] == 20 and report["e2e_ms"]["n"] == 20
-        assert 0 < report["e2e_ms"]["p50"] <= report["e2e_ms"]["p95"] <= report["e2e_ms"]["p99"]
+        samples = report["e2e_samples_ms"]  # every request's time, as the bench recorded it
+        assert len(samples) == 20 and min(samples) > 0
+        assert [report["e2e_ms"][f"p{q}"] for q in (50, 95, 99)] == pytest.approx(
+            list(np.percentile(samples, [50, 95, 99])), abs=1e-3)
         assert report["plan_latency_ms"] == 2.6
         # the sample plan.json names no app.yaml: no prediction for this machine, and it says why
         assert report["host_prediction"]["status"] == "not available" and "--app" in report["host_prediction"]["why"]
@@ -126,9 +117,9 @@ def test_up_then_bench_then_ctrl_c(out):
     assert proc.returncode == 0, rest
     assert "stopped" in rest
     assert not (out / "logs" / "endpoints.json").exists()
-    for port in range(base, base + 3):  # every site process is gone
+    for address in live.values():  # every site process is gone
         with socket.socket() as s:
-            assert s.connect_ex(("127.0.0.1", port)) != 0
+            assert s.connect_ex(("127.0.0.1", int(address.rsplit(":", 1)[1]))) != 0
 
 
 def test_bench_names_a_missing_app_before_sending_anything(out, tmp_path):

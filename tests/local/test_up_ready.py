@@ -64,7 +64,7 @@ def test_another_process_answering_on_the_port_is_not_ready(tmp_path, impostor):
     assert f"site entry exited with code 2 while starting on 127.0.0.1:{impostor}" in r.stderr, r.stderr
     assert f"cannot listen on 127.0.0.1:{impostor}" in r.stderr and str(out / "logs" / "entry.log") in r.stderr
     assert "Traceback" not in r.stderr
-    assert not (out / "logs" / "endpoints.json").exists() and not (out / "logs" / "entry.ready").exists()
+    assert not (out / "logs" / "endpoints.json").exists() and not (out / "logs" / "entry.ports.json").exists()
 
 
 def test_a_missing_site_bundle_is_refused_before_starting(tmp_path):
@@ -103,7 +103,7 @@ def _pid_other_than(ready_file, old: int | None, proc: subprocess.Popen) -> int:
 
 def test_restarts_start_a_killed_site_again_then_stop(tmp_path, reserved_port):
     out = fanapp.echo_bundles(tmp_path / "out", {"entry": reserved_port}, nbytes=16)
-    ready = out / "logs" / "entry.ready"
+    ready = out / "logs" / "entry.ports.json"
     proc = subprocess.Popen([sys.executable, "-m", "planner", "up", str(out), "--no-metrics", "--for", "100",
                              "--restarts", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             env=ENV)

@@ -4,10 +4,10 @@ output as ONNX Runtime within 1e-4 on the same input. Each model compiles once p
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from tests import OCR_MODELS
+from tests.conftest import require_system
 
 MODELS = OCR_MODELS
 OCR = {
@@ -16,9 +16,13 @@ OCR = {
     "rec": ("ch_PP-OCRv4_rec_infer.onnx", [8, 3, 48, 320]),
 }
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not all((MODELS / f).is_file() for f, _ in OCR.values()),
-                                 reason="OCR models not fetched (make models)")]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _models_fetched():  # module scope: before the module's compiles
+    require_system("the OCR models", all((MODELS / f).is_file() for f, _ in OCR.values()),
+                   "`make models` fetches them")
 
 
 @pytest.fixture(scope="module", params=list(OCR))

@@ -3,8 +3,6 @@ compiles apply it, and the profile says `tuned:<K>/<N>` (K of its N kernels tune
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -18,15 +16,14 @@ from tests.profiling.tiny_app import run, write_app
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # a hang guard, not a speed check
 def test_tune_then_compile_applies_the_database(tmp_path):
     host = get_target("host")
     path = mlp(tmp_path / "m.onnx", n_in=64, n_hidden=64, n_out=32)
     mod = import_onnx(path, {"x": [4, 64]})
     d = tuning_dir(host, tmp_path / "tuning")
     assert tuning_state(d) == "untuned"
-    start = time.time()
-    added = tune(mod, host, d, trials=4, cost_model="random")
-    assert time.time() - start < 150  # ~30 s on an idle 2-core machine
+    added = tune(mod, host, d, trials=4, cost_model="random")  # ~30 s on an idle 2-core machine
     assert added > 0 and record_count(d) == added
     assert tuning_state(d) == f"tuned:{added}"
     assert (d / "database_workload.json").is_file()

@@ -14,11 +14,15 @@ from typer.testing import CliRunner
 from planner.cli.main import app as cli
 from planner.report.svg import PALETTE
 from tests import CAMERA
+from tests.conftest import require_system
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (`make system` or "
-                                                          "`apt-get install chromium` installs Debian's chromium)")
+
+@pytest.fixture(autouse=True)
+def _chromium_installed():
+    require_system("headless Chromium", CHROMIUM is not None,
+                   "`make system` as root or `apt-get install chromium` installs Debian's chromium")
 
 
 def open_in_chromium(page: Path, shot: Path, tmp: Path, height: int = 2400) -> list[str]:

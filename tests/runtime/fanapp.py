@@ -14,8 +14,12 @@ in one process with ONNX Runtime (the truth the runtime must match).
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +39,9 @@ import numpy as np
 
 
 def glue(p):
-    delay = float(os.environ.get("GLUE_SLEEP_S", "0"))
-    flag = os.environ.get("GLUE_SLEEP_FILE")
-    if flag and os.path.exists(flag):
-        delay = float(open(flag).read() or "0")
-    if delay:
-        time.sleep(delay)
+    gate = os.environ.get("GLUE_GATE_FILE")
+    while gate and os.path.exists(gate):  # a test holds the step until it removes the file
+        time.sleep(0.02)
     r = (p * 2.0 + 0.5).astype(np.float32)
     label = np.array([b"class-%d" % int(np.argmax(p))], dtype=object)
     return {"r": r, "label": label}
@@ -262,18 +263,47 @@ def echo_bundles(out: Path, ports: dict[str, int], nbytes: int, deadline_ms: flo
 
 
 # -- running site servers as subprocesses (tests, benchmark) ------------------------------------
-def free_ports(n: int) -> list[int]:
-    import socket
+@dataclass
+class Sites:
+    """Site servers started together, and where they listen (ports the OS picked)."""
 
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
+    procs: dict[str, subprocess.Popen]
+    addr: dict[str, str]  # site -> 127.0.0.1:port (gRPC)
+    metrics: dict[str, int | None]  # site -> metrics HTTP port
+    run_dir: Path  # their logs and handshake files
+
+    def stop(self) -> None:
+        stop(list(self.procs.values()))
+
+
+def start_sites(dirs: dict[str, Path], run_dir: Path, env: dict | None = None,
+                extra: dict[str, list[str]] | None = None, timeout: float = 120.0) -> Sites:
+    """`serve` for every site folder in `dirs`, each on ports the OS picks (planner_runtime.handshake:
+    no port is chosen here and bound there later); returns once every site serves."""
+    from planner_runtime import handshake
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    procs: dict[str, subprocess.Popen] = {}
+
+    def check() -> None:
+        for site, p in procs.items():
+            if p.poll() is not None:
+                log = (run_dir / f"{site}.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"site {site} exited with code {p.returncode}:\n{log}")
+
+    try:
+        for site, d in dirs.items():
+            options = handshake.site_options(run_dir, site) + (extra or {}).get(site, [])
+            procs[site] = start_site(d, env=env, log=run_dir / f"{site}.log", extra=options)
+        ports = handshake.await_ports(run_dir, list(dirs), check, timeout)
+        addr = {site: f"127.0.0.1:{p.port}" for site, p in ports.items()}
+        handshake.announce_peers(run_dir, addr)
+        wait_ready(list(addr.values()), timeout, procs=list(procs.values()))
+    except BaseException:
+        stop(list(procs.values()))
+        raise
+    return Sites(procs, addr, {site: p.metrics_port for site, p in ports.items()}, run_dir)
 
 
 def cached_models(root: Path) -> tuple[dict[str, Path], dict[str, Path]]:
@@ -294,16 +324,9 @@ def cached_models(root: Path) -> tuple[dict[str, Path], dict[str, Path]]:
     return onnx_paths, libs
 
 
-def start_site(bundle_dir: Path, env: dict | None = None, metrics_port: int | None = None, log: Path | None = None,
-               extra: list[str] | None = None):
+def start_site(bundle_dir: Path, env: dict | None = None, log: Path | None = None, extra: list[str] | None = None):
     """`python -m planner_runtime serve BUNDLE_DIR --host 127.0.0.1` as a subprocess (its output to `log`)."""
-    import os
-    import subprocess
-    import sys
-
     cmd = [sys.executable, "-m", "planner_runtime", "serve", str(bundle_dir), "--host", "127.0.0.1", *(extra or [])]
-    if metrics_port:
-        cmd += ["--metrics-port", str(metrics_port)]
     out = open(log, "ab") if log else subprocess.DEVNULL
     return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
                             cwd=str(Path(__file__).resolve().parents[1]))

@@ -16,6 +16,7 @@ import pytest
 import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
+from tests.conftest import refused_ports
 from tests.runtime import fanapp
 
 pytestmark = pytest.mark.timeout(120)
@@ -30,17 +31,14 @@ def models(tmp_path_factory):
 def sites(models, tmp_path_factory):
     onnx_paths, libs = models
     out = tmp_path_factory.mktemp("out")
-    ports = fanapp.free_ports(6)
-    grpc_ports = dict(zip(fanapp.SITES, ports[:3]))
-    metrics_ports = dict(zip(fanapp.SITES, ports[3:]))
-    fanapp.write_bundles(out, grpc_ports, libs)
-    procs = [fanapp.start_site(out / "sites" / s, metrics_port=metrics_ports[s], log=out / f"{s}.log") for s in fanapp.SITES]
-    try:
-        fanapp.wait_ready([f"127.0.0.1:{p}" for p in grpc_ports.values()], procs=procs)
-        yield {"addr": {s: f"127.0.0.1:{p}" for s, p in grpc_ports.items()}, "metrics": metrics_ports,
-               "ref": fanapp.reference(onnx_paths, out / "ref"), "onnx": onnx_paths}
-    finally:
-        fanapp.stop(procs)
+    with refused_ports(len(fanapp.SITES)) as unserved:
+        fanapp.write_bundles(out, dict(zip(fanapp.SITES, unserved)), libs)
+        running = fanapp.start_sites({s: out / "sites" / s for s in fanapp.SITES}, out / "run")
+        try:
+            yield {"addr": running.addr, "metrics": running.metrics,
+                   "ref": fanapp.reference(onnx_paths, out / "ref"), "onnx": onnx_paths}
+        finally:
+            running.stop()
 
 
 def _input(x, name="x", datatype="FP32"):
@@ -176,7 +174,7 @@ def test_prometheus_metrics_per_model_and_hop(sites):
     assert wait_for_metric(sites["metrics"]["mec"], 'runtime_pending_requests{site="mec"} 0.0')
 
 
-def wait_for_metric(port: int, line: str, timeout: float = 5.0) -> bool:
+def wait_for_metric(port: int, line: str, timeout: float = 30.0) -> bool:
     """Whether the line shows up in the site's metrics within the timeout (state is dropped after answers)."""
     import time
 
