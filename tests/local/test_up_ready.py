@@ -101,22 +101,27 @@ def _pid_other_than(ready_file, old: int | None, proc: subprocess.Popen) -> int:
     raise AssertionError(f"no new pid in {ready_file}")
 
 
-def test_restarts_start_a_killed_site_again_then_stop(tmp_path, reserved_port):
+@pytest.mark.parametrize("ports", ["bundle", "picked by the OS"])
+def test_restarts_start_a_killed_site_again_then_stop(tmp_path, reserved_port, ports):
     out = fanapp.echo_bundles(tmp_path / "out", {"entry": reserved_port}, nbytes=16)
     ready = out / "logs" / "entry.ports.json"
+    free = ["--base-port", "0"] if ports != "bundle" else []
     proc = subprocess.Popen([sys.executable, "-m", "planner", "up", str(out), "--no-metrics", "--for", "100",
-                             "--restarts", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                            env=ENV)
+                             "--restarts", "1", *free], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, env=ENV)
     try:
         for line in proc.stdout:  # up has seen every site serve
             if line.startswith("ready:"):
                 break
+        address = json.loads((out / "logs" / "endpoints.json").read_text())["entry"]
+        assert (address == f"127.0.0.1:{reserved_port}") == (ports == "bundle")
         first = _pid_other_than(ready, None, proc)
         os.kill(first, signal.SIGKILL)
         second = _pid_other_than(ready, first, proc)
-        # the new process serves the same port (its health check: no OIP client here, this test process
-        # may hold tritonclient's stubs, which clash with the runtime's)
-        assert is_serving(f"127.0.0.1:{reserved_port}")
+        # the new process serves the same port, where the other sites look for it (its health check:
+        # no OIP client here, this test process may hold tritonclient's stubs, which clash with the runtime's)
+        assert json.loads(ready.read_text())["port"] == int(address.rsplit(":", 1)[1])
+        _wait_serving(address)
         os.kill(second, signal.SIGKILL)  # no restart left: up stops, naming the site
         stdout, stderr = proc.communicate(timeout=30)
     finally:
@@ -127,5 +132,12 @@ def test_restarts_start_a_killed_site_again_then_stop(tmp_path, reserved_port):
     assert "site entry exited with signal SIGKILL; starting it again" in stderr
     assert f"site entry exited with signal SIGKILL (log: {out / 'logs' / 'entry.log'})" in stderr
     log = (out / "logs" / "entry.log").read_text()
-    assert log.count("serving on") == 2 and "started again" in log, log
+    assert log.count("listening on") == 2 and "started again" in log, log
     assert not ready.exists()
+
+
+def _wait_serving(address: str, timeout_s: float = 60) -> None:
+    end = time.monotonic() + timeout_s
+    while not is_serving(address):
+        assert time.monotonic() < end, f"nothing serves {address} after {timeout_s} s"
+        time.sleep(0.1)

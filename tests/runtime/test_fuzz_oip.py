@@ -156,7 +156,7 @@ def site(tmp_path_factory):
                                  "--host", "127.0.0.1", "--port", "0"], stdout=subprocess.PIPE, stderr=err,
                                 cwd=sitehost.ROOT)
     line = proc.stdout.readline().decode()
-    match = re.search(r"serving on (\S+:\d+)", line)
+    match = re.search(r"listening on (\S+:\d+)", line)
     if match is None:
         proc.kill()
         proc.wait()

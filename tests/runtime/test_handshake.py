@@ -49,7 +49,7 @@ def test_site_reports_its_ports_and_serves_once_told_its_peers(tmp_path):
             handshake.announce_peers(run, {"entry": address})
             fanapp.wait_ready([address], timeout=60, procs=[proc])
             assert _health(address) == health_pb2.HealthCheckResponse.SERVING
-            assert json.loads((run / "entry.ports.json").read_text()) == {"port": ports.port,
+            assert json.loads((run / "entry.ports.json").read_text()) == {"pid": proc.pid, "port": ports.port,
                                                                          "metrics_port": ports.metrics_port}
         finally:
             fanapp.stop([proc])
