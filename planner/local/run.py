@@ -3,8 +3,7 @@ by ONNX Runtime, the reference), every python step as is, through the site runti
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from planner.model.checked_app import CheckedApp
 from planner.model.open_app import open_app
 from planner.profiling.app_profiles import AppProfiles, profile_app, reference_signatures
 from planner.profiling.artifacts import compiled_library
-from planner.profiling.python_steps import step_failure
 from planner_runtime.bundle_format import Bundle, RuntimeSettings, SiteEndpoint
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
@@ -119,7 +117,7 @@ def run_app(path: Path, given: dict[str, tuple[str, Path]], *, engine: str = "tv
             progress: Callable[[str], None] = lambda msg: None) -> dict[str, np.ndarray]:
     """The ensemble run once on these inputs; what reaches each sink, by its tensor's key."""
     from planner_runtime.executor import Executor, Graph, NodeError
-    from planner_runtime.nodes import load_runners
+    from planner_runtime.nodes import ArtifactError, load_runners
 
     checked = open_app(path, overrides)
     profiles = (AppProfiles(reference_signatures(checked)) if engine == "onnxruntime"
@@ -128,13 +126,10 @@ def run_app(path: Path, given: dict[str, tuple[str, Path]], *, engine: str = "tv
     graph = Graph(bundle)
     arrays = match_inputs(given, graph)
     progress("loading")
-    steps = sorted(n.artifact for n in bundle.nodes.values() if n.kind == "python")
-    with _exit_as(lambda why: PlannerError(f"{checked.path}: importing the python steps ({', '.join(steps)}) "
-                                           f"failed: {why}")):
+    try:  # a python step that fails (or exits) as it is imported
         runners = load_runners(bundle, Path("/"))
-    for name, runner in runners.items():
-        if bundle.nodes[name].kind == "python":
-            runners[name] = _exit_as_error(runner, bundle.nodes[name].artifact)
+    except ArtifactError as exc:
+        raise PlannerError(f"{checked.path}: {exc}") from None
     executor = Executor(graph, runners)
     progress("running")
     try:
@@ -142,26 +137,3 @@ def run_app(path: Path, given: dict[str, tuple[str, Path]], *, engine: str = "tv
     except NodeError as exc:
         raise PlannerError(f"{checked.path}: {exc}") from None
 
-
-class StepExited(RuntimeError):
-    """A python step called sys.exit() (or raised another BaseException) while it ran."""
-
-
-def _exit_as_error(runner: Callable, file: str) -> Callable:
-    """The runner, with a step's sys.exit() turned into an exception the executor names the
-    node of, instead of one that ends the planner silently with the step's exit code."""
-    def run(feeds):
-        with _exit_as(lambda why: StepExited(f"{file}: {why}")):
-            return runner(feeds)
-    return run
-
-
-@contextlib.contextmanager
-def _exit_as(make_error: Callable[[str], Exception]) -> Iterator[None]:
-    """Exceptions and a user's Ctrl-C pass; any other BaseException (SystemExit) becomes make_error(why)."""
-    try:
-        yield
-    except (KeyboardInterrupt, Exception):
-        raise
-    except BaseException as exc:
-        raise make_error(step_failure(exc)) from None

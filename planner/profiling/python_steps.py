@@ -17,6 +17,7 @@ from planner.profiling.errors import ProfilingInputError
 from planner.profiling.measure import Timing, sample_inputs, time_callable
 from planner.profiling.table import NodeSignature
 from planner.app.tensors import TensorSpec, dtype_name
+from planner_runtime.nodes import step_failure
 
 # python steps are cheap to time but may be slow: fewer, shorter repeats than models
 REPEAT = 5
@@ -41,12 +42,6 @@ def step_errors(failed: str, file: str) -> Iterator[None]:
         raise
     except BaseException as exc:
         raise ProfilingInputError(f"{failed}: {step_failure(exc)}", file=file) from None
-
-
-def step_failure(exc: BaseException) -> str:
-    if isinstance(exc, SystemExit):
-        return f"it exited (SystemExit({exc.code!r})); a step must return its outputs or raise an exception"
-    return f"{type(exc).__name__}: {exc}"
 
 
 def load_function(path: Path, function: str) -> Callable:

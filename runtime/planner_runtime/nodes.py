@@ -77,6 +77,12 @@ def _flatten_tvm(result) -> list[np.ndarray]:
     return out
 
 
+def step_failure(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"it exited (SystemExit({exc.code!r})); a step must return its outputs or raise an exception"
+    return f"{type(exc).__name__}: {exc}"
+
+
 class PythonNode(_Node):
     """A python step: `function(**inputs)` in a file, numpy in, dict of output name -> array out."""
 
@@ -95,9 +101,10 @@ class PythonNode(_Node):
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # sys.exit() in a step's import must not end the site
-            raise ArtifactError(f"node {name!r}: importing {path} failed: {type(exc).__name__}: {exc}") from exc
+            raise ArtifactError(f"node {name!r}: importing {path} failed: {step_failure(exc)}") from exc
         finally:
             sys.path.remove(str(Path(path).parent))
+        self._path = path
         self._fn = getattr(module, function, None)
         if not callable(self._fn):
             raise ArtifactError(f"node {name!r}: {path} has no function {function!r}")
@@ -108,7 +115,7 @@ class PythonNode(_Node):
         try:
             result = self._fn(**kwargs)
         except (SystemExit, GeneratorExit) as exc:  # a step's sys.exit() fails this request, not the site
-            raise RuntimeError(f"{self._fn.__name__} raised {type(exc).__name__}({exc})") from None
+            raise RuntimeError(f"{self._path}: {self._fn.__name__}: {step_failure(exc)}") from None
         if not isinstance(result, dict):
             raise TypeError(f"{self._fn.__name__} returned {type(result).__name__}, expected a dict")
         return result
