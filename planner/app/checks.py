@@ -7,6 +7,15 @@ import ast
 
 from planner.app.loader import LoadedApp
 from planner.app.sites import ResolvedSite, resolve_sites
+from planner.errors import clipped
+
+
+def _is_file(path) -> bool:
+    """Path.is_file, and False for a path the OS cannot look up at all (a name too long)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def one_of(names) -> str:
@@ -42,8 +51,8 @@ def _check_python_step(loaded: LoadedApp, name: str) -> None:
     key = ("models", name, "python")
     file, function = loaded.app.models[name].python_step
     path = loaded.resolve(file)
-    if not path.is_file():
-        raise loaded.error(f"python step file not found: {path}", key)
+    if not _is_file(path):
+        raise loaded.error(f"python step file not found: {clipped(str(path), 300)}", key)
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     except SyntaxError as exc:
@@ -63,14 +72,15 @@ def check_models(loaded: LoadedApp) -> None:
             if site not in app.sites:
                 raise loaded.error(f"profile for unknown site '{site}' (sites: {one_of(app.sites)})",
                                    ("models", name, "profile", site))
-        if node.onnx is not None and not loaded.resolve(node.onnx).is_file():
-            raise loaded.error(f"ONNX file not found: {loaded.resolve(node.onnx)}", ("models", name, "onnx"))
+        if node.onnx is not None and not _is_file(loaded.resolve(node.onnx)):
+            raise loaded.error(f"ONNX file not found: {clipped(str(loaded.resolve(node.onnx)), 300)}",
+                               ("models", name, "onnx"))
         if node.python is not None:
             _check_python_step(loaded, name)
         for i, file in enumerate(node.files):
             path = loaded.resolve(file)
-            if not path.is_file():
-                raise loaded.error(f"file not found: {path}", ("models", name, "files", i))
+            if not _is_file(path):
+                raise loaded.error(f"file not found: {clipped(str(path), 300)}", ("models", name, "files", i))
             if loaded.beside(file) is None:
                 raise loaded.error(f"{file} is outside the app's directory: the bundle ships files beside app.yaml",
                                    ("models", name, "files", i))

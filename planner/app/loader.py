@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import annotated_types
 from pydantic import BaseModel, ValidationError
 
-from planner.errors import InputError, KeyPath
+from planner.errors import InputError, KeyPath, clipped, shown, shown_name
 from planner.app.overrides import apply_override
 from planner.app.spec import App
 from planner.app.yaml_lines import LineMap, load_file
@@ -55,8 +56,12 @@ def located_error(message: str, path: Path, key: KeyPath, lines: LineMap, overri
     key = tuple(key)
     for set_path, text in overrides.items():
         if key[: len(set_path)] == set_path:
-            return InputError(f"{message} (from --set {text})", file=str(path), key=key)
+            return InputError(f"{message} (from --set {clipped(text)})", file=str(path), key=key)
     return InputError(message, file=str(path), key=key, line=lines.line(key))
+
+
+def _field(cls: type[BaseModel], key: str | int):
+    return cls.model_fields.get(str(key)) or next((f for f in cls.model_fields.values() if f.alias == key), None)
 
 
 def _model_at(path: Sequence[str | int]) -> type[BaseModel] | None:
@@ -64,9 +69,7 @@ def _model_at(path: Sequence[str | int]) -> type[BaseModel] | None:
     cls: Any = App
     i = 0
     while i < len(path) and isinstance(cls, type) and issubclass(cls, BaseModel):
-        field = cls.model_fields.get(str(path[i])) or next(
-            (f for f in cls.model_fields.values() if f.alias == path[i]), None
-        )
+        field = _field(cls, path[i])
         if field is None:
             return None
         ann = field.annotation
@@ -86,6 +89,27 @@ def _model_at(path: Sequence[str | int]) -> type[BaseModel] | None:
                 break
         cls = ann
     return cls if i >= len(path) and isinstance(cls, type) and issubclass(cls, BaseModel) else None
+
+
+def _number(x: float) -> str:
+    return f"{x:,}" if isinstance(x, int) else f"{x:g}"
+
+
+_BOUNDS = {annotated_types.Gt: ">", annotated_types.Ge: ">=", annotated_types.Lt: "<", annotated_types.Le: "<="}
+
+
+def _allowed_range(path: Sequence[str | int]) -> str | None:
+    """`> 0 and <= 1e+07`: the range the schema gives the number at `path` (None: it gives none)."""
+    parent = _model_at(path[:-1]) if path else None
+    field = _field(parent, path[-1]) if parent else None
+    if field is None:
+        return None
+    parts = []
+    for bound in field.metadata:
+        for kind, op in _BOUNDS.items():
+            if isinstance(bound, kind):
+                parts.append(f"{op} {_number(getattr(bound, kind.__name__.lower()))}")
+    return " and ".join(parts) or None
 
 
 def _valid_keys(cls: type[BaseModel]) -> list[str]:
@@ -112,30 +136,37 @@ def _message(err: dict, path: list, data: Any) -> str:
     kind, msg, value = err["type"], err["msg"], err.get("input")
     key = path[-1] if path else ""
     if kind == "missing":
-        return f"missing required key '{key}'"
+        return f"missing required key '{shown_name(key)}'"
     if kind == "extra_forbidden":
         parent = _model_at(path[:-1])
         valid = _valid_keys(parent) if parent else []
-        close = difflib.get_close_matches(str(key), valid, n=1)
+        close = difflib.get_close_matches(shown_name(key), valid, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        return f"unknown key '{key}'{hint}" + (f"; valid keys: {', '.join(valid)}" if valid else "")
+        return f"unknown key '{shown_name(key)}'{hint}" + (f"; valid keys: {', '.join(valid)}" if valid else "")
     if kind == "string_pattern_mismatch":
+        if key == "onnx" or path[-2:-1] == ["files"]:
+            return f"expected a file path (no NUL character), got {shown(value)}"
         if "[key]" in err["loc"] or str(key) in {"name", "between", "sites"} or isinstance(key, int):
-            return f"invalid name {value!r}: use letters, digits, '_' or '-', starting with a letter or '_'"
+            return f"invalid name {shown(value)}: use letters, digits, '_' or '-', starting with a letter or '_'"
         if key == "python":
-            return f"expected `file.py:function`, got {value!r}"
+            return f"expected `file.py:function`, got {shown(value)}"
         if key == "tracker":
-            return f"expected HOST:PORT, got {value!r}"
+            return f"expected HOST:PORT, got {shown(value)}"
+    allowed = _allowed_range(path)
+    if kind == "int_parsing_size" and allowed:  # an integer past int64, 1e30 say
+        return f"must be {allowed}, got {shown(value)}"
     if kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
         op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
         bound = next(iter(err.get("ctx", {}).values()), "?")
-        return f"must be {op} {bound:g}, got {value!r}"
+        return f"must be {allowed or f'{op} {_number(bound)}'}, got {shown(value)}"
     if kind == "too_short":
         return "must not be empty"
     if kind == "value_error":
         return msg.removeprefix("Value error, ")
     msg = msg.replace("Input should be", "expected")
-    return f"{msg}, got {value!r}" if value is not None and not isinstance(value, (dict, list)) else msg
+    if value is not None and not isinstance(value, (dict, list)):
+        msg += f", got {shown(value)}"
+    return msg + (f" (allowed: {allowed})" if allowed and kind.startswith(("int", "float", "finite")) else "")
 
 
 def _validation_error(exc: ValidationError, data: Any, file: Path, lines: LineMap,

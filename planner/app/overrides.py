@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import yaml
-
-from planner.errors import InputError
+from planner.app.yaml_lines import load_text
+from planner.errors import InputError, clipped, shown
 
 
 def _link_index(links: list, key: str) -> int | None:
@@ -30,12 +29,13 @@ def _link_index(links: list, key: str) -> int | None:
 def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise InputError(f"--set expects KEY=VALUE, got {text!r}")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        raise InputError(f"--set {key}: cannot parse value {raw!r}") from None
-    return key.strip().split("."), value
+        raise InputError(f"--set expects KEY=VALUE, got {shown(text)}")
+    key = key.strip()
+    try:  # bounded as app.yaml is
+        value = load_text(raw, f"--set {clipped(key)}")[0] if raw.strip() else ""
+    except InputError as exc:
+        raise InputError(f"--set {clipped(key)}: cannot parse value {shown(raw)}: {exc.message}") from None
+    return key.split("."), value
 
 
 def apply_override(data: dict, text: str) -> tuple[str | int, ...]:
@@ -53,7 +53,7 @@ def apply_override(data: dict, text: str) -> tuple[str | int, ...]:
         elif isinstance(node, dict):
             if part not in node and not last:
                 raise InputError(f"--set {'.'.join(parts)}: no key '{part}' in {'.'.join(map(str, path)) or 'app.yaml'}"
-                                 + (f" (keys: {', '.join(map(str, node))})" if node else ""))
+                                 + (f" (keys: {clipped(', '.join(map(str, node)), 300)})" if node else ""))
         else:
             raise InputError(f"--set {'.'.join(parts)}: {'.'.join(map(str, path))} is a value, not a mapping")
         path.append(part)
@@ -87,7 +87,7 @@ def parse_sweep(sets: Sequence[str]) -> tuple[str, list[str], list[str]]:
     for s in sets:
         key, sep, raw = s.partition("=")
         if not sep or not key.strip():
-            raise InputError(f"--set expects KEY=VALUE or KEY=V1,V2,..., got {s!r}")
+            raise InputError(f"--set expects KEY=VALUE or KEY=V1,V2,..., got {shown(s)}")
         values = split_values(raw)
         (swept if len(values) > 1 else fixed).append((key.strip(), values, s))
     if len(swept) != 1:
@@ -95,5 +95,5 @@ def parse_sweep(sets: Sequence[str]) -> tuple[str, list[str], list[str]]:
         raise InputError(f"sweep needs exactly one --set KEY=V1,V2,... with several values; {which}")
     key, values, _ = swept[0]
     if any(v == "" for v in values):
-        raise InputError(f"--set {key}: empty value in {','.join(values)!r}")
+        raise InputError(f"--set {clipped(key)}: empty value in {shown(','.join(values))}")
     return key, values, [raw for _, _, raw in fixed]

@@ -10,6 +10,7 @@ from planner.app import targets
 from planner.app.loader import LoadedApp
 from planner.app.spec import RpcEndpoint, Tier
 from planner.app.targets import Target
+from planner.errors import format_key, shown
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,10 @@ def resolve_sites(loaded: LoadedApp) -> dict[str, ResolvedSite]:
                 target = targets.target_from_inline(site.target)
         except ValidationError as exc:
             first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise loaded.error(f"inline target: {where}: {first['msg']}", key) from None
+            where = format_key(first["loc"])
+            got = f", got {shown(first['input'])}" if first["type"] not in ("missing", "value_error") else ""
+            message = first["msg"].removeprefix("Value error, ")
+            raise loaded.error(f"inline target: {where}: {message}{got}", key) from None
         except (LookupError, ValueError) as exc:
             raise loaded.error(str(exc).strip("'\""), key) from None
         out[name] = ResolvedSite(

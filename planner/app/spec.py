@@ -7,11 +7,31 @@ Cross-references (a flow naming a model, a profile naming a site, ...) are check
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from planner.app.tensors import DTYPES, TensorSpec
+from planner.app.tensors import DTYPES, MAX_TENSOR_DIMS, MAX_TENSOR_ELEMENTS, TensorSpec
+
+# The range of every number, physically generous (a link of 1 kbit/s to 1 Pbit/s, a model of up
+# to 2.8 hours per request, a million requests per second), so that none overflows the floats
+# of the latency and cost model or the solver's integers on its own; the sums over a whole app
+# are checked where the solver's integers are made (planner.plan.limits).
+MAX_MS = 1e7  # 2.8 hours: a model's latency, a link's round trip
+MAX_SLO_MS = 1e9  # 11.6 days
+MAX_MB = 1e9  # a petabyte
+MAX_PRICE_PER_HOUR = 1e6  # dollars per hour, of one replica
+MAX_COST_CAP = 1e9  # dollars per hour, of the whole plan
+MAX_PRICE_PER_GB = 1e4
+MAX_REPLICAS = 10**6
+MIN_MBPS, MAX_MBPS = 1e-3, 1e9  # 1 kbit/s .. 1 Pbit/s
+MAX_RATE_RPS = 1e6
+MAX_FLOW_BYTES = 2**40  # 1 TiB per request
+MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
+
+# a file path: no NUL (no OS call accepts one), no longer than PATH_MAX
+FilePath = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS, pattern=r"^[^\x00]+$")]
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
@@ -37,12 +57,13 @@ class Site(Strict):
         description="a catalog target name (`planner targets`) or an inline target definition"
     )
     cost_per_hour: float | None = Field(
-        default=None, ge=0, description="price of one replica per hour; default: the target's typical price"
+        default=None, ge=0, le=MAX_PRICE_PER_HOUR,
+        description="price of one replica per hour, 0 to 1e6 dollars; default: the target's typical price",
     )
     memory_mb: float | None = Field(
-        default=None, gt=0, description="memory of one replica; default: the target's memory"
+        default=None, gt=0, le=MAX_MB, description="memory of one replica, up to 1e9 MB; default: the target's memory"
     )
-    max_replicas: int = Field(default=1, ge=1, description="most replicas the site may run")
+    max_replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS, description="most replicas the site may run, 1 to 1e6")
     rpc: RpcEndpoint | None = Field(default=None, description="measure profiles on the device through TVM RPC")
 
 
@@ -50,9 +71,10 @@ class Link(Strict):
     """An undirected network link; flows between sites route over the link graph."""
 
     between: tuple[Name, Name]
-    bandwidth_mbps: float = Field(gt=0)
-    rtt_ms: float = Field(ge=0)
-    cost_per_gb: float = Field(default=0, ge=0, description="egress price per GB crossing this link")
+    bandwidth_mbps: float = Field(ge=MIN_MBPS, le=MAX_MBPS, description="Mbit/s, 1e-3 (1 kbit/s) to 1e9 (1 Pbit/s)")
+    rtt_ms: float = Field(ge=0, le=MAX_MS, description="round-trip time, 0 to 1e7 ms")
+    cost_per_gb: float = Field(default=0, ge=0, le=MAX_PRICE_PER_GB,
+                               description="egress price per GB crossing this link, 0 to 1e4 dollars")
 
     @field_validator("between")
     @classmethod
@@ -65,8 +87,8 @@ class Link(Strict):
 class ProfileEntry(Strict):
     """Numbers for one node on one site, given by the user (provenance `given`)."""
 
-    latency_ms: float = Field(gt=0)
-    memory_mb: float = Field(default=0, ge=0)
+    latency_ms: float = Field(gt=0, le=MAX_MS, description="per request, up to 1e7 ms")
+    memory_mb: float = Field(default=0, ge=0, le=MAX_MB, description="0 to 1e9 MB")
 
 
 def _shape_shorthand(value: Any) -> Any:
@@ -75,8 +97,20 @@ def _shape_shorthand(value: Any) -> Any:
 
 
 class TensorDecl(Strict):
-    shape: list[Annotated[int, Field(ge=1)]] = Field(description="static shape")
+    shape: list[Annotated[int, Field(ge=1, le=MAX_TENSOR_ELEMENTS)]] = Field(
+        max_length=MAX_TENSOR_DIMS,
+        description=f"static shape: at most {MAX_TENSOR_DIMS} dimensions, at most 2**28 elements in all",
+    )
     dtype: Literal[tuple(DTYPES)] = "float32"  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _bounded(self) -> TensorDecl:
+        # the planner allocates declared inputs to run python steps: bound them before anything does
+        elements = math.prod(self.shape)
+        if elements > MAX_TENSOR_ELEMENTS:
+            raise ValueError(f"shape {self.shape} has {elements:,} elements; a tensor may have at most "
+                             f"2**28 ({MAX_TENSOR_ELEMENTS:,})")
+        return self
 
 
 TensorInput = Annotated[TensorDecl, BeforeValidator(_shape_shorthand)]
@@ -93,16 +127,17 @@ class Node(Strict):
     """A node of the ensemble graph: an ONNX model, a python step, or a model known only by
     its given profiles."""
 
-    onnx: str | None = Field(default=None, description="ONNX file, relative to app.yaml")
+    onnx: FilePath | None = Field(default=None, description="ONNX file, relative to app.yaml")
     python: str | None = Field(
         default=None,
-        pattern=r"^[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*$",
+        max_length=MAX_PATH_CHARS,
+        pattern=r"^[^:\x00]+\.py:[A-Za-z_][A-Za-z0-9_]*$",
         description="`file.py:function` beside app.yaml; numpy arrays in (keyword args), a dict of arrays out",
     )
     inputs: dict[Name, TensorInput] = Field(
         default_factory=dict, description="static input shapes (and dtypes, default float32)"
     )
-    files: list[str] = Field(
+    files: list[FilePath] = Field(
         default_factory=list,
         description="python steps: data files the step reads, relative to app.yaml; shipped beside it in the bundle",
     )
@@ -142,7 +177,7 @@ class Source(Strict):
     """Where requests enter: a site and a request rate."""
 
     site: Name
-    rate_rps: float = Field(gt=0)
+    rate_rps: float = Field(gt=0, le=MAX_RATE_RPS, description="requests per second, up to 1e6")
 
 
 class Sink(Strict):
@@ -158,12 +193,14 @@ class Flow(Strict):
     to: Name
     output: str | None = Field(default=None, description="producer's output tensor, when it has several")
     input: str | None = Field(default=None, description="consumer's input tensor, when it has several")
-    bytes: int | None = Field(default=None, gt=0, description="bytes per request; derived from ONNX when omitted")
+    bytes: int | None = Field(default=None, ge=1, le=MAX_FLOW_BYTES,
+                              description="bytes per request, 1 to 2**40; derived from the tensors when omitted")
 
 
 class Constraints(Strict):
-    latency_ms: float | None = Field(default=None, gt=0, description="end-to-end SLO on every source->sink path")
-    cost_per_hour: float | None = Field(default=None, ge=0, description="cost cap")
+    latency_ms: float | None = Field(default=None, gt=0, le=MAX_SLO_MS,
+                                     description="end-to-end SLO on every source->sink path, up to 1e9 ms")
+    cost_per_hour: float | None = Field(default=None, ge=0, le=MAX_COST_CAP, description="cost cap, 0 to 1e9 dollars")
 
 
 class App(Strict):

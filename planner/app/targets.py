@@ -21,7 +21,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from planner.app.spec import Tier
+from planner.app.spec import MAX_MB, MAX_PRICE_PER_HOUR, Tier
+from planner.errors import shown
 
 CATALOG = resources.files("planner.app") / "catalog"
 
@@ -35,17 +36,19 @@ class Target(BaseModel):
     description: str = ""
     tier: Tier = "edge"
     tvm_target: dict[str, Any] = Field(description="TVM target in JSON-dict form; GPUs carry a `host` part")
-    peak_gflops: float = Field(gt=0, description="published peak FP32 compute, GFLOP/s")
-    mem_bandwidth_gbs: float = Field(gt=0, description="published memory bandwidth, GB/s")
-    memory_mb: float = Field(gt=0)
-    cost_per_hour: float = Field(default=0, ge=0, description="typical price; owned devices 0")
+    # ranges as for a site's own numbers (planner.app.spec): an estimated latency divides by these
+    peak_gflops: float = Field(ge=1e-3, le=1e9, description="published peak FP32 compute, 1e-3 to 1e9 GFLOP/s")
+    mem_bandwidth_gbs: float = Field(ge=1e-3, le=1e6, description="published memory bandwidth, 1e-3 to 1e6 GB/s")
+    memory_mb: float = Field(gt=0, le=MAX_MB, description="up to 1e9 MB")
+    cost_per_hour: float = Field(default=0, ge=0, le=MAX_PRICE_PER_HOUR,
+                                 description="typical price, 0 to 1e6 dollars; owned devices 0")
     sources: dict[str, str] = Field(default_factory=dict, description="where each figure comes from")
 
     @field_validator("tvm_target")
     @classmethod
     def _has_kind(cls, v: dict[str, Any]) -> dict[str, Any]:
         if v.get("kind") not in ("llvm", "cuda", "c"):
-            raise ValueError(f"tvm_target.kind must be llvm, cuda or c, got {v.get('kind')!r}")
+            raise ValueError(f"tvm_target.kind must be llvm, cuda or c, got {shown(v.get('kind'))}")
         return v
 
     @property
@@ -92,7 +95,7 @@ def catalog() -> dict[str, Target]:
 def get_target(name: str) -> Target:
     targets = catalog()
     if name not in targets:
-        raise LookupError(f"unknown target {name!r}; valid targets: {', '.join(sorted(targets))}")
+        raise LookupError(f"unknown target {shown(name)}; valid targets: {', '.join(sorted(targets))}")
     return targets[name]
 
 

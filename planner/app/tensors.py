@@ -20,6 +20,11 @@ DTYPES: dict[str, np.dtype] = {
     "bool": np.dtype("bool"),
 }
 
+# The largest tensor app.yaml may declare: the planner allocates declared inputs to run python
+# steps (2**28 float64 elements are 2 GiB).
+MAX_TENSOR_ELEMENTS = 2**28
+MAX_TENSOR_DIMS = 32  # numpy's limit before numpy 2
+
 # KServe-v2 BYTES: a tensor of variable-length byte strings (numpy object arrays of bytes/str).
 # Its size is not known from its shape, so a flow carrying one needs an explicit `bytes:`.
 # Kept out of DTYPES, which lists the dtypes an app.yaml may declare for an input.

@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from planner.errors import InfeasibleError, InputError, PlannerError
 
@@ -46,12 +47,13 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except InfeasibleError as exc:
-            err.print(f"[red]infeasible:[/] {exc}", highlight=False)
+            err.print(f"[red]infeasible:[/] {escape(str(exc))}", highlight=False)
             for line in exc.explanation:
                 err.print(f"  - {line}", highlight=False)
             raise typer.Exit(exc.exit_code) from None
         except PlannerError as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            # escaped: a message quotes the user's keys and values, which rich would read as markup
+            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted")
@@ -61,8 +63,8 @@ def user_errors(fn: Callable) -> Callable:
         except Exception as exc:  # a bug: still one line, unless asked for the traceback
             if os.environ.get("PLANNER_DEBUG"):
                 raise
-            err.print(f"[red]internal error:[/] {type(exc).__name__}: {exc} (PLANNER_DEBUG=1 shows the traceback)",
-                      highlight=False)
+            err.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} "
+                      "(PLANNER_DEBUG=1 shows the traceback)", highlight=False)
             raise typer.Exit(1) from None
 
     return wrapper

@@ -106,7 +106,9 @@ def sweep(
     key, values, fixed = parse_sweep(overrides or [])
     if output is not None:  # before the solves (checked again when writing)
         check_output_dir(output, [path], replace=False)
-    chosen = objective or load_app(path, overrides=[*fixed, f"{key}={values[0]}"]).app.objective
+    # every value through the schema's checks first: a bad last value fails before any solve
+    loaded = [load_app(path, overrides=[*fixed, f"{key}={value}"]) for value in values]
+    chosen = objective or loaded[0].app.objective
     result = run_sweep(path, key, values, fixed, solver_config(time_limit, workers, chosen))
     out_dir = output or Path("out") / f"{result.app}-sweep"
     written = publish(out_dir, {

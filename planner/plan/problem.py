@@ -4,6 +4,7 @@ and cost model, in the solver's units (planner.solver.instance)."""
 from __future__ import annotations
 
 from planner.model.checked_app import CheckedApp
+from planner.plan.limits import check_solver_limits
 from planner.profiling.flows import flow_bytes
 from planner.profiling.table import NodeProfile, ProfileTable
 from planner.solver.instance import FlowData, Instance, Option, SiteData, Transfer
@@ -73,7 +74,7 @@ def build_instance(checked: CheckedApp, profiles: ProfileTable) -> Instance:
                                 ("flows", i))
         flows.append(FlowData(index=i, src=flow.from_, dst=flow.to, nbytes=nbytes, transfers=transfers))
 
-    return Instance(
+    inst = Instance(
         sites=[SiteData(name=s.name, cost_uph=micro(s.cost_per_hour), memory_kb=round(s.memory_mb * 1000),
                         max_replicas=s.max_replicas) for s in sites.values()],
         models=graph.topological_models,
@@ -86,3 +87,5 @@ def build_instance(checked: CheckedApp, profiles: ProfileTable) -> Instance:
         slo_us=us(app.constraints.latency_ms) if app.constraints.latency_ms is not None else None,
         cost_cap_uph=micro(app.constraints.cost_per_hour) if app.constraints.cost_per_hour is not None else None,
     )
+    check_solver_limits(checked, inst)
+    return inst

@@ -35,6 +35,20 @@ LinearExpr = cp_model.LinearExpr
 Objective = Literal["cost", "latency"]
 
 
+class SolverModelError(RuntimeError):
+    """CP-SAT refused the model as invalid: a planner bug (the input's ranges and sums are
+    checked before a model is built), reported as such and never as a time limit."""
+
+
+def solve_checked(solver: cp_model.CpSolver, model: cp_model.CpModel, callback=None) -> int:
+    """`solver.solve`, raising SolverModelError with CP-SAT's reason on MODEL_INVALID."""
+    status = solver.solve(model, callback)
+    if status == cp_model.MODEL_INVALID:
+        reason = " ".join((model.validate() or "MODEL_INVALID").split())  # one line: the CLI prints one
+        raise SolverModelError(f"CP-SAT rejected the model: {reason[:500]}")
+    return status
+
+
 class SolverConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -424,7 +438,7 @@ class PlacementSolver:
         if not probing:
             solver.parameters.cp_model_probing_level = 0
         timer = _FirstSolutionTimer()
-        status = solver.solve(self.model, timer)
+        status = solve_checked(solver, self.model, timer)
         found = status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
         result = PhaseResult(
             objective=name,

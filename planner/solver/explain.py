@@ -13,7 +13,7 @@ from ortools.sat.python import cp_model
 from pydantic import BaseModel
 
 from planner.solver.constraints import ConstraintKey, Family
-from planner.solver.cpsat import PlacementSolver, SolverConfig
+from planner.solver.cpsat import PlacementSolver, SolverConfig, solve_checked
 from planner.solver.instance import Instance
 
 
@@ -76,7 +76,7 @@ class _Explainer:
         solver = cp_model.CpSolver()
         solver.parameters.max_time_in_seconds = self.config.time_limit_s
         solver.parameters.num_workers = 1 if objective is None else self.config.workers  # cores need 1 worker
-        status = solver.solve(placement.model)
+        status = solve_checked(solver, placement.model)
         return placement, solver, status
 
     def keys(self) -> list[ConstraintKey]:

@@ -14,6 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 REPLICA_CAPACITY = 10**9  # 1 request/s x 1 s of work = 1000 mrps x 1e6 us
 
+# What the integer model may hold (checked where it is made, planner.plan.limits). CP-SAT
+# reports objective values as doubles, exact up to 2**53, rejects a model whose linear sums
+# may pass 2**62, and the solver takes 2**50 us for "never" (no route on).
+MAX_TIME_US = 2**48  # ~8.9 years: the longest plan, every model and flow at its slowest
+MAX_AMOUNT = 2**52  # the most cost (micro-$/h) of a plan, or memory (kB) or load of one site
+
 
 class Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
