@@ -180,9 +180,14 @@ def stub_sites(app: App) -> dict[str, ResolvedSite]:
     }
 
 
-def instance_of(data: dict):
-    """App dict -> (Instance, graph, network), bypassing file, catalog and checks."""
+def checked_app(data: dict) -> CheckedApp:
+    """App dict -> CheckedApp, bypassing file, catalog and checks."""
     app = App.model_validate(data)
     loaded = LoadedApp(app=app, path=Path("random.yaml"), lines=LineMap())
-    checked = CheckedApp(loaded=loaded, sites=stub_sites(app), graph=EnsembleGraph(app), network=Network(app))
+    return CheckedApp(loaded=loaded, sites=stub_sites(app), graph=EnsembleGraph(app), network=Network(app))
+
+
+def instance_of(data: dict):
+    """App dict -> (Instance, graph, network), from the app's given profiles."""
+    checked = checked_app(data)
     return build_instance(checked, given_profiles(checked)), checked.graph, checked.network

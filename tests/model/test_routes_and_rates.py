@@ -89,3 +89,21 @@ def test_rates_add_up_over_sources_and_count_each_once():
     # the sources' own flows at their own rates: 1000 B x 3600 / 1e9 x 0.1 $/GB = 360 micro-$/h per request/s
     assert inst.flows[0].transfer("a", "c").egress_uph == 5 * 360
     assert inst.flows[1].transfer("a", "c").egress_uph == 2 * 360
+
+
+@pytest.mark.parametrize("first", ["y", "z"])
+def test_of_exactly_equal_routes_the_first_found_wins(first):
+    """Equal time and price (exactly, in floating point): the route through the neighbour whose
+    link is listed first, whichever name sorts first; and a direct link found before an equal
+    two-hop route stays."""
+    other = "z" if first == "y" else "y"
+    second = {"bandwidth_mbps": 1, "rtt_ms": 0, "cost_per_gb": 0}  # 125 kB: 1000 ms per link
+    links = [{"between": ["a", first], **second}, {"between": ["a", other], **second},
+             {"between": [first, "t"], **second}, {"between": [other, "t"], **second},
+             {"between": ["a", "t"], **second, "bandwidth_mbps": 0.5}]  # 2000 ms: as fast as either
+    app = {**app_with(links), "sites": {s: {"tier": "cloud", "target": "host"} for s in ("a", "c", "y", "z", "t")}}
+    route = Network(App.model_validate(app)).route("a", "t", 125_000)
+    assert route.sites == ("a", "t") and route.latency_ms == 2000
+    app["links"] = links[:4]
+    route = Network(App.model_validate(app)).route("a", "t", 125_000)
+    assert route.sites == ("a", first, "t") and route.latency_ms == 2000

@@ -13,9 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from planner.errors import InputError
+from planner.plan.problem import build_instance
+from planner.profiling.table import NodeProfile, ProfileTable
 from planner.solver.evaluate import evaluate
 from planner.solver.instance import REPLICA_CAPACITY
-from tests.appgen import app_and_witness, instance_of
+from tests.appgen import app_and_witness, checked_app, instance_of
 from tests.plan import readme_numbers as readme
 
 EXAMPLES = 150
@@ -111,3 +113,94 @@ def test_instance_and_evaluator_follow_the_readme():
 
     example()
     assert len(checked) >= MIN_CHECKED, f"only {len(checked)} of {EXAMPLES} apps were checked (the rest refused as input)"
+
+
+def small_app(**changes) -> dict:
+    """cam (on a) -> m (on a or b) -> out (on b), over one priced link."""
+    app = {
+        "name": "small",
+        "sites": {s: {"tier": "cloud", "target": "host", "cost_per_hour": 0.5, "memory_mb": 1000} for s in "ab"},
+        "links": [{"between": ["a", "b"], "bandwidth_mbps": 100, "rtt_ms": 2, "cost_per_gb": 1}],
+        "models": {"m": {"profile": {"a": {"latency_ms": 10, "memory_mb": 100}, "b": {"latency_ms": 5, "memory_mb": 100}}}},
+        "sources": {"cam": {"site": "a", "rate_rps": 5}},
+        "sinks": {"out": {"site": "b"}},
+        "flows": [{"from": "cam", "to": "m", "bytes": 1000}, {"from": "m", "to": "out", "bytes": 1000}],
+        "constraints": {},
+    }
+    for path, value in changes.items():
+        *keys, last = path.split(".")
+        spec = app
+        for k in keys:
+            spec = spec[k]
+        spec[last] = value
+    return app
+
+
+def test_tiny_rates_and_times_never_round_to_zero():
+    """The smallest unit is the floor: a model's time is at least 1 microsecond and its rate at
+    least 1 milli-request/s, so a model always has some load."""
+    inst = instance_of(small_app(**{"sources.cam.rate_rps": 0.0001, "models.m.profile.a.latency_ms": 0.0004}))[0]
+    assert inst.options["m"]["a"].latency_us == 1 and inst.options["m"]["a"].load == 1 * 1
+    assert inst.options["m"]["b"].latency_us == 5000 and inst.options["m"]["b"].load == 1 * 5000
+    inst = instance_of(small_app(**{"sources.cam.rate_rps": 0.002, "models.m.profile.a.latency_ms": 0.002}))[0]
+    assert (inst.options["m"]["a"].latency_us, inst.options["m"]["a"].load) == (2, 2 * 2)
+
+
+def test_egress_is_exact_to_the_micro_dollar_at_scale():
+    """1000 requests/s of 10 MB over a $1/GB link: 36,000 $/h, to the micro-dollar."""
+    inst = instance_of(small_app(**{"sources.cam.rate_rps": 1000, "flows": [
+        {"from": "cam", "to": "m", "bytes": 10_000_000}, {"from": "m", "to": "out", "bytes": 1000}]}))[0]
+    assert inst.flows[0].transfer("a", "b").egress_uph == 36_000_000_000
+    assert [(t.src_site, t.dst_site) for t in inst.flows[0].transfers] == [("a", "b")]  # a -> a is no transfer
+
+
+def test_a_site_the_profiler_excluded_is_no_option():
+    """Without numbers for a site (the model did not compile there), the model may use the others."""
+    app = small_app()
+    app["sites"]["c"] = {"tier": "edge", "target": "host", "cost_per_hour": 0, "memory_mb": 1000}
+    app["links"].append({"between": ["b", "c"], "bandwidth_mbps": 100, "rtt_ms": 2})
+    app["models"]["m"] = {"onnx": "m.onnx", "sites": ["a", "c", "b"]}
+    checked = checked_app(app)
+    table = ProfileTable(entries=[NodeProfile(node="m", site=s, latency_ms=3, memory_mb=1, provenance="estimated")
+                                  for s in ("a", "b")])
+    assert list(build_instance(checked, table).options["m"]) == ["a", "b"]
+
+
+def test_a_model_no_site_can_hold_is_an_input_error_at_the_model():
+    app = small_app(**{"sites.a.memory_mb": 99.999, "sites.b.memory_mb": 50})
+    with pytest.raises(InputError) as err:
+        instance_of(app)
+    assert err.value.message == "no site may host 'm': it needs more memory than a (99.999 MB), b (50 MB)"
+    assert err.value.key == ("models", "m")
+    app = small_app()
+    app["models"]["m"]["sites"] = ["a"]
+    app["models"]["m"]["profile"] = {"b": {"latency_ms": 1}}  # numbers only where its `sites:` excludes it
+    with pytest.raises(InputError) as err:
+        instance_of(app)
+    assert err.value.message == "no site may host 'm'" and err.value.key == ("models", "m")
+
+
+def test_a_flow_no_link_can_carry_is_an_input_error_at_the_flow():
+    app = small_app(links=[])
+    app["models"]["m"]["profile"].pop("b")
+    with pytest.raises(InputError) as err:
+        instance_of(app)
+    assert err.value.message == "flow m -> out: no route joins the sites where its ends may run"
+    assert err.value.key == ("flows", 1)
+
+
+def test_a_flow_without_bytes_carries_the_consumers_declared_input():
+    app = small_app()
+    app["models"]["m"]["inputs"] = {"x": [1, 64]}  # float32: 256 bytes
+    app["flows"][0].pop("bytes")
+    assert instance_of(app)[0].flows[0].nbytes == 256
+
+
+def test_the_instance_answers_by_name():
+    app = small_app()
+    app["models"]["m"]["sites"] = ["b"]
+    inst = instance_of(app)[0]
+    assert inst.allowed("m") == ["b"] and inst.allowed("m", unpinned=True) == ["b", "a"]
+    assert inst.allowed("cam") == ["a"] and inst.site("b").name == "b"
+    with pytest.raises(KeyError, match="'nowhere'"):
+        inst.site("nowhere")

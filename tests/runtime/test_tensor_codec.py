@@ -64,6 +64,7 @@ def test_bytes_of_a_scalar_and_of_an_empty_tensor():
     (b"\x03\x00\x00\x00ab", [1], "^tensor 'w': BYTES element 0 claims 3 bytes, 2 left$"),
     (b"\x01\x00\x00\x00a\x05\x00\x00\x00abcd", [2], "^tensor 'w': BYTES element 1 claims 5 bytes, 4 left$"),
     (b"\x01\x00\x00\x00ab", [1], "^tensor 'w': 1 bytes left over after 1 BYTES elements$"),
+    (b"\xff\xff\xff\xff", [1], "^tensor 'w': BYTES element 0 claims 4294967295 bytes, 0 left$"),  # lengths are unsigned
     (b"\x00\x00\x00\x00\x00", [], "^tensor 'w': 1 bytes left over after 1 BYTES elements$"),
 ])
 def test_malformed_bytes_content(raw, shape, message):
@@ -81,7 +82,8 @@ def test_to_raw_and_back():
     assert (datatype, shape) == ("FP32", [1, 2]) and raw == np.array([1.0, 2.0], dtype=np.float32).tobytes()
     words = np.array([b"ab", b"c"], dtype=object)
     assert to_raw(words) == ("BYTES", [2], encode_bytes(words))
-    assert to_raw([b"ab", b"c"], "bytes") == ("BYTES", [2], encode_bytes(words))
+    # a list of bytes as it is: numpy's own bytes dtype would drop the trailing NUL
+    assert to_raw([b"a\x00", b"c"], "bytes") == ("BYTES", [2], b"\x02\x00\x00\x00a\x00\x01\x00\x00\x00c")
 
 
 def test_to_raw_views_a_contiguous_copy():
@@ -89,6 +91,7 @@ def test_to_raw_views_a_contiguous_copy():
     t = np.arange(6, dtype=np.int16).reshape(2, 3).T
     datatype, shape, raw = to_raw(t, view=True)
     assert isinstance(raw, memoryview) and (datatype, shape) == ("INT16", [3, 2])
+    assert raw.ndim == 1 and raw.format == "B" and len(raw) == 12  # flat bytes, as the wire frames them
     assert bytes(raw) == np.ascontiguousarray(t).tobytes() == to_raw(t)[2]
     c = np.arange(4, dtype=np.uint8)
     assert np.shares_memory(np.frombuffer(to_raw(c, view=True)[2], dtype=np.uint8), c)
