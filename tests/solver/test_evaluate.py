@@ -18,7 +18,7 @@ def messages(app: dict, placement: dict[str, str]) -> dict[str, str]:
 
 
 def test_each_violation_says_what_and_by_how_much():
-    app = one_model_app(**{"constraints.latency_ms": 39.5, "constraints.cost_per_hour": 0.25, "sites.a.memory_mb": 320,
+    app = one_model_app(**{"constraints.latency_ms": 39.5, "constraints.cost_per_hour": 0.654321, "sites.a.memory_mb": 320,
                            "models.m.profile.a.latency_ms": 240})  # with n: 5/s x 241.5 ms, 1.2 replicas: 2
     app["models"]["n"] = {"profile": {"a": {"latency_ms": 1.5, "memory_mb": 20.5}}}
     app["flows"] += [{"from": "camera", "to": "n", "bytes": 1000}, {"from": "n", "to": "screen", "bytes": 1000}]
@@ -26,7 +26,7 @@ def test_each_violation_says_what_and_by_how_much():
         "replicas:a": "a needs 2 replicas, max_replicas is 1",
         "memory:a": "a needs 320.5 MB, has 320 MB",
         "slo": "latency 240 ms exceeds the SLO of 39.5 ms",
-        "cost_cap": "cost 0.8 $/h exceeds the cap of 0.25 $/h",
+        "cost_cap": "cost 0.8 $/h exceeds the cap of 0.654321 $/h",
     }
 
 
