@@ -3,7 +3,7 @@ source->sink paths counted without listing them (checked against listing them, o
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 
 from planner.app.spec import App
 from planner.model.graph import EnsembleGraph
@@ -28,7 +28,7 @@ def test_kinds_and_the_flows_between_a_pair():
     assert graph.count_paths() == 1  # one path, however many tensors its hops carry
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=apps())
 def test_counted_paths_are_the_listed_paths(data):
     graph = EnsembleGraph(App.model_validate(data))

@@ -27,7 +27,7 @@ MIN_CHECKED = 120
 
 def within_rounding(integer: int, exact: float, scale: float) -> bool:
     """`integer` is `exact` (in the README's unit) converted to the solver's unit and rounded once."""
-    return abs(integer - exact * scale) <= 0.5 + 1e-6 * max(1.0, abs(exact * scale))
+    return abs(integer - exact * scale) <= 0.5 + 1e-9 * abs(exact * scale)  # and floating-point noise
 
 
 def check_instance(app: dict, inst) -> None:
