@@ -51,7 +51,8 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("planner_runtime/tensors.py", 'b = item if isinstance(item, bytes) else str(item).encode("utf-8")',
      'b = item if isinstance(item, bytes) else str(item).encode("UTF-8")'):
         "codec names are case-insensitive",
-    ("planner_runtime/tensors.py", 'parts.append(struct.pack("<I", len(b)))', 'parts.append(struct.pack("<i", len(b)))'):
+    ("planner_runtime/tensors.py", 'parts.append(struct.pack("<I", len(b)))',
+     'parts.append(struct.pack("<i", len(b)))'):
         "signed and unsigned 32-bit lengths agree below 2 GiB; an element that large is beyond the runtime's "
         "message limit (decoding, where a test can send any header, reads them unsigned: tested)",
     ("planner_runtime/tensors.py", "count = int(np.prod(shape)) if shape else 1",
@@ -69,7 +70,8 @@ def stage() -> None:
     shutil.copytree(ROOT / "runtime" / "planner_runtime", STAGE / "planner_runtime",
                     ignore=shutil.ignore_patterns("__pycache__"))
     for folder in ("tests", "examples", "profiles"):
-        shutil.copytree(ROOT / folder, STAGE / folder, ignore=shutil.ignore_patterns("__pycache__", "models", ".hypothesis"))
+        shutil.copytree(ROOT / folder, STAGE / folder,
+                        ignore=shutil.ignore_patterns("__pycache__", "models", ".hypothesis"))
     shutil.copy2(ROOT / "pyproject.toml", STAGE / "pyproject.toml")
 
 
@@ -103,9 +105,11 @@ def diff_of(name: str) -> str:
 
 
 def changed_lines(diff: str) -> tuple[str, str]:
-    before = " ".join(line[1:].strip() for line in diff.splitlines() if line.startswith("-") and not line.startswith("---"))
-    after = " ".join(line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++"))
-    return before, after
+    def side(sign: str) -> str:
+        return " ".join(line[1:].strip() for line in diff.splitlines()
+                        if line.startswith(sign) and not line.startswith(sign * 3))
+
+    return side("-"), side("+")
 
 
 def score(counts: dict[str, int], equivalent: int = 0) -> float | None:

@@ -171,6 +171,17 @@ def apps(max_models: int = 6, max_sites: int = 4, broken: bool = False) -> st.Se
     return app_and_witness(max_models, max_sites, broken).map(lambda aw: aw[0])
 
 
+def changed(app: dict, **changes) -> dict:
+    """`app` with each dotted key path (`sites.a.memory_mb`) set to its value, in place."""
+    for path, value in changes.items():
+        *keys, last = path.split(".")
+        spec = app
+        for k in keys:
+            spec = spec[k]
+        spec[last] = value
+    return app
+
+
 def stub_sites(app: App) -> dict[str, ResolvedSite]:
     """Sites resolved from their app.yaml numbers alone (the property tests need no catalog)."""
     return {

@@ -10,8 +10,8 @@ import struct
 import numpy as np
 import pytest
 
-from planner_runtime.tensors import (TensorError, array_dtype, bundle_dtype, check, decode_bytes, encode_bytes, from_raw,
-                                     oip_datatype, to_raw)
+from planner_runtime.tensors import (TensorError, array_dtype, bundle_dtype, check, decode_bytes, encode_bytes,
+                                     from_raw, oip_datatype, to_raw)
 
 # KServe / Open Inference Protocol datatypes, from its spec
 OIP = {"bool": "BOOL", "uint8": "UINT8", "uint16": "UINT16", "uint32": "UINT32", "uint64": "UINT64",

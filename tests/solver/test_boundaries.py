@@ -12,7 +12,7 @@ from planner.errors import InputError
 from planner.solver import constraints
 from planner.solver.cpsat import PlacementSolver, SolverConfig
 from planner.solver.evaluate import evaluate
-from tests.appgen import instance_of
+from tests.appgen import changed, instance_of
 
 
 def one_model_app(**changes) -> dict:
@@ -28,13 +28,7 @@ def one_model_app(**changes) -> dict:
         "flows": [{"from": "camera", "to": "m", "bytes": 1000}, {"from": "m", "to": "screen", "bytes": 1000}],
         "constraints": {},
     }
-    for path, value in changes.items():
-        *keys, last = path.split(".")
-        spec = app
-        for k in keys:
-            spec = spec[k]
-        spec[last] = value
-    return app
+    return changed(app, **changes)
 
 
 def verdicts(app: dict, placement: dict[str, str] | None = None) -> tuple[set[str], dict[str, str]]:

@@ -18,7 +18,8 @@ def messages(app: dict, placement: dict[str, str]) -> dict[str, str]:
 
 
 def test_each_violation_says_what_and_by_how_much():
-    app = one_model_app(**{"constraints.latency_ms": 39.5, "constraints.cost_per_hour": 0.654321, "sites.a.memory_mb": 320,
+    app = one_model_app(**{"constraints.latency_ms": 39.5, "constraints.cost_per_hour": 0.654321,
+                           "sites.a.memory_mb": 320,
                            "models.m.profile.a.latency_ms": 240})  # with n: 5/s x 241.5 ms, 1.2 replicas: 2
     app["models"]["n"] = {"profile": {"a": {"latency_ms": 1.5, "memory_mb": 20.5}}}
     app["flows"] += [{"from": "camera", "to": "n", "bytes": 1000}, {"from": "n", "to": "screen", "bytes": 1000}]

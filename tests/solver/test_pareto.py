@@ -69,8 +69,8 @@ def relaxed_app(data: dict) -> dict:
             times.append(times[-1] * 2)
         memory = next(iter(m["profile"].values()))["memory_mb"]
         models[name] = {"profile": {s: {"latency_ms": t, "memory_mb": memory} for s, t in zip(dearest_first, times)}}
-    return {**data, "constraints": {}, "models": models,
-            "sites": {n: {**s, "max_replicas": 4, "memory_mb": 4000, "cost_per_hour": price[n]} for n, s in data["sites"].items()}}
+    sites = {n: {**s, "max_replicas": 4, "memory_mb": 4000, "cost_per_hour": price[n]} for n, s in data["sites"].items()}
+    return {**data, "constraints": {}, "models": models, "sites": sites}
 
 
 @pytest.mark.parametrize("relaxed", [False, True])
