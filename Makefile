@@ -10,7 +10,7 @@ OCR_MODELS := examples/ocr/models/.fetched
 SYSTEM_BINS := aarch64-linux-gnu-gcc chromium
 SYSTEM_PKGS := gcc-aarch64-linux-gnu chromium
 
-.PHONY: all install system models demo test schema bench clean
+.PHONY: all install system models demo test mutation schema bench clean
 
 all: install
 
@@ -49,10 +49,16 @@ demo: install models
 	$(BIN)/planner solve examples/ocr/app.yaml -o out/ocr
 	$(BIN)/planner run examples/ocr/app.yaml --input camera=examples/ocr/sample.png
 
-# the layering first (import-linter contracts in pyproject.toml), then the tests
+# the layering first (import-linter contracts in pyproject.toml), then the tests; property tests
+# draw the same examples every run (the `ci` hypothesis profile in tests/conftest.py)
 test: install models
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+# mutation testing of the core math (mutmut, [tool.mutmut] in pyproject.toml; not part of `make
+# test`: a few minutes on 2 cores): the score and the surviving mutants in benchmarks/results/mutation.*
+mutation: install
+	$(BIN)/python benchmarks/mutation.py
 
 schema: install
 	$(BIN)/planner schema > schema/app.schema.json

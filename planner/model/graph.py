@@ -3,28 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import cached_property
 
 import networkx as nx
 
-from planner.app.spec import App, Flow
-
-
-@dataclass(frozen=True)
-class Edge:
-    """A flow by its index in `app.flows`."""
-
-    index: int
-    flow: Flow
-
-    @property
-    def src(self) -> str:
-        return self.flow.from_
-
-    @property
-    def dst(self) -> str:
-        return self.flow.to
+from planner.app.spec import App
 
 
 class EnsembleGraph:
@@ -49,16 +32,6 @@ class EnsembleGraph:
 
     def kind(self, name: str) -> str:
         return self.g.nodes[name]["kind"]
-
-    @property
-    def edges(self) -> list[Edge]:
-        return [Edge(i, f) for i, f in enumerate(self.app.flows)]
-
-    def in_edges(self, name: str) -> list[Edge]:
-        return [e for e in self.edges if e.dst == name]
-
-    def out_edges(self, name: str) -> list[Edge]:
-        return [e for e in self.edges if e.src == name]
 
     @cached_property
     def topological_models(self) -> list[str]:

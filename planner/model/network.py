@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import heapq
+import itertools
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import networkx as nx
 
@@ -52,12 +53,12 @@ class Network:
 
         Dijkstra from every site on a plain adjacency list (the same weights and tie-break as
         networkx's all-pairs Dijkstra, which this replaced for speed: one call per flow size)."""
-        adj = self._adjacency()
+        adj, hop = self._adjacency, self._hop
         weight = {(a, b): link_transfer_ms(nbytes, bw, rtt) + _TIE_BREAK * gb
                   for a, nbrs in adj.items() for b, bw, rtt, gb in nbrs}
         out: dict[str, dict[str, Route]] = {}
         for s in adj:
-            dist, pred, order = _dijkstra(adj, weight, s)
+            pred, order = _dijkstra(adj, weight, s)
             out[s] = {}
             for t in order:
                 if t == s:
@@ -69,46 +70,47 @@ class Network:
                 hops = list(zip(path, path[1:]))
                 out[s][t] = Route(
                     sites=tuple(path),
-                    latency_ms=sum(link_transfer_ms(nbytes, self._bw[h], self._rtt[h]) for h in hops),
-                    cost_per_gb=sum(self._gb[h] for h in hops),
+                    latency_ms=sum(link_transfer_ms(nbytes, *hop[h][:2]) for h in hops),
+                    cost_per_gb=sum(hop[h][2] for h in hops),
                 )
         return out
 
+    @cached_property
     def _adjacency(self) -> dict[str, list[tuple[str, float, float, float]]]:
-        if not hasattr(self, "_adj"):
-            self._adj = {n: [(b, d["bandwidth_mbps"], d["rtt_ms"], d["cost_per_gb"]) for b, d in self.g.adj[n].items()]
-                         for n in self.g.nodes}
-            self._bw, self._rtt, self._gb = {}, {}, {}
-            for a, b, d in self.g.edges(data=True):
-                for h in ((a, b), (b, a)):
-                    self._bw[h], self._rtt[h], self._gb[h] = d["bandwidth_mbps"], d["rtt_ms"], d["cost_per_gb"]
-        return self._adj
+        return {n: [(b, d["bandwidth_mbps"], d["rtt_ms"], d["cost_per_gb"]) for b, d in self.g.adj[n].items()]
+                for n in self.g.nodes}
+
+    @cached_property
+    def _hop(self) -> dict[tuple[str, str], tuple[float, float, float]]:
+        """(bandwidth, rtt, price) of the link a hop crosses, in either direction."""
+        return {h: (d["bandwidth_mbps"], d["rtt_ms"], d["cost_per_gb"])
+                for a, b, d in self.g.edges(data=True) for h in ((a, b), (b, a))}
 
     def route(self, s: str, t: str, nbytes: int) -> Route | None:
         """None when no route joins s and t; a flow within one site has no route (it is free)."""
-        return self.routes(nbytes).get(s, {}).get(t)
+        return self.routes(nbytes)[s].get(t)
 
 
-def _dijkstra(adj: dict, weight: dict, source: str) -> tuple[dict[str, float], dict[str, str], list[str]]:
-    """Shortest distances from `source`; `pred` gives each reached node's previous hop.
-    Ties between equally long paths keep the first one found, as networkx does."""
-    dist: dict[str, float] = {}
-    seen = {source: 0.0}
+def _dijkstra(adj: dict, weight: dict, source: str) -> tuple[dict[str, str], list[str]]:
+    """Shortest paths from `source`: `pred` gives each node reached its previous hop, `order`
+    lists the nodes reached, nearest first. Ties between equally long paths keep the first one
+    found, as networkx does (equal distances leave the heap first in, first out)."""
+    done: set[str] = set()
+    seen: dict[str, float] = {}
     pred: dict[str, str] = {}
     order: list[str] = []
-    heap = [(0.0, 0, source)]
-    count = 1
+    tick = itertools.count()
+    heap = [(0.0, next(tick), source)]
     while heap:
         d, _, v = heapq.heappop(heap)
-        if v in dist:
+        if v in done:
             continue
-        dist[v] = d
+        done.add(v)
         order.append(v)
         for u, *_ in adj[v]:
             du = d + weight[v, u]
-            if u not in dist and (u not in seen or du < seen[u]):
+            if u not in done and (u not in seen or du < seen[u]):
                 seen[u] = du
                 pred[u] = v
-                heapq.heappush(heap, (du, count, u))
-                count += 1
-    return dist, pred, order
+                heapq.heappush(heap, (du, next(tick), u))
+    return pred, order

@@ -63,7 +63,7 @@ def build_instance(checked: CheckedApp, profiles: ProfileTable) -> Instance:
         transfers = []
         for s in allowed(flow.from_):
             for t in allowed(flow.to):
-                route = network.route(s, t, nbytes) if s != t else None
+                route = network.route(s, t, nbytes)  # None within one site: no transfer
                 if route is None:
                     continue
                 egress = rate * nbytes * 3600 / 1e9 * route.cost_per_gb

@@ -1,53 +1,221 @@
-"""The README's latency and cost model, re-implemented in plain floating point from an app.yaml
-dict alone (no planner code): the independent truth plan.json's numbers are checked against."""
+"""The README's latency and cost model ("What the numbers mean"), re-implemented in plain floating
+point from an app.yaml dict alone: no planner code and no graph library, so that a bug in how the
+planner builds its Instance (routes, egress, rates, loads) cannot hide here too. It is the
+independent truth that the Instance, the evaluator and plan.json are checked against.
+
+Only given profiles (`models.<m>.profile`) are read: the apps checked this way have no ONNX
+models or python steps."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
-import networkx as nx
+# Two routes whose times differ by less than this are equally fast (the generated apps' times
+# are whole microseconds, so this only absorbs floating-point noise in summing them).
+SAME_MS = 1e-6
 
 
-def readme_numbers(app: dict, placement: dict[str, str]):
+@dataclass(frozen=True)
+class RouteNumbers:
+    latency_ms: float  # summed over its links: rtt/2 + bytes*8/bandwidth
+    cost_per_gb: float  # summed over its links
+    sites: tuple[str, ...]
+
+
+def link_ms(link: dict, nbytes: int) -> float:
+    return link["rtt_ms"] / 2 + nbytes * 8 / (link["bandwidth_mbps"] * 1e6) * 1000
+
+
+def simple_paths(app: dict, s: str, t: str) -> list[list[dict]]:
+    """Every loop-free path from s to t over the links, as its list of links (depth-first)."""
+    out: list[list[dict]] = []
+
+    def walk(at: str, visited: list[str], used: list[dict]) -> None:
+        if at == t:
+            out.append(list(used))
+            return
+        for link in app["links"]:
+            a, b = link["between"]
+            nxt = b if a == at else a if b == at else None
+            if nxt is not None and nxt not in visited:
+                walk(nxt, visited + [nxt], used + [link])
+
+    walk(s, [s], [])
+    return out
+
+
+def route(app: dict, s: str, t: str, nbytes: int) -> RouteNumbers | None:
+    """The fastest route from s to t for `nbytes`; among equally fast ones the cheapest; None
+    when no links join them."""
+    best: RouteNumbers | None = None
+    for links in simple_paths(app, s, t):
+        sites = [s]
+        for link in links:
+            a, b = link["between"]
+            sites.append(b if a == sites[-1] else a)
+        cand = RouteNumbers(latency_ms=sum(link_ms(link, nbytes) for link in links),
+                            cost_per_gb=sum(link.get("cost_per_gb", 0) for link in links), sites=tuple(sites))
+        if best is None or cand.latency_ms < best.latency_ms - SAME_MS or (
+                abs(cand.latency_ms - best.latency_ms) <= SAME_MS and cand.cost_per_gb < best.cost_per_gb):
+            best = cand
+    return best
+
+
+def rates(app: dict) -> dict[str, float]:
+    """rate_rps(m): the sum of the rates of the sources upstream of m (each source once, however
+    many paths lead from it to m)."""
+    out = {m: 0.0 for m in app["models"]}
+    for name, source in app["sources"].items():
+        reached, todo = set(), [name]
+        while todo:
+            node = todo.pop()
+            for f in app["flows"]:
+                if f["from"] == node and f["to"] not in reached:
+                    reached.add(f["to"])
+                    todo.append(f["to"])
+        for m in reached & set(out):
+            out[m] += source["rate_rps"]
+    return out
+
+
+def producer_rate(app: dict, node: str) -> float:
+    return app["sources"][node]["rate_rps"] if node in app["sources"] else rates(app)[node]
+
+
+def candidate_sites(app: dict, m: str) -> list[str]:
+    """`sites:` if given, else every site; only those it has numbers for."""
+    spec = app["models"][m]
+    return [s for s in (spec.get("sites") or app["sites"]) if s in spec["profile"]]
+
+
+def options(app: dict, m: str) -> dict[str, dict]:
+    """The sites m may use, with their profile: candidates whose numbers fit in the site's memory."""
+    return {s: app["models"][m]["profile"][s] for s in candidate_sites(app, m)
+            if app["models"][m]["profile"][s].get("memory_mb", 0) <= app["sites"][s]["memory_mb"]}
+
+
+def unpinned(app: dict, m: str) -> dict[str, dict]:
+    """Sites only m's `sites:` excludes, where its numbers fit: what relaxing the pin would allow."""
+    spec = app["models"][m]
+    return {s: p for s, p in spec["profile"].items()
+            if s not in candidate_sites(app, m) and p.get("memory_mb", 0) <= app["sites"][s]["memory_mb"]}
+
+
+def fixed_site(app: dict, node: str) -> str | None:
+    for kind in ("sources", "sinks"):
+        if node in app[kind]:
+            return app[kind][node]["site"]
+    return None
+
+
+def endpoint_sites(app: dict, node: str, with_unpinned: bool = True) -> list[str]:
+    site = fixed_site(app, node)
+    if site is not None:
+        return [site]
+    return [*options(app, node), *(unpinned(app, node) if with_unpinned else {})]
+
+
+@dataclass(frozen=True)
+class TransferNumbers:
+    latency_ms: float
+    egress_per_hour: float  # producer's rate x bytes x 3600 / 1e9 x the route's summed price
+
+
+def transfers(app: dict, i: int) -> dict[tuple[str, str], TransferNumbers]:
+    """Flow i between every routable pair of distinct sites its producer and consumer may use."""
+    f = app["flows"][i]
+    rate = producer_rate(app, f["from"])
+    out = {}
+    for s in endpoint_sites(app, f["from"]):
+        for t in endpoint_sites(app, f["to"]):
+            r = route(app, s, t, f["bytes"]) if s != t else None
+            if r is not None:
+                out[s, t] = TransferNumbers(r.latency_ms, rate * f["bytes"] * 3600 / 1e9 * r.cost_per_gb)
+    return out
+
+
+def topological(app: dict) -> list[str]:
+    nodes = [*app["sources"], *app["models"], *app["sinks"]]
+    done: list[str] = []
+    while len(done) < len(nodes):
+        ready = [n for n in nodes if n not in done and all(f["from"] in done for f in app["flows"] if f["to"] == n)]
+        assert ready, "the flows form a cycle"
+        done += ready
+    return done
+
+
+def load_replicas(rate_rps: float, latency_ms: float) -> float:
+    return rate_rps * latency_ms / 1000
+
+
+def replicas_for(load: float) -> int:
+    # loads are exact in the README's units (milli-requests/s x microseconds); the guard only
+    # absorbs floating-point noise in summing them
+    return max(1, math.ceil(load - 1e-9))
+
+
+@dataclass
+class Numbers:
+    """A placement's numbers by the README; `routable` False when some flow has no route."""
+
+    routable: bool = True
+    latency_ms: float = 0.0
+    cost_per_hour: float = 0.0
+    finish_ms: dict[str, float] = field(default_factory=dict)
+    replicas: dict[str, int] = field(default_factory=dict)
+    memory_mb: dict[str, float] = field(default_factory=dict)
+    violations: set[str] = field(default_factory=set)  # slo, cost_cap, memory:<site>, replicas:<site>
+
+
+def numbers(app: dict, placement: dict[str, str]) -> Numbers:
     site_of = {**placement, **{k: v["site"] for k, v in app["sources"].items()},
                **{k: v["site"] for k, v in app["sinks"].items()}}
-    links = nx.Graph()
-    for link in app["links"]:
-        links.add_edge(*link["between"], **link)
-
-    def route(s, t, b):
-        w = lambda u, v, d: d["rtt_ms"] / 2 + b * 8 / (d["bandwidth_mbps"] * 1e6) * 1000  # noqa: E731
-        path = nx.shortest_path(links, s, t, weight=w)
-        hops = list(zip(path, path[1:]))
-        return sum(w(*h, links.edges[h]) for h in hops), [links.edges[h] for h in hops]
-
-    g = nx.DiGraph([(f["from"], f["to"]) for f in app["flows"]])
-    rate = {m: sum(app["sources"][a]["rate_rps"] for a in nx.ancestors(g, m) if a in app["sources"])
-            for m in app["models"]}
-    finish = {}
-    for n in nx.topological_sort(g):
-        if n in app["sources"]:
-            finish[n] = 0.0
+    out = Numbers()
+    rate = rates(app)
+    transfer_ms, egress = {}, 0.0
+    for i, f in enumerate(app["flows"]):
+        s, t = site_of[f["from"]], site_of[f["to"]]
+        if s == t:
+            transfer_ms[i] = 0.0
             continue
-        arrive = 0.0
-        for f in app["flows"]:
-            if f["to"] == n:
-                s, t = site_of[f["from"]], site_of[n]
-                arrive = max(arrive, finish[f["from"]] + (route(s, t, f["bytes"])[0] if s != t else 0))
-        own = app["models"][n]["profile"][site_of[n]]["latency_ms"] if n in app["models"] else 0
-        finish[n] = arrive + own
-    latency = max(finish[k] for k in app["sinks"])
+        r = route(app, s, t, f["bytes"])
+        if r is None:
+            out.routable = False
+            return out
+        transfer_ms[i] = r.latency_ms
+        egress += producer_rate(app, f["from"]) * f["bytes"] * 3600 / 1e9 * r.cost_per_gb
+    for n in topological(app):
+        arrive = max([out.finish_ms[f["from"]] + transfer_ms[i] for i, f in enumerate(app["flows"]) if f["to"] == n],
+                     default=0.0)
+        own = app["models"][n]["profile"][site_of[n]]["latency_ms"] if n in app["models"] else 0.0
+        out.finish_ms[n] = arrive + own
+    out.latency_ms = max(out.finish_ms[k] for k in app["sinks"])
 
-    cost = 0.0
+    compute = 0.0
     for s, spec in app["sites"].items():
         hosted = [m for m, p in placement.items() if p == s]
-        if hosted:
-            load = sum(rate[m] * app["models"][m]["profile"][s]["latency_ms"] / 1000 for m in hosted)
-            cost += max(1, math.ceil(load)) * spec["cost_per_hour"]
-    for f in app["flows"]:
-        s, t = site_of[f["from"]], site_of[f["to"]]
-        if s != t:
-            r = app["sources"][f["from"]]["rate_rps"] if f["from"] in app["sources"] else rate[f["from"]]
-            for link in route(s, t, f["bytes"])[1]:
-                cost += r * f["bytes"] * 3600 / 1e9 * link.get("cost_per_gb", 0)
-    return latency, cost
+        if not hosted:
+            continue
+        load = sum(load_replicas(rate[m], app["models"][m]["profile"][s]["latency_ms"]) for m in hosted)
+        out.replicas[s] = replicas_for(load)
+        out.memory_mb[s] = sum(app["models"][m]["profile"][s].get("memory_mb", 0) for m in hosted)
+        compute += out.replicas[s] * spec["cost_per_hour"]
+        if out.replicas[s] > spec.get("max_replicas", 1):
+            out.violations.add(f"replicas:{s}")
+        if out.memory_mb[s] > spec["memory_mb"] + 1e-9:
+            out.violations.add(f"memory:{s}")
+    out.cost_per_hour = compute + egress
+    limits = app.get("constraints", {})
+    if limits.get("latency_ms") is not None and out.latency_ms > limits["latency_ms"] + SAME_MS:
+        out.violations.add("slo")
+    if limits.get("cost_per_hour") is not None and out.cost_per_hour > limits["cost_per_hour"] + 1e-9:
+        out.violations.add("cost_cap")
+    return out
+
+
+def readme_numbers(app: dict, placement: dict[str, str]) -> tuple[float, float]:
+    """(end-to-end latency in ms, cost in $/h) of a placement."""
+    n = numbers(app, placement)
+    assert n.routable, placement
+    return n.latency_ms, n.cost_per_hour

@@ -1,4 +1,4 @@
-"""The dataflow executor and the tensor codec, in process (no gRPC)."""
+"""The dataflow executor, in process (no gRPC). The tensor codec: test_tensor_codec.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 from tests.runtime import fanapp
 from planner_runtime.bundle_format import Endpoint, FlowEdge
 from planner_runtime.executor import Executor, Graph, GraphError, NodeError
-from planner_runtime.tensors import TensorError, check, from_raw, to_raw
 
 X = np.random.default_rng(3).standard_normal((1, 64)).astype(np.float32)
 
@@ -95,24 +94,6 @@ def test_graph_errors_name_the_problem():
         ex.run({"x": X})
     with pytest.raises(GraphError, match="ensemble input 'x' missing"):
         ex.run({})
-
-
-def test_tensor_codec_roundtrip_and_errors():
-    words = np.array([[b"a", b""], [b"\x00\xff", "t\u00e9xt".encode()]], dtype=object)
-    dt, shape, raw = to_raw(words, "bytes")
-    assert dt == "BYTES" and shape == [2, 2] and raw[:5] == b"\x01\x00\x00\x00a"
-    assert (from_raw("w", dt, shape, raw) == words).all()
-    f = np.arange(6, dtype=np.float32).reshape(2, 3)
-    assert (from_raw("f", *to_raw(f)) == f).all()
-    with pytest.raises(TensorError, match="'f': 20 bytes of content, shape \\[2, 3\\] FP32 needs 24"):
-        from_raw("f", "FP32", [2, 3], f.tobytes()[:20])
-    with pytest.raises(TensorError, match="'w': BYTES content ends"):
-        from_raw("w", "BYTES", [5], raw)
-    with pytest.raises(TensorError, match="'f': shape \\[2, 3\\], expected \\[1, 3\\]"):
-        check("f", "float32", [2, 3], "float32", [1, 3])
-    with pytest.raises(TensorError, match="'f': datatype INT64, expected FP32"):
-        check("f", "int64", [2, 3], "float32", [2, 3])
-    check("f", "float32", [7, 3], "float32", [-1, 3])
 
 
 def test_loading_a_library_keeps_stderr_but_not_tvm_scope_warnings(models, capfd, tmp_path):

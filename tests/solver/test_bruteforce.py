@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from ortools.sat.python import cp_model
 
 from planner.solver.baselines import baselines, best_feasible
@@ -27,69 +27,97 @@ def brute_force(inst, objective: str):
     return best
 
 
-@pytest.mark.parametrize("objective", ["cost", "latency"])
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=apps())
-def test_cpsat_matches_brute_force(data, objective):
+def ranked(ev, objective: str) -> tuple[int, int]:
+    return (ev.cost_uph, ev.latency_us) if objective == "cost" else (ev.latency_us, ev.cost_uph)
+
+
+def planned(data: dict):
+    """The app's Instance. An app the planner refuses as input (a flow no link can carry, a model
+    no site can hold) is no example for these tests: hypothesis draws another."""
     try:
-        inst, _, _ = instance_of(data)
+        return instance_of(data)[0]
     except InputError:
-        return  # e.g. a flow whose ends can never be joined: rejected before solving
+        assume(False)
+
+
+# Of each property test's examples, at least this share must be feasible and so reach the
+# comparison of optima (the generator builds most apps around a feasible witness); the others
+# check that both sides call the app infeasible.
+MIN_OPTIMA_SHARE = 0.75
+
+
+def assert_enough_optima(optima: list[bool], examples: int) -> None:
+    assert sum(optima) >= MIN_OPTIMA_SHARE * examples, f"only {sum(optima)} of {examples} examples reached an optimum"
+
+
+def check_against_brute_force(inst, objective: str, hint: dict[str, str] | None = None) -> bool:
+    """CP-SAT's optimum (from the hint, when given) equals brute force's; True when there is one."""
     expected = brute_force(inst, objective)
-    sol = PlacementSolver(inst, SolverConfig(objective=objective, time_limit_s=20, workers=2)).solve()
+    sol = PlacementSolver(inst, SolverConfig(objective=objective, time_limit_s=20, workers=2), hint=hint).solve()
     if expected is None:
         assert sol.status == "INFEASIBLE"
-        return
+        return False
     assert sol.status == "OPTIMAL"
     ev = evaluate(inst, sol.placement)
     assert ev.feasible, ev.violations
-    got = (ev.cost_uph, ev.latency_us) if objective == "cost" else (ev.latency_us, ev.cost_uph)
-    assert got == expected
+    assert ranked(ev, objective) == expected
+    return True
 
 
 @pytest.mark.parametrize("objective", ["cost", "latency"])
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=apps())
-def test_cpsat_with_the_cli_hint_matches_brute_force(data, objective):
+def test_cpsat_matches_brute_force(objective):
+    optima = []
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(data=apps())
+    def example(data):
+        optima.append(check_against_brute_force(planned(data), objective))
+
+    example()
+    assert_enough_optima(optima, 100)
+
+
+@pytest.mark.parametrize("objective", ["cost", "latency"])
+def test_cpsat_with_the_cli_hint_matches_brute_force(objective):
     """The CLI's path: the best feasible baseline as a complete hint (every variable)."""
-    try:
-        inst, _, _ = instance_of(data)
-    except InputError:
-        return
-    expected = brute_force(inst, objective)
-    hint = best_feasible(baselines(inst), objective)
-    sol = PlacementSolver(inst, SolverConfig(objective=objective, time_limit_s=20, workers=2),
-                          hint=hint.evaluation.placement if hint else None).solve()
-    if expected is None:
-        assert hint is None
-        assert sol.status == "INFEASIBLE"
-        return
-    assert sol.status == "OPTIMAL"
-    ev = evaluate(inst, sol.placement)
-    assert ev.feasible, ev.violations
-    got = (ev.cost_uph, ev.latency_us) if objective == "cost" else (ev.latency_us, ev.cost_uph)
-    assert got == expected
+    optima = []
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(data=apps())
+    def example(data):
+        inst = planned(data)
+        hint = best_feasible(baselines(inst), objective)
+        found = check_against_brute_force(inst, objective, hint=hint.evaluation.placement if hint else None)
+        assert found or hint is None
+        optima.append(found)
+
+    example()
+    assert_enough_optima(optima, 60)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=apps())
-def test_hint_of_a_feasible_plan_is_complete_and_feasible(data):
+def test_hint_of_a_feasible_plan_is_complete_and_feasible():
     """Every baseline the evaluator calls feasible becomes a hint that sets every variable and
     satisfies every constraint of the model (checked by fixing the variables to it)."""
-    try:
-        inst, _, _ = instance_of(data)
-    except InputError:
-        return
-    for b in baselines(inst):
-        placement_solver = PlacementSolver(inst, SolverConfig(workers=1), hint=b.evaluation.placement)
-        hint = placement_solver.model.proto.solution_hint
-        if not b.evaluation.feasible:
-            continue
-        assert sorted(hint.vars) == list(range(len(placement_solver.model.proto.variables)))
-        for i, v in zip(hint.vars, hint.values):
-            placement_solver.model.add(placement_solver.model.get_int_var_from_proto_index(i) == v)
-        placement_solver.model.minimize(placement_solver.cost)
-        solver = cp_model.CpSolver()
-        solver.parameters.num_workers = 1
-        assert solver.solve(placement_solver.model) == cp_model.OPTIMAL
-        assert round(solver.objective_value) == b.evaluation.cost_uph
+    hints = []
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(data=apps())
+    def example(data):
+        inst = planned(data)
+        for b in baselines(inst):
+            if not b.evaluation.feasible:
+                continue
+            placement_solver = PlacementSolver(inst, SolverConfig(workers=1), hint=b.evaluation.placement)
+            hint = placement_solver.model.proto.solution_hint
+            assert sorted(hint.vars) == list(range(len(placement_solver.model.proto.variables)))
+            for i, v in zip(hint.vars, hint.values):
+                placement_solver.model.add(placement_solver.model.get_int_var_from_proto_index(i) == v)
+            placement_solver.model.minimize(placement_solver.cost)
+            solver = cp_model.CpSolver()
+            solver.parameters.num_workers = 1
+            assert solver.solve(placement_solver.model) == cp_model.OPTIMAL
+            assert round(solver.objective_value) == b.evaluation.cost_uph
+            hints.append(b.name)
+
+    example()
+    assert len(hints) >= 40, f"only {len(hints)} feasible baselines were checked as hints"
