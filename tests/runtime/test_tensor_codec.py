@@ -59,8 +59,10 @@ def test_bytes_of_a_scalar_and_of_an_empty_tensor():
 
 
 @pytest.mark.parametrize("raw, shape, message", [
-    (b"\x01\x00\x00\x00a", [2], "^tensor 'w': BYTES content ends after 1 of 2 elements$"),
-    (b"\x01\x00\x00\x00a\x01\x00", [2], "^tensor 'w': BYTES content ends after 1 of 2 elements$"),
+    # each element needs its 4-byte length at least: refused before decoding any
+    (b"\x01\x00\x00\x00a", [2], "^tensor 'w': 5 bytes of content cannot hold 2 BYTES elements$"),
+    (b"\x01\x00\x00\x00a\x01\x00", [2], "^tensor 'w': 7 bytes of content cannot hold 2 BYTES elements$"),
+    (b"\x04\x00\x00\x00abcd\x00\x00\x00\x00", [3], "^tensor 'w': BYTES content ends after 2 of 3 elements$"),
     (b"\x03\x00\x00\x00ab", [1], "^tensor 'w': BYTES element 0 claims 3 bytes, 2 left$"),
     (b"\x01\x00\x00\x00a\x05\x00\x00\x00abcd", [2], "^tensor 'w': BYTES element 1 claims 5 bytes, 4 left$"),
     (b"\x01\x00\x00\x00ab", [1], "^tensor 'w': 1 bytes left over after 1 BYTES elements$"),
@@ -105,7 +107,7 @@ def test_from_raw_checks_the_byte_count_against_the_shape():
         from_raw("f", "FP32", [2, 3], f.tobytes() + b"\0" * 4)
     with pytest.raises(TensorError, match="^tensor 'f': negative dimension in shape \\[2, -3\\]$"):
         from_raw("f", "FP32", [2, -3], f.tobytes())
-    with pytest.raises(TensorError, match="^tensor 'w': BYTES content ends after 0 of 5 elements$"):
+    with pytest.raises(TensorError, match="^tensor 'w': 0 bytes of content cannot hold 5 BYTES elements$"):
         from_raw("w", "BYTES", [5], b"")
     empty = from_raw("e", "FP32", [0, 3], b"")  # a zero dimension is a valid, empty tensor
     assert empty.shape == (0, 3) and empty.dtype == np.float32
