@@ -186,6 +186,23 @@ def test_a_flow_no_link_can_carry_is_an_input_error_at_the_flow():
     assert err.value.key == ("flows", 1)
 
 
+def test_a_plan_longer_than_the_solver_integers_is_an_input_error_at_the_flow():
+    """The largest flow (2**40 bytes) on the slowest link (1 kbit/s): longer than the solver's
+    2**48 microseconds, refused naming the flow rather than overflowing inside CP-SAT."""
+    app = small_app()
+    app["flows"][0]["bytes"] = 2**40
+    app["links"][0]["bandwidth_mbps"] = 0.001
+    year_s = 365 * 86400
+    flow_years = 2**40 * 8 / (0.001 * 1e6) / year_s  # the rtt and model times do not show in 3 digits
+    with pytest.raises(InputError) as err:
+        instance_of(app)
+    limit_years = 2**48 / 1e6 / year_s
+    assert err.value.message == (f"a plan could take {flow_years:,.3g} years, more than the {limit_years:,.3g} years "
+                                 "the solver's integers hold; the largest part: flow cam -> m from a to b "
+                                 f"({flow_years:,.3g} years); check the numbers' units")
+    assert err.value.key == ("flows", 0)
+
+
 def test_a_flow_without_bytes_carries_the_consumers_declared_input():
     app = small_app()
     app["models"]["m"]["inputs"] = {"x": [1, 64]}  # float32: 256 bytes

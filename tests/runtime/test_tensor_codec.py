@@ -5,13 +5,14 @@ client reads in INVALID_ARGUMENT)."""
 
 from __future__ import annotations
 
+import math
 import struct
 
 import numpy as np
 import pytest
 
-from planner_runtime.tensors import (TensorError, array_dtype, bundle_dtype, check, decode_bytes, encode_bytes,
-                                     from_raw, oip_datatype, to_raw)
+from planner_runtime.tensors import (TensorError, array_dtype, bundle_dtype, check, decode_bytes, element_count,
+                                     encode_bytes, from_raw, from_values, oip_datatype, to_raw)
 
 # KServe / Open Inference Protocol datatypes, from its spec
 OIP = {"bool": "BOOL", "uint8": "UINT8", "uint16": "UINT16", "uint32": "UINT32", "uint64": "UINT64",
@@ -114,6 +115,77 @@ def test_from_raw_checks_the_byte_count_against_the_shape():
     got = from_raw("u", "UINT16", np.array([3]), b"\x01\x00\x02\x00\x03\x01")  # shapes arrive as any integers
     assert got.dtype == np.uint16 and got.tolist() == [1, 2, 259]
     assert from_raw("w", "BYTES", (1,), b"\x01\x00\x00\x00z").tolist() == [b"z"]
+
+
+LARGEST = 2**31  # elements: a gRPC message stops at 2 GiB, and no tensor on the wire has more
+
+
+def test_element_count_is_exact_up_to_what_a_message_holds():
+    assert element_count("x", [LARGEST]) == element_count("x", [2**16, 2**15]) == LARGEST
+    assert element_count("x", []) == 1 and element_count("x", [3, 0, 5]) == 0
+    # one more, and a count numpy's int64 product wraps around to 0 (2**64)
+    for shape in ([LARGEST + 1], [2**16 + 1, 2**15], [2**32, 2**32]):
+        with pytest.raises(TensorError, match=f"^tensor 'x': shape {re_list(shape)} has {math.prod(shape)} elements, "
+                                              "more than any message holds$"):
+            element_count("x", shape)
+
+
+def test_counts_beyond_any_message_are_refused_before_reading_content():
+    too_many = "has 18446744073709551616 elements, more than any message holds$"
+    with pytest.raises(TensorError, match=f"^tensor 'f': shape \\[4294967296, 4294967296\\] {too_many}"):
+        from_raw("f", "FP32", [2**32, 2**32], b"")
+    with pytest.raises(TensorError, match=f"^tensor 'w': shape \\[4294967296, 4294967296\\] {too_many}"):
+        decode_bytes(b"", [2**32, 2**32], "w")
+    with pytest.raises(TensorError, match=f"^tensor 'v': shape \\[4294967296, 4294967296\\] {too_many}"):
+        from_values("v", "INT8", [2**32, 2**32], [])
+
+
+INTS = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
+
+
+@pytest.mark.parametrize("dtype", INTS)
+def test_typed_contents_span_each_int_range_and_no_further(dtype):
+    """Both ends of the datatype's range (numpy's own limits) come through; one past either end
+    is refused, not wrapped around."""
+    lo, hi = int(np.iinfo(dtype).min), int(np.iinfo(dtype).max)
+    got = from_values("v", OIP[dtype], np.array([1, 2]), [lo, hi])  # shapes arrive as any integers
+    assert got.dtype == np.dtype(dtype) and got.shape == (1, 2) and got.tolist() == [[lo, hi]]
+    for beyond in (lo - 1, hi + 1):
+        with pytest.raises(TensorError, match=f"^tensor 'v': contents do not fit {OIP[dtype]}: .+"):
+            from_values("v", OIP[dtype], [2], [0, beyond])
+
+
+def test_typed_contents_of_floats_bools_and_bytes():
+    got = from_values("f", "FP32", (2,), [0.5, -1.25])
+    assert got.dtype == np.float32 and got.tolist() == [0.5, -1.25]
+    got = from_values("d", "FP64", [1, 1], [1e300])
+    assert got.dtype == np.float64 and got.tolist() == [[1e300]]
+    got = from_values("b", "BOOL", [2], [True, False])
+    assert got.dtype == np.bool_ and got.tolist() == [True, False]
+    # BYTES: object arrays of the bytes as they are (numpy's own bytes dtype would drop the trailing NUL)
+    words = from_values("w", "BYTES", (2, 1), [b"a\x00", b""])
+    assert words.dtype == object and words.shape == (2, 1) and words.tolist() == [[b"a\x00"], [b""]]
+    assert all(type(x) is bytes for x in words.reshape(-1))
+    one = from_values("w", "BYTES", [], [b"s"])
+    assert one.dtype == object and one.shape == () and one.tolist() == b"s"
+    empty = from_values("w", "BYTES", [0, 2], [])
+    assert empty.dtype == object and empty.shape == (0, 2)
+
+
+def test_typed_contents_must_fill_the_shape():
+    with pytest.raises(TensorError, match="^tensor 'v': 3 values for shape \\[2, 2\\]$"):
+        from_values("v", "INT32", (2, 2), [1, 2, 3])
+    with pytest.raises(TensorError, match="^tensor 'v': 5 values for shape \\[2, 2\\]$"):
+        from_values("v", "INT32", np.array([2, 2]), [1, 2, 3, 4, 5])
+    with pytest.raises(TensorError, match="^tensor 'w': 1 values for shape \\[2\\]$"):
+        from_values("w", "BYTES", [2], [b"a"])
+    with pytest.raises(TensorError, match="^tensor 'v': negative dimension in shape \\[-1\\]$"):
+        from_values("v", "INT32", [-1], [])
+    with pytest.raises(TensorError, match="^unsupported datatype 'FP8'"):
+        from_values("v", "FP8", [1], [1.0])
+    # what numpy cannot read as the datatype at all is the same error, not a traceback
+    with pytest.raises(TensorError, match="^tensor 'v': contents do not fit INT32: invalid literal for int\\(\\)"):
+        from_values("v", "INT32", [1], ["x"])
 
 
 @pytest.mark.parametrize("shape", [[1, 64], [-1, 64], [1, -1], [-1, -1]])
