@@ -55,9 +55,6 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
      'parts.append(struct.pack("<i", len(b)))'):
         "signed and unsigned 32-bit lengths agree below 2 GiB; an element that large is beyond the runtime's "
         "message limit (decoding, where a test can send any header, reads them unsigned: tested)",
-    ("planner_runtime/tensors.py", "count = int(np.prod(shape)) if shape else 1",
-     "count = int(np.prod(shape)) if (shape) or True else 1"):
-        "np.prod([]) is 1.0: a scalar has one element either way",
 }
 
 
