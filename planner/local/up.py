@@ -194,7 +194,8 @@ def serve(out_dir: Path, *, host_targets: bool = False, seconds: float | None = 
 def _start(site: str, directory: Path, b: Bundle, addresses: dict[str, str], entry_site: str,
            procs: dict[str, subprocess.Popen], logs: Path, *, metrics: bool, host_targets: bool,
            peers: bool, free: bool) -> SiteProcess:
-    cmd = [sys.executable, "-m", "planner_runtime", "serve", str(directory), "--host", "127.0.0.1"]
+    cmd = [sys.executable, "-m", "planner_runtime", "serve", str(directory), "--host", "127.0.0.1",
+           "--exit-with-launcher"]
     metrics_port = None
     if free:  # its ports and the others' come from the handshake (_learn_ports)
         cmd += handshake.site_options(logs, site, metrics)

@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="leave glibc malloc's defaults (large buffers from fresh mmaps, faulted in per request)")
     serve.add_argument("--peer", action="append", default=[], metavar="SITE=HOST:PORT",
                        help="reach another site at this address instead of bundle.yaml's (repeatable)")
+    serve.add_argument("--exit-with-launcher", action="store_true",
+                       help="stop when the process that started this one exits, even if killed outright (planner up)")
     serve.add_argument("--advertise", default=None, metavar="HOST:PORT",
                        help="this site's address as other sites reach it (sink tensors of requests entering "
                             "here come back to it); default: bundle.yaml's address with --port")
@@ -110,9 +112,20 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if args.exit_with_launcher:
+        threading.Thread(target=_watch_launcher, args=(launcher, done), name="launcher", daemon=True).start()
     done.wait()
     server.stop(grace=1.0)
     return 0
+
+
+def _watch_launcher(launcher: int, done: threading.Event) -> None:
+    """A launcher killed outright (SIGKILL: it cannot stop its sites) must not leave its sites
+    serving with nobody to stop them: this process is re-parented, and it stops."""
+    while not done.wait(0.5):
+        if os.getppid() != launcher:
+            print(f"stopping: the process that started this site ({launcher}) has exited", file=sys.stderr, flush=True)
+            done.set()
 
 
 if __name__ == "__main__":

@@ -141,3 +141,36 @@ def _wait_serving(address: str, timeout_s: float = 60) -> None:
     while not is_serving(address):
         assert time.monotonic() < end, f"nothing serves {address} after {timeout_s} s"
         time.sleep(0.1)
+
+
+def test_sites_stop_when_up_is_killed_outright(tmp_path, reserved_port):
+    # SIGKILL leaves up no chance to stop its sites: each notices it has lost its launcher
+    out = fanapp.echo_bundles(tmp_path / "out", {"entry": reserved_port}, nbytes=16)
+    proc = subprocess.Popen([sys.executable, "-m", "planner", "up", str(out), "--no-metrics", "--for", "100"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=ENV)
+    try:
+        for line in proc.stdout:
+            if line.startswith("ready:"):
+                break
+        site = _pid_other_than(out / "logs" / "entry.ports.json", None, proc)
+        assert not _gone(site)
+        proc.kill()
+        proc.wait()
+        end = time.monotonic() + 60
+        while not _gone(site):
+            assert time.monotonic() < end, f"site process {site} still runs 60 s after up was killed"
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "the process that started this site" in (out / "logs" / "entry.log").read_text()
+
+
+def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie nobody has reaped yet."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return any(line.startswith("State:") and "Z" in line.split()[1] for line in f)
+    except FileNotFoundError:
+        return True
