@@ -10,7 +10,7 @@ the reference library from it when it is not installed).
 
 Idempotent: files already present with the expected hash are left alone.
 
-    python examples/ocr/fetch_models.py [--wheel PATH]   # --wheel: use a local copy, no download
+    .venv/bin/python examples/ocr/fetch_models.py [--wheel PATH]   # or `make models`; --wheel: a local copy
 
 Exit status 0 when every file is in place, 1 with a message on stderr otherwise.
 """
@@ -24,6 +24,8 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+from planner_runtime.digest import sha256_file  # run by the project's venv (make models)
 
 PACKAGE = "rapidocr_onnxruntime"
 VERSION = "1.4.4"
@@ -46,16 +48,8 @@ class FetchError(Exception):
     pass
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def models_ok(models_dir: Path) -> bool:
-    return all((models_dir / n).is_file() and sha256(models_dir / n) == h for n, h in MODELS.items())
+    return all((models_dir / n).is_file() and sha256_file(models_dir / n) == h for n, h in MODELS.items())
 
 
 def dict_ok(models_dir: Path) -> bool:
@@ -87,7 +81,7 @@ def extract_models(wheel: Path, models_dir: Path) -> None:
     with zf:
         for name, digest in MODELS.items():
             target = models_dir / name
-            if target.is_file() and sha256(target) == digest:
+            if target.is_file() and sha256_file(target) == digest:
                 print(f"ok       {target} (already present)")
                 continue
             member = f"{PACKAGE}/models/{name}"
@@ -135,13 +129,13 @@ def fetch(models_dir: Path = MODELS_DIR, wheel: Path | None = None) -> None:
     if models_ok(models_dir) and dict_ok(models_dir) and kept.is_file():
         print(f"all models already in {models_dir}")
         return
-    if wheel is None and kept.is_file() and sha256(kept) == WHEEL_SHA256:
+    if wheel is None and kept.is_file() and sha256_file(kept) == WHEEL_SHA256:
         wheel = kept
         print(f"using    {kept}")
     if wheel is None:
         with tempfile.TemporaryDirectory() as tmp:
             downloaded = download_wheel(Path(tmp))
-            if sha256(downloaded) != WHEEL_SHA256:
+            if sha256_file(downloaded) != WHEEL_SHA256:
                 raise FetchError(f"downloaded {WHEEL_NAME} has an unexpected SHA-256")
             kept.write_bytes(downloaded.read_bytes())
             print(f"wrote    {kept}")
@@ -149,7 +143,7 @@ def fetch(models_dir: Path = MODELS_DIR, wheel: Path | None = None) -> None:
     elif not wheel.is_file():
         raise FetchError(f"no such wheel: {wheel}")
     elif wheel.resolve() != kept.resolve():
-        if sha256(wheel) != WHEEL_SHA256:
+        if sha256_file(wheel) != WHEEL_SHA256:
             raise FetchError(f"{wheel} is not the {PACKAGE} {VERSION} wheel (SHA-256 differs)")
         kept.write_bytes(wheel.read_bytes())
         print(f"wrote    {kept} (copied from {wheel})")
