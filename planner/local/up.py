@@ -106,10 +106,6 @@ def _stop(procs: dict[str, subprocess.Popen]) -> None:
             p.wait()
 
 
-def _port_file(logs: Path, site: str) -> Path:
-    return handshake.port_file(logs, site)
-
-
 def _exit_text(code: int) -> str:
     if code < 0:
         try:
@@ -143,7 +139,7 @@ def _check_started(procs: dict[str, subprocess.Popen], logs: Path) -> None:
 def _wait_ready(addresses: dict[str, str], procs: dict[str, subprocess.Popen], logs: Path, timeout: float) -> None:
     end = time.monotonic() + timeout
     for site, address in addresses.items():
-        while not _serves_here(address, procs[site], _port_file(logs, site)):
+        while not _serves_here(address, procs[site], handshake.port_file(logs, site)):
             if procs[site].poll() is not None:
                 raise _died(site, procs[site].returncode, logs / f"{site}.log", f" while starting on {address}")
             if time.monotonic() > end:
@@ -188,7 +184,7 @@ def serve(out_dir: Path, *, host_targets: bool = False, seconds: float | None = 
         _stop(procs)
         (logs / ENDPOINTS).unlink(missing_ok=True)
         for site in procs:
-            _port_file(logs, site).unlink(missing_ok=True)
+            handshake.port_file(logs, site).unlink(missing_ok=True)
 
 
 def _start(site: str, directory: Path, b: Bundle, addresses: dict[str, str], entry_site: str,
@@ -201,8 +197,9 @@ def _start(site: str, directory: Path, b: Bundle, addresses: dict[str, str], ent
         cmd += handshake.site_options(logs, site, metrics)
     else:
         port = int(addresses[site].rsplit(":", 1)[1])
-        cmd += ["--port", str(port), "--port-file", str(_port_file(logs, site))]
-        _port_file(logs, site).unlink(missing_ok=True)  # a previous run's
+        port_file = handshake.port_file(logs, site)
+        port_file.unlink(missing_ok=True)  # a previous run's
+        cmd += ["--port", str(port), "--port-file", str(port_file)]
         if peers:  # every site learns where the others are, and where it is itself
             cmd += [f"--peer={s}={a}" for s, a in addresses.items()]
         metrics_port = port + 1000 if metrics else None
@@ -258,7 +255,7 @@ def _watch(procs: dict[str, subprocess.Popen], sites: dict[str, SiteProcess], lo
             restarts -= 1
             why = f"exited with {_exit_text(p.returncode)}"
             on_restart(site, why)
-            _port_file(logs, site).unlink(missing_ok=True)
+            handshake.port_file(logs, site).unlink(missing_ok=True)
             with open(log, "a") as fh:
                 fh.write(f"--- planner up: site {site} {why}; started again ---\n")
             procs[site] = _spawn(sites[site].command, log)

@@ -111,9 +111,7 @@ def _remove_stale(parent: Path, pattern: re.Pattern, restore: Path | None = None
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OverflowError:  # no process has such a pid
+    except (ProcessLookupError, OverflowError):  # gone, or no process could have such a pid
         return False
     except PermissionError:  # another user's process
         return True
