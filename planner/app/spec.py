@@ -29,6 +29,7 @@ MIN_MBPS, MAX_MBPS = 1e-3, 1e9  # 1 kbit/s .. 1 Pbit/s
 MAX_RATE_RPS = 1e6
 MAX_FLOW_BYTES = 2**40  # 1 TiB per request
 MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
+MAX_INSTANCES = 1024  # instances of one model in one replica (Triton's instance count)
 
 # a file path: no NUL (no OS call accepts one), no longer than PATH_MAX
 FilePath = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS, pattern=r"^[^\x00]+$")]
@@ -143,6 +144,16 @@ class Node(Strict):
     )
     profile: dict[Name, ProfileEntry] = Field(default_factory=dict, description="given numbers by site")
     sites: list[Name] | None = Field(default=None, min_length=1, description="where it may run")
+    instances: int = Field(
+        default=1, ge=1, le=MAX_INSTANCES,
+        description="instances of the model in each replica of its site, 1 to 1024: each serves one request at "
+                    "a time, the others wait in FIFO order",
+    )
+    max_error: float | None = Field(
+        default=None, gt=0, le=1,
+        description="accuracy budget of reduced-precision builds (int8, fp16): largest output difference relative "
+                    "to the fp32 ONNX Runtime reference's magnitude, above 0 up to 1; default: fp32 builds only",
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> Node:
@@ -150,6 +161,8 @@ class Node(Strict):
             raise ValueError("a node is either `onnx:` or `python:`, not both")
         if self.files and not self.python:
             raise ValueError("`files:` belongs to a `python:` step")
+        if self.max_error is not None and not self.onnx:
+            raise ValueError("`max_error:` belongs to an `onnx:` model (the budget of its reduced-precision builds)")
         return self
 
     @property
@@ -201,6 +214,14 @@ class Constraints(Strict):
     latency_ms: float | None = Field(default=None, gt=0, le=MAX_SLO_MS,
                                      description="end-to-end SLO on every source->sink path, up to 1e9 ms")
     cost_per_hour: float | None = Field(default=None, ge=0, le=MAX_COST_CAP, description="cost cap, 0 to 1e9 dollars")
+    percentile: float = Field(default=99, ge=50, le=99.99,
+                              description="latency_ms bounds this percentile of each path under the planned load, "
+                                          "50 to 99.99")
+    max_utilization: float | None = Field(
+        default=None, gt=0, lt=1,
+        description="most a model's instances on a site may be busy, above 0 and below 1; default: any load a "
+                    "queue can keep up with",
+    )
 
 
 class App(Strict):

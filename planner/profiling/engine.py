@@ -169,7 +169,7 @@ class Profiler:
             if entry.warning:
                 result.warnings.append(f"'{node}' on {site.name}: {entry.warning}")
             result.entries.append(NodeProfile(
-                node=node, site=site.name, target=target.name, latency_ms=entry.latency_ms,
+                node=node, site=site.name, engine="tvm", target=target.name, latency_ms=entry.latency_ms,
                 memory_mb=entry.memory_mb, provenance=entry.provenance, tuning=entry.tuning,
                 tvm_ms=host.tvm_ms, ort_ms=host.ort_ms, note=entry.note,
             ))
@@ -205,7 +205,7 @@ class Profiler:
                 note = f"host time x {scale:.3g} (CPU peak ratio)" + \
                     (" ; python steps are not run over TVM RPC" if site.rpc else "")
             result.entries.append(NodeProfile(
-                node=node, site=site.name, target=target.name, latency_ms=max(latency, 1e-3),
+                node=node, site=site.name, engine="python", target=target.name, latency_ms=max(latency, 1e-3),
                 memory_mb=host.memory_mb, provenance=prov, tuning=None, note=note,
             ))
         return result

@@ -11,15 +11,23 @@ from planner.app.tensors import TensorSpec
 # measured: timed on this host; rpc: timed on the device through TVM's RPC tracker;
 # estimated: host measurement scaled by the roofline model; given: written in app.yaml.
 Provenance = Literal["measured", "rpc", "estimated", "given"]
+# what runs the node: a TVM-compiled library, ONNX Runtime (the ONNX file), the python step itself,
+# or nothing known (numbers given in app.yaml)
+Engine = Literal["tvm", "onnxruntime", "python", "given"]
+# the arithmetic of the build; anything but fp32 is admitted only within `models.<m>.max_error`
+Precision = Literal["fp32", "fp16", "int8"]
 
 
 class NodeProfile(BaseModel):
-    """One node (ONNX model or python step) on one site."""
+    """One build of one node (ONNX model or python step) on one site. A node may have several
+    builds per site (engines, precisions); the solver chooses the site and the build together."""
 
     model_config = ConfigDict(extra="forbid")
 
     node: str
     site: str
+    engine: Engine = "given"
+    precision: Precision = "fp32"
     target: str | None = None
     latency_ms: float = Field(gt=0)
     memory_mb: float = Field(ge=0)
@@ -30,6 +38,20 @@ class NodeProfile(BaseModel):
     tvm_ms: float | None = None
     ort_ms: float | None = None
     note: str | None = None
+    # outputs compared with the fp32 ONNX Runtime reference on the profiling inputs: True passed,
+    # None not run where it would run (an estimate for another target: `unverified`)
+    verified: bool | None = None
+    max_rel_error: float | None = Field(default=None, description="largest output difference vs the reference, "
+                                        "relative to the output's magnitude")
+    threads: int | None = Field(default=None, description="threads the measurement ran with (as deployed)")
+    load_per_core: float | None = Field(default=None, description="the host's 1-minute load average per core when "
+                                        "measured (what else ran)")
+    expected_error_pct: float | None = Field(default=None, description="estimates: the calibration's stated error")
+
+    @property
+    def build(self) -> str:
+        """`engine/precision`, e.g. `onnxruntime/int8`: one build's name in plans and reports."""
+        return f"{self.engine}/{self.precision}"
 
 
 class NodeSignature(BaseModel):
@@ -42,11 +64,13 @@ class NodeSignature(BaseModel):
 
 
 class Exclusion(BaseModel):
-    """A (node, site) pair the profiler could not produce; the solver never uses it."""
+    """A (node, site) pair, or one build of it, the profiler could not produce or that failed
+    verification; the solver never uses it."""
 
     node: str
     site: str
     reason: str
+    build: str | None = None  # `engine/precision`; None: every build of the pair
 
 
 class ProfileTable(BaseModel):
@@ -57,8 +81,12 @@ class ProfileTable(BaseModel):
     excluded: list[Exclusion] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
 
-    def get(self, node: str, site: str) -> NodeProfile | None:
+    def get(self, node: str, site: str, build: str | None = None) -> NodeProfile | None:
+        """The first entry of the pair (of that build, when named)."""
         for e in self.entries:
-            if e.node == node and e.site == site:
+            if e.node == node and e.site == site and (build is None or e.build == build):
                 return e
         return None
+
+    def builds(self, node: str, site: str) -> list[NodeProfile]:
+        return [e for e in self.entries if e.node == node and e.site == site]
