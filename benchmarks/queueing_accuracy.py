@@ -26,6 +26,7 @@ import platform
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +34,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from planner.model.queueing import Queue  # noqa: E402
-from tests.model.queue_sim import quantile, simulate, tandem  # noqa: E402
+from tests.model.queue_sim import quantile, simulate, standard_error, tandem  # noqa: E402
 
 SERVICE_MS = 10.0
 UTILIZATIONS = (0.3, 0.5, 0.7, 0.85, 0.9)
@@ -67,11 +68,13 @@ def cell(rho: float, c: int, cv2: float, n: int, seeds: list[int], warmup: int) 
                          **{f"p{p}_ms": quantile(response, p) for p in PERCENTILES}})
     out = {"utilization": rho, "servers": c, "service_cv2": cv2, "rate_rps": round(rate, 3),
            "p_wait": round(q.p_wait, 5)}
-    sim = {"mean_wait_ms": statistics.fmean(waits), **{f"p{p}_ms": quantile(responses, p) for p in PERCENTILES}}
-    model = {"mean_wait_ms": q.mean_wait_ms, **{f"p{p}_ms": q.response_ms(p) for p in PERCENTILES}}
-    for key in sim:
-        out[key] = {"model": round(model[key], 3), "sim": round(sim[key], 3),
-                    "error_pct": pct(model[key], sim[key]),
+    stats = {"mean_wait_ms": (waits, statistics.fmean, q.mean_wait_ms),
+             **{f"p{p}_ms": (responses, partial(quantile, p=p), q.response_ms(p)) for p in PERCENTILES}}
+    for key, (values, stat, model) in stats.items():
+        sim = stat(values)
+        se = standard_error(values, stat, batches=10 * len(seeds))
+        out[key] = {"model": round(model, 3), "sim": round(sim, 3), "sim_se": round(se, 3),
+                    "error_pct": pct(model, sim), "error_se_pct": None if sim == 0 else round(se / sim * 100, 2),
                     "sim_seed_range": [round(min(s[key] for s in per_seed), 3),
                                        round(max(s[key] for s in per_seed), 3)]}
     return out
@@ -127,14 +130,17 @@ def markdown(doc: dict) -> str:
             row.append(fmt_range(worst(sub, key, lambda c: True)))
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "## Every cell", "",
-              "Model / simulation (error %); the simulation's range over the seeds in brackets for p99.", "",
-              "| util | c | cv2 | C | mean wait ms | p50 ms | p95 ms | p99 ms | p99 seeds |",
+              "Model / simulation (error %, and in brackets the simulation's standard error in % by batch "
+              "means: the noise of that error); the last column the simulated p99 of each seed alone.", "",
+              "| util | c | cv2 | C | mean wait ms | p50 ms | p95 ms | p99 ms | p99 per seed |",
               "|---:|---:|---:|---:|---|---|---|---|---|"]
     for c in doc["cells"]:
         parts = []
         for key in KEYS:
             e = c[key]["error_pct"]
-            parts.append(f"{c[key]['model']:.2f} / {c[key]['sim']:.2f} ({'-' if e is None else f'{e:+.1f}'})")
+            se = c[key]["error_se_pct"]
+            parts.append(f"{c[key]['model']:.2f} / {c[key]['sim']:.2f} "
+                         + ("(-)" if e is None else f"({e:+.1f} ±{se:.1f})"))
         lo, hi = c["p99_ms"]["sim_seed_range"]
         lines.append(f"| {c['utilization']} | {c['servers']} | {c['service_cv2']} | {c['p_wait']:.3f} | "
                      + " | ".join(parts) + f" | {lo:.1f} .. {hi:.1f} |")
