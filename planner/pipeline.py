@@ -27,7 +27,6 @@ from planner.report.files import recover_interrupted, staged_dir
 from planner.report.output_dir import FOUND, holds_found_plan
 from planner.solver.baselines import Baseline, baselines, best_feasible
 from planner.solver.cpsat import PlacementSolver, SolverConfig
-from planner.solver.evaluate import evaluate
 from planner.solver.explain import explain_infeasible
 from planner.solver.instance import Instance
 from planner_runtime.digest import sha256_file
@@ -52,8 +51,8 @@ def solve_prepared(prepared: Prepared, config: SolverConfig) -> Plan:
     inst = prepared.instance
     base: list[Baseline] = baselines(inst)
     hint = best_feasible(base, config.objective)
-    solution = PlacementSolver(inst, config, hint=hint.evaluation.placement if hint else None).solve()
-    evaluation = evaluate(inst, solution.placement) if solution.placement else None
+    solution = PlacementSolver(inst, config, hint=hint.evaluation if hint else None).solve()
+    evaluation = solution.evaluate(inst) if solution.placement else None
     explanation = None
     if solution.status == "INFEASIBLE":
         explanation = explain_infeasible(inst, time_limit_s=min(10.0, config.time_limit_s), workers=config.workers)

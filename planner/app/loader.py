@@ -15,10 +15,10 @@ from typing import Any
 import annotated_types
 from pydantic import BaseModel, ValidationError
 
-from planner.errors import InputError, KeyPath, clipped, shown, shown_name
 from planner.app.overrides import apply_override
 from planner.app.spec import App
 from planner.app.yaml_lines import LineMap, load_file
+from planner.errors import InputError, KeyPath, clipped, shown, shown_name
 
 
 @dataclass
@@ -122,9 +122,7 @@ def _locate(data: Any, loc: tuple) -> tuple[list[str | int], bool]:
     path: list[str | int] = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             node = node[part]
         else:
             return path + [part] if part != "[key]" else path, False

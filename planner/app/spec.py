@@ -10,7 +10,14 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from planner.app.tensors import DTYPES, MAX_TENSOR_DIMS, MAX_TENSOR_ELEMENTS, TensorSpec
 

@@ -57,7 +57,8 @@ def pareto(
     out_dir = output or Path("out") / front.app
     plan = _existing_plan(out_dir)
     chosen = plan.placement if plan is not None and plan.app == front.app else None
-    payload = {"points": [p.model_dump(include={"latency_ms", "cost_per_hour", "placement"}) for p in front.points]}
+    payload = {"points": [p.model_dump(include={"latency_ms", "cost_per_hour", "placement", "replicas"})
+                          for p in front.points]}
     written = publish(out_dir, {
         "pareto.json": json.dumps({**front.model_dump(), **payload}, indent=2) + "\n",
         "pareto.md": pareto_report.markdown(front, chosen),
@@ -71,11 +72,11 @@ def pareto(
         return
     t = Table(title=f"{front.app}: latency-cost Pareto front ({'exact' if front.exact else 'not proven exact'})",
               title_justify="left")
-    for col in ("#", "latency ms", "cost $/h", "placement", ""):
+    for col in ("#", "latency ms", "cost $/h", "placement", "replicas", ""):
         t.add_column(col, justify="right" if col in ("#", "latency ms", "cost $/h") else "left")
     for i, p in enumerate(front.points, 1):
         t.add_row(str(i), f"{p.latency_ms:,.3f}", f"{p.cost_per_hour:.6f}", pareto_report.placement_label(p.placement),
-                  "<- plan.json" if chosen == p.placement else "")
+                  " ".join(f"{s}={n}" for s, n in p.replicas.items()), "<- plan.json" if chosen == p.placement else "")
     out.print(t)
     if front.note:
         out.print(f"[yellow]note:[/] {front.note}")

@@ -1,13 +1,25 @@
 """Making plan.json from a solved instance: every number recomputed by the evaluator from the
-final placement, each path's terms, the cost's parts, the baselines beside the optimum."""
+final placement, builds and replicas, each path's terms (service, queue wait, transfer), the
+cost's parts, the baselines beside the optimum, and the plan's latency against its load."""
 
 from __future__ import annotations
 
 from planner.model.checked_app import CheckedApp
 from planner.model.graph import EnsembleGraph
 from planner.model.network import Network
-from planner.plan.schema import (BaselineReport, CostReport, EgressTerm, ModelReport, PathReport, PathTerm, PhaseReport,
-                                 Plan, SiteReport, SolverReport)
+from planner.plan.load_curve import load_curve, model_queue
+from planner.plan.schema import (
+    BaselineReport,
+    CostReport,
+    EgressTerm,
+    ModelReport,
+    PathReport,
+    PathTerm,
+    PhaseReport,
+    Plan,
+    SiteReport,
+    SolverReport,
+)
 from planner.profiling.table import NodeProfile
 from planner.solver.baselines import Baseline
 from planner.solver.cpsat import PhaseResult, Solution, SolverConfig
@@ -45,7 +57,8 @@ def solver_report(solution: Solution, config: SolverConfig) -> SolverReport:
     )
 
 
-def _path_report(inst: Instance, evaluation: Evaluation, graph: EnsembleGraph, network: Network, nodes: list[str]) -> PathReport:
+def _path_report(inst: Instance, evaluation: Evaluation, graph: EnsembleGraph, network: Network, nodes: list[str],
+                 median_wait_ms: dict[str, float]) -> PathReport:
     site_of = {**inst.fixed, **evaluation.placement}
     by_index = {t.index: t for t in evaluation.flows}
     nbytes = {f.index: f.nbytes for f in inst.flows}
@@ -60,12 +73,17 @@ def _path_report(inst: Instance, evaluation: Evaluation, graph: EnsembleGraph, n
         terms.append(PathTerm(kind="transfer", name=f"{a}->{b}", ms=term.latency_us / 1000, route=route,
                               bytes=nbytes[term.index]))
         if b in evaluation.placement:
-            lat = inst.options[b][site_of[b]].latency_us
+            lat = inst.option(b, site_of[b], evaluation.builds[b]).latency_us
             terms.append(PathTerm(kind="model", name=b, ms=lat / 1000, site=site_of[b]))
+            if evaluation.wait_us[b]:
+                terms.append(PathTerm(kind="queue", name=b, ms=evaluation.wait_us[b] / 1000, site=site_of[b]))
     latency = sum(t.ms for t in terms)
+    queueing = sum(t.ms for t in terms if t.kind == "queue")
+    median = latency - queueing + sum(median_wait_ms[t.name] for t in terms if t.kind == "model")
     slo = inst.slo_us / 1000 if inst.slo_us is not None else None
     return PathReport(source=nodes[0], sink=nodes[-1], nodes=nodes, latency_ms=round(latency, 3), slo_ms=slo,
-                      slack_ms=None if slo is None else round(slo - latency, 3), terms=terms)
+                      slack_ms=None if slo is None else round(slo - latency, 3), terms=terms,
+                      p50_ms=round(median, 3), queueing_ms=round(queueing, 3))
 
 
 def _critical_path(inst: Instance, evaluation: Evaluation, sink: str) -> list[str]:
@@ -82,13 +100,14 @@ def _critical_path(inst: Instance, evaluation: Evaluation, sink: str) -> list[st
     return nodes[::-1]
 
 
-def path_reports(inst: Instance, evaluation: Evaluation, graph: EnsembleGraph, network: Network) -> tuple[int, list[PathReport]]:
+def path_reports(inst: Instance, evaluation: Evaluation, graph: EnsembleGraph, network: Network,
+                 median_wait_ms: dict[str, float]) -> tuple[int, list[PathReport]]:
     total = graph.count_paths()
     if total <= PATHS_LISTED_MAX:
         chosen = list(graph.paths())
     else:  # too many to list: the critical path into each sink
         chosen = [_critical_path(inst, evaluation, k) for k in inst.sinks]
-    return total, [_path_report(inst, evaluation, graph, network, p) for p in chosen]
+    return total, [_path_report(inst, evaluation, graph, network, p, median_wait_ms) for p in chosen]
 
 
 def baseline_report(b: Baseline) -> BaselineReport:
@@ -135,7 +154,9 @@ def make_plan(
         app=checked.app.name, status=solution.status, objective=config.objective, placement=solution.placement,
         latency_ms=None, cost_per_hour=None,
         constraints={"latency_ms": None if inst.slo_us is None else inst.slo_us / 1000,
-                     "cost_per_hour": None if inst.cost_cap_uph is None else inst.cost_cap_uph / 1e6},
+                     "cost_per_hour": None if inst.cost_cap_uph is None else inst.cost_cap_uph / 1e6,
+                     "max_utilization": checked.app.constraints.max_utilization},
+        percentile=inst.percentile,
         solver=solver_report(solution, config), baselines=[baseline_report(b) for b in baselines],
         profiles=profiles, warnings=warnings, explanation=explanation.lines() if explanation else [],
         conflicts=explanation.conflicts if explanation else [],
@@ -144,16 +165,24 @@ def make_plan(
         return plan
     plan.latency_ms = evaluation.latency_us / 1000
     plan.cost_per_hour = evaluation.cost_uph / 1e6
-    prof = {(p.node, p.site): p for p in profiles}
+    prof = {(p.node, p.site, p.build): p for p in profiles}
+    median_wait: dict[str, float] = {}
     for m in inst.models:
         s = evaluation.placement[m]
-        opt = inst.options[m][s]
-        p = prof.get((m, s))
+        opt = inst.option(m, s, evaluation.builds[m])
+        p = prof.get((m, s, opt.build))
+        instances = checked.app.models[m].instances
+        queue = model_queue(graph.rate_rps[m], opt.latency_us, evaluation.replicas[s] * instances)
+        median_wait[m] = queue.wait_ms(50)
+        engine, _, precision = opt.build.partition("/")
         plan.models[m] = ModelReport(
             site=s, tier=sites[s].tier, target=sites[s].target_name, latency_ms=opt.latency_us / 1000,
             memory_mb=opt.memory_kb / 1000, rate_rps=graph.rate_rps[m], start_ms=evaluation.start_us[m] / 1000,
             finish_ms=evaluation.finish_us[m] / 1000, provenance=p.provenance if p else "given",
-            tuning=p.tuning if p else None,
+            tuning=p.tuning if p else None, engine=engine, precision=precision,
+            verified=p.verified if p else None, instances=instances, servers=queue.servers,
+            utilization=round(queue.utilization, 6), wait_ms=evaluation.wait_us[m] / 1000,
+            wait_p50_ms=round(median_wait[m], 3), mean_wait_ms=round(queue.mean_wait_ms, 3),
         )
     for site in inst.sites:
         if site.name not in evaluation.replicas:
@@ -163,9 +192,13 @@ def make_plan(
             tier=r.tier, target=r.target_name, models=[m for m in inst.models if evaluation.placement[m] == site.name],
             replicas=evaluation.replicas[site.name], max_replicas=site.max_replicas,
             load_replicas=round(evaluation.load[site.name] / REPLICA_CAPACITY, 6),
+            utilization=round(evaluation.load[site.name] / REPLICA_CAPACITY / evaluation.replicas[site.name], 6),
             memory_mb_used=evaluation.memory_kb[site.name] / 1000, memory_mb=site.memory_kb / 1000,
             cost_per_hour=evaluation.compute_uph[site.name] / 1e6,
         )
-    plan.paths_total, plan.paths = path_reports(inst, evaluation, graph, network)
+    plan.paths_total, plan.paths = path_reports(inst, evaluation, graph, network, median_wait)
+    sources = {name: src.rate_rps for name, src in checked.app.sources.items()}
+    plan.load_curve = load_curve(inst, evaluation, {**graph.rate_rps, **sources},
+                                 {m: checked.app.models[m].instances for m in inst.models})
     plan.cost = cost_report(inst, evaluation, graph, network)
     return plan

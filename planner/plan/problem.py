@@ -1,13 +1,22 @@
 """From a checked app and its profiles to the solver's integer Instance: the README's latency
-and cost model, in the solver's units (planner.solver.instance)."""
+and cost model, in the solver's units (planner.solver.instance), with each build's queue waits
+tabulated per replica count (planner.model.queueing)."""
 
 from __future__ import annotations
 
 from planner.model.checked_app import CheckedApp
+from planner.model.queueing import least_servers, wait_table_ms
 from planner.plan.limits import check_solver_limits
 from planner.profiling.flows import flow_bytes
 from planner.profiling.table import NodeProfile, ProfileTable
-from planner.solver.instance import FlowData, Instance, Option, SiteData, Transfer
+from planner.solver.instance import (
+    REPLICA_CAPACITY,
+    FlowData,
+    Instance,
+    Option,
+    SiteData,
+    Transfer,
+)
 
 
 def us(ms: float) -> int:
@@ -18,32 +27,75 @@ def micro(x: float) -> int:
     return round(x * 1e6)
 
 
+# a wait table ends where the wait is 0: about the load plus a few times its square root in
+# servers (at most a few thousand entries at the largest loads the limits allow); this only
+# bounds a runaway
+TABLE_REPLICAS_MAX = 10**7
+
+
+def undominated(options: list[Option]) -> list[Option]:
+    """The builds no other build beats in both latency and memory (the same numbers: the first),
+    fastest first: a dominated build is never in an optimal plan (its wait and load are no
+    smaller either), so the solver need not see it."""
+    kept: list[Option] = []
+    for o in sorted(options, key=lambda o: (o.latency_us, o.memory_kb)):
+        if not any(k.memory_kb <= o.memory_kb for k in kept):
+            kept.append(o)
+    return kept
+
+
+def queue_waits(rate_rps: float, latency_us: int, instances: int, percentile: float,
+                max_utilization: float | None) -> tuple[int, tuple[int, ...]]:
+    """(fewest replicas the queue keeps up with, its wait in us with that many, one more, ...)."""
+    least = -(-least_servers(rate_rps, latency_us / 1000, max_utilization) // instances)
+    # up to the first replica count with no wait, whatever max_replicas says: a plan that needs
+    # more replicas than allowed is still evaluated (and its latency shown) by these waits
+    table = wait_table_ms(rate_rps, latency_us / 1000, instances, TABLE_REPLICAS_MAX, percentile,
+                          max_utilization=max_utilization)
+    waits: list[int] = []
+    for r in range(least, max(table) + 1):
+        # never rising with more replicas (the solver relies on it), and cut after the last wait
+        waits.append(min([us(table[r]), *waits[-1:]]))
+    while waits and waits[-1] == 0:
+        waits.pop()
+    return least, tuple(waits)
+
+
 def build_instance(checked: CheckedApp, profiles: ProfileTable) -> Instance:
     app, sites, graph, network = checked.app, checked.sites, checked.graph, checked.network
     rate_mrps = {m: max(1, round(r * 1000)) for m, r in graph.rate_rps.items()}
+    limits = app.constraints
 
-    def option(m: str, latency_ms: float, memory_mb: float) -> Option:
+    def option(m: str, s: str, latency_ms: float, memory_mb: float, build: str = "given/fp32") -> Option:
         lat = max(1, us(latency_ms))
-        return Option(latency_us=lat, memory_kb=round(memory_mb * 1000), load=rate_mrps[m] * lat)
+        instances = app.models[m].instances
+        least, waits = queue_waits(rate_mrps[m] / 1000, lat, instances, limits.percentile, limits.max_utilization)
+        return Option(latency_us=lat, memory_kb=round(memory_mb * 1000), load=-(-rate_mrps[m] * lat // instances),
+                      build=build, min_replicas=least, waits_us=waits)
 
-    profile_of: dict[tuple[str, str], NodeProfile] = {}
-    for e in profiles.entries:  # indexed once (ProfileTable.get scans); the first entry wins, as there
-        profile_of.setdefault((e.node, e.site), e)
+    profile_of: dict[tuple[str, str], list[NodeProfile]] = {}
+    for e in profiles.entries:  # indexed once (ProfileTable.get scans)
+        profile_of.setdefault((e.node, e.site), []).append(e)
     options: dict[str, dict[str, Option]] = {}
+    more_builds: dict[str, dict[str, list[Option]]] = {}
     unpinned: dict[str, dict[str, Option]] = {}
     for m in graph.topological_models:
         options[m] = {}
         too_big = []
         for s in app.candidate_sites(m):
-            p = profile_of.get((m, s))
-            if p is None:
+            builds = profile_of.get((m, s))
+            if not builds:
                 continue  # excluded by the profiler (it said why)
-            if p.memory_mb > sites[s].memory_mb:
+            fits = [p for p in builds if p.memory_mb <= sites[s].memory_mb]
+            if not fits:
                 too_big.append(f"{s} ({sites[s].memory_mb:g} MB)")
                 continue
-            options[m][s] = option(m, p.latency_ms, p.memory_mb)
+            kept = undominated([option(m, s, p.latency_ms, p.memory_mb, p.build) for p in fits])
+            options[m][s] = kept[0]
+            if kept[1:]:
+                more_builds.setdefault(m, {})[s] = kept[1:]
         # given numbers on sites that `sites:` excludes: what relaxing the pin would allow
-        extra = {s: option(m, e.latency_ms, e.memory_mb) for s, e in app.models[m].profile.items()
+        extra = {s: option(m, s, e.latency_ms, e.memory_mb) for s, e in app.models[m].profile.items()
                  if s not in options[m] and s not in app.candidate_sites(m) and e.memory_mb <= sites[s].memory_mb}
         if extra:
             unpinned[m] = extra
@@ -79,6 +131,7 @@ def build_instance(checked: CheckedApp, profiles: ProfileTable) -> Instance:
                         max_replicas=s.max_replicas) for s in sites.values()],
         models=graph.topological_models,
         options=options,
+        more_builds=more_builds,
         unpinned=unpinned,
         fixed=fixed,
         sources=list(app.sources),
@@ -86,6 +139,9 @@ def build_instance(checked: CheckedApp, profiles: ProfileTable) -> Instance:
         flows=flows,
         slo_us=us(app.constraints.latency_ms) if app.constraints.latency_ms is not None else None,
         cost_cap_uph=micro(app.constraints.cost_per_hour) if app.constraints.cost_per_hour is not None else None,
+        percentile=limits.percentile,
+        replica_capacity=REPLICA_CAPACITY if limits.max_utilization is None
+        else max(1, int(REPLICA_CAPACITY * limits.max_utilization)),
     )
     check_solver_limits(checked, inst)
     return inst

@@ -23,9 +23,9 @@ class Model(BaseModel):
 
 
 class PathTerm(Model):
-    kind: Literal["model", "transfer"]
-    name: str  # a model, or "producer->consumer" for a transfer
-    ms: float
+    kind: Literal["model", "queue", "transfer"]
+    name: str  # a model (its service, or its wait for an instance), or "producer->consumer" for a transfer
+    ms: float  # a queue term: the wait at the plan's percentile
     site: str | None = None  # model terms
     route: list[str] | None = None  # transfer terms crossing sites: the sites it goes through
     bytes: int | None = None
@@ -35,23 +35,34 @@ class PathReport(Model):
     source: str
     sink: str
     nodes: list[str]
-    latency_ms: float
+    latency_ms: float = Field(description="at the plan's percentile under its load: the sum of the terms")
     slo_ms: float | None
     slack_ms: float | None
     terms: list[PathTerm]
+    p50_ms: float | None = Field(default=None, description="the same path with each queue's median wait")
+    queueing_ms: float = Field(default=0.0, description="the queue terms' share of latency_ms")
 
 
 class ModelReport(Model):
     site: str
     tier: str
     target: str
-    latency_ms: float
+    latency_ms: float = Field(description="service time of one request (the build's profile)")
     memory_mb: float
     rate_rps: float
     start_ms: float
     finish_ms: float
     provenance: str
     tuning: str | None = None
+    engine: str = "given"
+    precision: str = "fp32"
+    verified: bool | None = None
+    instances: int = 1
+    servers: int = Field(default=1, description="replicas of its site x instances: its queue's servers")
+    utilization: float = Field(default=0.0, description="rate x latency / servers")
+    wait_ms: float = Field(default=0.0, description="its queue's wait at the plan's percentile")
+    wait_p50_ms: float = 0.0
+    mean_wait_ms: float = 0.0
 
 
 class SiteReport(Model):
@@ -60,10 +71,23 @@ class SiteReport(Model):
     models: list[str]
     replicas: int
     max_replicas: int
-    load_replicas: float = Field(description="sum of rate x latency: the replicas the load fills")
+    load_replicas: float = Field(description="sum of rate x latency / instances: the replicas the load fills")
+    utilization: float = Field(default=0.0, description="load_replicas / replicas")
     memory_mb_used: float
     memory_mb: float
     cost_per_hour: float
+
+
+class LoadPoint(Model):
+    """The plan (placement, builds, replicas unchanged) with every source's rate scaled."""
+
+    rate_scale: float
+    rate_rps: float = Field(description="the sources' rates summed, scaled")
+    max_utilization: float = Field(description="the busiest model queue's utilization")
+    stable: bool = Field(description="every queue keeps up; when not, no latency (it grows without bound)")
+    p50_ms: float | None = None
+    tail_ms: float | None = Field(default=None, description="the slowest path at the plan's percentile")
+    within_knee: bool = Field(default=False, description="tail_ms within 1.5x of the latency with no queue")
 
 
 class EgressTerm(Model):
@@ -127,12 +151,14 @@ class Plan(Model):
     latency_ms: float | None
     cost_per_hour: float | None
     constraints: dict[str, float | None]
+    percentile: float = Field(default=99, description="latencies are this percentile under the planned load")
     solver: SolverReport
     models: dict[str, ModelReport] = Field(default_factory=dict)
     sites: dict[str, SiteReport] = Field(default_factory=dict)
     paths_total: int = 0
     paths: list[PathReport] = Field(default_factory=list)
     cost: CostReport | None = None
+    load_curve: list[LoadPoint] = Field(default_factory=list, description="latency against load, planned rate = 1")
     baselines: list[BaselineReport] = Field(default_factory=list)
     profiles: list[NodeProfile] = Field(default_factory=list)
     explanation: list[str] = Field(default_factory=list)

@@ -1,11 +1,13 @@
-"""Plans an architect would try by hand, scored by the same evaluator as the optimum."""
+"""Plans an architect would try by hand, scored by the same evaluator as the optimum (each with
+the replicas its queues need for the SLO, sized greedily: planner.solver.replicas)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planner.solver.evaluate import Evaluation, evaluate
-from planner.solver.instance import REPLICA_CAPACITY, FlowData, Instance
+from planner.solver.evaluate import Evaluation
+from planner.solver.instance import FlowData, Instance
+from planner.solver.replicas import with_replicas_for_slo
 
 
 @dataclass
@@ -21,7 +23,7 @@ def single_site(inst: Instance) -> list[Baseline]:
     for site in inst.sites:
         if all(site.name in inst.options[m] for m in inst.models):
             placement = {m: site.name for m in inst.models}
-            out.append(Baseline(f"all-on-{site.name}", f"every model on {site.name}", evaluate(inst, placement)))
+            out.append(Baseline(f"all-on-{site.name}", f"every model on {site.name}", with_replicas_for_slo(inst, placement)))
     return out
 
 
@@ -67,7 +69,7 @@ def greedy_earliest_finish(inst: Instance) -> Baseline:
             best = (0, 0, next(iter(inst.options[m])))
         placement[m] = site_of[m] = best[2]
         finish[m] = best[0]
-    return Baseline("greedy", "greedy: each model where it finishes first (HEFT-style)", evaluate(inst, placement))
+    return Baseline("greedy", "greedy: each model where it finishes first (HEFT-style)", with_replicas_for_slo(inst, placement))
 
 
 def capacity_greedy_placement(inst: Instance) -> tuple[dict[str, str], list[str]]:
@@ -92,7 +94,7 @@ def capacity_greedy_placement(inst: Instance) -> tuple[dict[str, str], list[str]
             best_any = min(best_any, key) if best_any else key
             if mem[s] + opt.memory_kb > sites[s].memory_kb:
                 continue
-            if -(-(load[s] + opt.load) // REPLICA_CAPACITY) > sites[s].max_replicas:
+            if inst.least_replicas(s, load[s] + opt.load, [opt]) > sites[s].max_replicas:
                 continue
             best = min(best, key) if best else key
         if best is None:
@@ -112,7 +114,7 @@ def greedy_within_capacity(inst: Instance) -> Baseline:
     unless the SLO or cost cap rule it out (and so gives the solver a feasible start)."""
     placement, _ = capacity_greedy_placement(inst)
     return Baseline("greedy-capacity", "greedy: each model where it finishes first among the sites with room left",
-                    evaluate(inst, placement))
+                    with_replicas_for_slo(inst, placement))
 
 
 def baselines(inst: Instance) -> list[Baseline]:

@@ -14,6 +14,13 @@ every plan (capacity ignored): they drop sites and flow pairs that cannot meet t
 per-site lower bounds on finish times and the makespan that a fractional LP cannot average
 away (the chained constraints alone can mix one site's speed with another's zero transfer),
 and fix most of the model in the tie-break phase.
+
+Builds and queueing: a model with several builds on a site gets a boolean per build (summing
+to its placement boolean); one build needs none. Replicas are integers; where a queue's wait at
+the percentile depends on them, a boolean per (site, replica count k) says "at most k replicas",
+and the model's wait variable is at least its table's wait for k whenever its build is chosen
+and the site runs at most k replicas (the tables fall as replicas grow, so this is exact).
+Apps whose queues never wait get no such variables.
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from planner.solver import constraints
 from planner.solver.constraints import ConstraintKey
-from planner.solver.evaluate import evaluate
-from planner.solver.instance import REPLICA_CAPACITY, FlowData, Instance, Option
+from planner.solver.evaluate import Evaluation, evaluate
+from planner.solver.instance import FlowData, Instance, Option
+from planner.solver.replicas import without_spare_replicas
 
 LinearExpr = cp_model.LinearExpr
 
@@ -47,6 +55,13 @@ def solve_checked(solver: cp_model.CpSolver, model: cp_model.CpModel, callback=N
         reason = " ".join((model.validate() or "MODEL_INVALID").split())  # one line: the CLI prints one
         raise SolverModelError(f"CP-SAT rejected the model: {reason[:500]}")
     return status
+
+
+def upper_bound(var: cp_model.IntVar) -> int:
+    """The largest value of a variable's domain. (The proto's repeated field does not index from
+    the end: `domain[-1]` is its first element.)"""
+    domain = var.proto.domain
+    return domain[len(domain) - 1]
 
 
 class SolverConfig(BaseModel):
@@ -71,6 +86,8 @@ class PhaseResult(BaseModel):
 class Solution(BaseModel):
     status: Literal["OPTIMAL", "FEASIBLE", "INFEASIBLE", "UNKNOWN"]
     placement: dict[str, str] = Field(default_factory=dict)
+    builds: dict[str, str] = Field(default_factory=dict)
+    replicas: dict[str, int] = Field(default_factory=dict)
     primary: PhaseResult | None = None
     secondary: PhaseResult | None = None
     wall_time_s: float = 0.0
@@ -82,12 +99,22 @@ class Solution(BaseModel):
             return None
         return abs(p.value - p.bound) / max(1, abs(p.value))
 
+    def evaluate(self, inst: Instance) -> Evaluation:
+        """The plan found, by the independent evaluator (its placement, builds and replicas)."""
+        return evaluate(inst, self.placement, self.builds, self.replicas)
+
+
+Choice = tuple[str, cp_model.IntVar, Option]  # a site, the literal that chooses it and a build there, the build
+
 
 class _Vars:
     """Decision variables with the queries the constraint families need."""
 
     def __init__(self) -> None:
         self.x: dict[tuple[str, str], cp_model.IntVar] = {}
+        self.build: dict[tuple[str, str, str], cp_model.IntVar] = {}  # (model, site, build), where a site has several
+        self.wait: dict[str, cp_model.IntVar] = {}  # a model's queue wait at the percentile, where it may wait
+        self.at_most: dict[tuple[str, int], cp_model.IntVar] = {}  # (site, k): the site runs at most k replicas
         self.pair: dict[tuple[int, str, str], cp_model.IntVar] = {}
         self.finish: dict[str, cp_model.IntVar] = {}
         self.replicas: dict[str, cp_model.IntVar] = {}
@@ -112,8 +139,8 @@ class PlacementSolver:
     replicas per site, pins) is enforced only under an assumption literal in
     `self.assumptions`, so infeasibility can be explained by a conflict set."""
 
-    def __init__(self, inst: Instance, config: SolverConfig | None = None, hint: dict[str, str] | None = None,
-                 soft: bool = False):
+    def __init__(self, inst: Instance, config: SolverConfig | None = None,
+                 hint: dict[str, str] | Evaluation | None = None, soft: bool = False):
         self.inst = inst
         self.config = config or SolverConfig()
         self.hint = hint
@@ -127,11 +154,13 @@ class PlacementSolver:
     def _build_model(self) -> None:
         self._allowed = self._prune_sites()
         self._add_placement_variables()
+        self._add_build_variables()
         self._add_pins()
         self._add_flow_pair_variables()
-        self._add_timing_constraints()
         self._add_memory_constraints()
         self._add_replica_constraints()
+        self._add_queue_waits()
+        self._add_timing_constraints()
         self.cost = self._cost_expression()
         self._add_cost_cap()
         self._add_hint()
@@ -180,7 +209,7 @@ class PlacementSolver:
             outgoing.setdefault(f.src, []).append(f)
 
         def duration(n: str, s: str) -> int:
-            return 0 if n in inst.fixed else inst.option(n, s).latency_us
+            return 0 if n in inst.fixed else self._least_us(n, s)
 
         def transfer(f: FlowData, a: str, b: str) -> int | None:
             if a == b:
@@ -207,8 +236,15 @@ class PlacementSolver:
                 tail[n, s] = min(never, rest)
         return finish, tail
 
-    def _options(self, m: str):
-        return [(s, self.inst.option(m, s)) for s in self._sites(m)]
+    def _least_us(self, m: str, s: str) -> int:
+        """The least time model m can take on site s in any plan: its fastest build plus its
+        wait with the most replicas allowed (when explaining, replicas may exceed the limit:
+        the latency alone)."""
+        most = self.inst.site(s).max_replicas
+        return min(o.latency_us if self.soft else o.least_us(most) for o in self.inst.builds(m, s))
+
+    def _choices(self, m: str) -> list[Choice]:
+        return self._choice[m]
 
     def _add_placement_variables(self) -> None:
         # Every model runs on exactly one of the sites it may use.
@@ -221,6 +257,23 @@ class PlacementSolver:
             if m in self._hopeless:  # the SLO cannot be met: say so to CP-SAT
                 for v in xs:
                     self.model.add(v == 0)
+
+    def _add_build_variables(self) -> None:
+        # A model on a site runs exactly one of its builds there.
+        self._choice: dict[str, list[Choice]] = {}
+        for m in self.inst.models:
+            self._choice[m] = []
+            for s in self._sites(m):
+                builds = self.inst.builds(m, s)
+                if len(builds) == 1:
+                    self._choice[m].append((s, self.vars.x[m, s], builds[0]))
+                    continue
+                lits = []
+                for o in builds:
+                    v = self.vars.build[m, s, o.build] = self.model.new_bool_var(f"b[{m},{s},{o.build}]")
+                    lits.append(v)
+                    self._choice[m].append((s, v, o))
+                self.model.add(LinearExpr.sum(lits) == self.vars.x[m, s])
 
     def _add_pins(self) -> None:
         # (soft only) A model stays on the sites its `sites:` lists.
@@ -260,7 +313,7 @@ class PlacementSolver:
 
     def _through(self, f: FlowData, s: str, t: str, transfer_us: int) -> int:
         """Least latency of any source->sink path through flow f carried from site s to site t."""
-        consumer = 0 if f.dst in self.inst.fixed else self.inst.option(f.dst, t).latency_us
+        consumer = 0 if f.dst in self.inst.fixed else self._least_us(f.dst, t)
         return self._site_finish[f.src, s] + transfer_us + consumer + self._site_tail[f.dst, t]
 
     def _transfer_terms(self, f: FlowData) -> tuple[list, list[int]]:
@@ -269,8 +322,11 @@ class PlacementSolver:
         return [v for v, _ in pairs], [c for _, c in pairs]
 
     def _duration_terms(self, m: str) -> tuple[list, list[int]]:
-        opts = self._options(m)
-        return [self.vars.x[m, s] for s, _ in opts], [o.latency_us for _, o in opts]
+        choices = self._choices(m)
+        vs, cs = [lit for _, lit, _ in choices], [o.latency_us for _, _, o in choices]
+        if m in self.vars.wait:
+            vs, cs = vs + [self.vars.wait[m]], cs + [1]
+        return vs, cs
 
     def _time_bounds(self, use_slo: bool = True) -> tuple[dict[str, int], dict[str, int], int]:
         """Earliest finish of each node (over the sites it may use), latest finish that can
@@ -282,7 +338,8 @@ class PlacementSolver:
         if use_slo and inst.slo_us is not None:
             horizon = inst.slo_us
         else:
-            durations = {m: [o.latency_us for _, o in self._options(m)] for m in inst.models}
+            durations = {m: [o.latency_us + o.wait_us(o.min_replicas) for _, _, o in self._choices(m)]
+                         for m in inst.models}
             horizon = sum(max(d) for d in durations.values()) + sum(
                 max((t.latency_us for t in f.transfers), default=0) for f in inst.flows)
         latest = {n: horizon - tail[n] for n in inst.models}
@@ -321,7 +378,7 @@ class PlacementSolver:
         # s. The chained constraints alone let a fractional LP mix a site's speed with another
         # site's zero transfer; these bounds are per site, so they cannot be mixed that way.
         sf, st = self._site_finish, self._site_tail
-        cap = self.vars.makespan.proto.domain[-1] + 1  # "never" (no route on): any value beyond the horizon
+        cap = upper_bound(self.vars.makespan) + 1  # "never" (no route on): any value beyond the horizon
         for m in self.inst.models:
             xs = [self.vars.x[m, s] for s in self._sites(m)]
             ef = [min(cap, sf[m, s]) for s in self._sites(m)]
@@ -330,41 +387,68 @@ class PlacementSolver:
             tl = [min(cap, st[m, s]) for s in self._sites(m)]
             self.model.add(self.vars.makespan >= self.vars.finish[m] + LinearExpr.weighted_sum(xs, tl))
 
-    def _hosted(self, site: str) -> list[tuple[str, Option]]:
+    def _hosted(self, site: str) -> list[tuple[str, cp_model.IntVar, Option]]:
+        """(model, literal, build) of every build that may run on the site."""
         if not hasattr(self, "_hosted_by_site"):
-            self._hosted_by_site: dict[str, list[tuple[str, Option]]] = {s.name: [] for s in self.inst.sites}
+            self._hosted_by_site: dict[str, list[tuple[str, cp_model.IntVar, Option]]] = {
+                s.name: [] for s in self.inst.sites}
             for m in self.inst.models:
-                for s, o in self._options(m):
-                    self._hosted_by_site.setdefault(s, []).append((m, o))
+                for s, lit, o in self._choices(m):
+                    self._hosted_by_site.setdefault(s, []).append((m, lit, o))
         return self._hosted_by_site.get(site, [])
 
     def memory_kb(self, site: str):
         hosted = self._hosted(site)
-        return LinearExpr.weighted_sum([self.vars.x[m, site] for m, _ in hosted], [o.memory_kb for _, o in hosted])
+        return LinearExpr.weighted_sum([lit for _, lit, _ in hosted], [o.memory_kb for _, _, o in hosted])
 
     def _add_memory_constraints(self) -> None:
         # The models on a site fit in one replica's memory.
         for site in self.inst.sites:
-            if any(o.memory_kb for _, o in self._hosted(site.name)):
+            if any(o.memory_kb for _, _, o in self._hosted(site.name)):
                 self._enforce(self.model.add(self.memory_kb(site.name) <= site.memory_kb), constraints.memory(site.name))
 
     def _add_replica_constraints(self) -> None:
-        # Enough replicas for the load, at least one where anything runs, at most max_replicas.
+        # Enough replicas for the load and for each queue, at least one where anything runs,
+        # at most max_replicas.
         for site in self.inst.sites:
             hosted = self._hosted(site.name)
             most = site.max_replicas
             if self.soft:  # room to exceed max_replicas, so that a conflict can name it
-                most = max(most, -(-sum(o.load for _, o in hosted) // REPLICA_CAPACITY))
+                load = sum(o.load for _, _, o in hosted)
+                most = max(most, self.inst.least_replicas(site.name, load, [o for _, _, o in hosted]))
             r = self.model.new_int_var(0, most if hosted else 0, f"replicas[{site.name}]")
             self.vars.replicas[site.name] = r
             if not hosted:
                 continue
-            self.model.add(REPLICA_CAPACITY * r >= LinearExpr.weighted_sum(
-                [self.vars.x[m, site.name] for m, _ in hosted], [o.load for _, o in hosted]))
-            for m, _ in hosted:
-                self.model.add(r >= self.vars.x[m, site.name])
+            self.model.add(self.inst.replica_capacity * r >= LinearExpr.weighted_sum(
+                [lit for _, lit, _ in hosted], [o.load for _, _, o in hosted]))
+            for _, lit, o in hosted:
+                self.model.add(r >= o.min_replicas * lit)
             if self.soft:
                 self._enforce(self.model.add(r <= site.max_replicas), constraints.replicas(site.name))
+
+    def _at_most(self, site: str, k: int) -> cp_model.IntVar:
+        key = (site, k)
+        if key not in self.vars.at_most:
+            v = self.vars.at_most[key] = self.model.new_bool_var(f"le[{site},{k}]")
+            r = self.vars.replicas[site]
+            self.model.add(r <= k).only_enforce_if(v)
+            self.model.add(r >= k + 1).only_enforce_if(~v)
+        return self.vars.at_most[key]
+
+    def _add_queue_waits(self) -> None:
+        # wait[m] >= the table's wait with k replicas, if m's build runs on s and s runs at most k.
+        for m in self.inst.models:
+            rows = [(s, lit, o) for s, lit, o in self._choices(m) if any(o.waits_us)]
+            if not rows:
+                continue
+            w = self.vars.wait[m] = self.model.new_int_var(0, max(o.waits_us[0] for _, _, o in rows), f"wait[{m}]")
+            for s, lit, o in rows:
+                most = upper_bound(self.vars.replicas[s])
+                for k, wait in enumerate(o.waits_us):
+                    r = o.min_replicas + k
+                    if wait > 0 and r <= most:  # the site runs at most `most`: that entry binds, later ones are weaker
+                        self.model.add(w >= wait).only_enforce_if([lit, self._at_most(s, r)])
 
     def _cost_expression(self):
         vs = [self.vars.replicas[s.name] for s in self.inst.sites]
@@ -394,14 +478,21 @@ class PlacementSolver:
         hint.vars.extend(list(values))
         hint.values.extend(list(values.values()))
 
-    def _hint_values(self, placement: dict[str, str]) -> dict[int, int]:
+    def _hint_values(self, hint: dict[str, str] | Evaluation) -> dict[int, int]:
         """Variable index -> hinted value."""
+        placement = hint.placement if isinstance(hint, Evaluation) else hint
         out = {v.index: int(placement.get(m) == s) for (m, s), v in self.vars.x.items()}
         if self.soft or any(m not in placement or placement[m] not in self.inst.options[m] for m in self.inst.models):
             return out  # placement booleans only
-        evaluation = evaluate(self.inst, placement)
+        evaluation = hint if isinstance(hint, Evaluation) else evaluate(self.inst, placement)
         if not evaluation.feasible:
             return out
+        for (m, s, b), v in self.vars.build.items():
+            out[v.index] = int(placement[m] == s and evaluation.builds[m] == b)
+        for m, v in self.vars.wait.items():
+            out[v.index] = evaluation.wait_us[m]
+        for (s, k), v in self.vars.at_most.items():
+            out[v.index] = int(evaluation.replicas.get(s, 0) <= k)
         site_of = {**self.inst.fixed, **placement}
         for (i, s, t), v in self.vars.pair.items():
             f = self.inst.flows[i]
@@ -450,8 +541,13 @@ class PlacementSolver:
         )
         return solver, result, status
 
-    def _placement(self, solver: cp_model.CpSolver) -> dict[str, str]:
-        return {m: self.vars.site_of(solver, m, self._sites(m)) for m in self.inst.models}
+    def _plan(self, solver: cp_model.CpSolver) -> tuple[dict[str, str], dict[str, str], dict[str, int]]:
+        """The placement, builds and replicas of the solver's solution."""
+        placement = {m: self.vars.site_of(solver, m, self._sites(m)) for m in self.inst.models}
+        builds = {m: next(o.build for s, lit, o in self._choices(m) if s == placement[m] and solver.boolean_value(lit))
+                  for m in self.inst.models}
+        replicas = {s: solver.value(r) for s, r in self.vars.replicas.items() if s in placement.values()}
+        return placement, builds, replicas
 
     def solve(self) -> Solution:
         t0 = time.perf_counter()
@@ -466,7 +562,7 @@ class PlacementSolver:
             return Solution(status="INFEASIBLE", primary=first, wall_time_s=time.perf_counter() - t0)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             return Solution(status="UNKNOWN", primary=first, wall_time_s=time.perf_counter() - t0)
-        placement = self._placement(solver)
+        plan = self._plan(solver)
 
         # Lexicographic tie-break: keep the primary at its value, improve the secondary,
         # starting from the primary's whole solution (the model's variables are unchanged).
@@ -486,11 +582,13 @@ class PlacementSolver:
         remaining = self.config.time_limit_s - (time.perf_counter() - t0)
         solver2, second, status2 = self._run(names[1], secondary, max(remaining, min(5.0, self.config.time_limit_s)))
         if status2 in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            placement = self._placement(solver2)
+            plan = self._plan(solver2)
         proven = status == cp_model.OPTIMAL and status2 == cp_model.OPTIMAL
+        # a free site's replicas are not in the objectives: keep only those the plan needs
+        trimmed = without_spare_replicas(self.inst, evaluate(self.inst, *plan))
         return Solution(
             status="OPTIMAL" if proven else "FEASIBLE",
-            placement=placement,
+            placement=trimmed.placement, builds=trimmed.builds, replicas=trimmed.replicas,
             primary=first,
             secondary=second,
             wall_time_s=time.perf_counter() - t0,

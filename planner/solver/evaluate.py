@@ -2,6 +2,11 @@
 
 Everything a plan reports (latency_ms, cost_per_hour, baselines) comes from here, and the
 tests check the CP-SAT optimum against brute force through this same function.
+
+A plan is a placement, a build per model (default: the site's first) and replicas per site
+(default: the fewest the load allows). A model's time on a path is its latency plus its queue's
+wait at the planned percentile with its site's replicas (Option.wait_us); the path latency is
+the sum of those times and of the transfers: a percentile bound (the README's latency model).
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from dataclasses import dataclass, field
 
 from planner.solver import constraints
 from planner.solver.constraints import ConstraintKey, Violation
-from planner.solver.instance import REPLICA_CAPACITY, Instance
+from planner.solver.instance import Instance
 
 
 @dataclass
@@ -25,11 +30,14 @@ class FlowTerm:
 @dataclass
 class Evaluation:
     placement: dict[str, str]
+    builds: dict[str, str] = field(default_factory=dict)
     violations: list[Violation] = field(default_factory=list)
     start_us: dict[str, int] = field(default_factory=dict)
     finish_us: dict[str, int] = field(default_factory=dict)  # sources 0, sinks = arrival
     flows: list[FlowTerm] = field(default_factory=list)
     replicas: dict[str, int] = field(default_factory=dict)
+    least_replicas: dict[str, int] = field(default_factory=dict)  # the fewest the load allows
+    wait_us: dict[str, int] = field(default_factory=dict)  # model -> its queue's wait at the percentile
     memory_kb: dict[str, int] = field(default_factory=dict)
     load: dict[str, int] = field(default_factory=dict)
     compute_uph: dict[str, int] = field(default_factory=dict)
@@ -49,7 +57,9 @@ class Evaluation:
         return sum(f.egress_uph for f in self.flows)
 
 
-def evaluate(inst: Instance, placement: dict[str, str]) -> Evaluation:
+def evaluate(inst: Instance, placement: dict[str, str], builds: dict[str, str] | None = None,
+             replicas: dict[str, int] | None = None) -> Evaluation:
+    """`builds` and `replicas` may name some models and sites only; the others take their defaults."""
     evaluation = Evaluation(placement=dict(placement))
 
     def violate(key: ConstraintKey, message: str) -> None:
@@ -63,6 +73,25 @@ def evaluate(inst: Instance, placement: dict[str, str]) -> Evaluation:
             violate(constraints.pin(m), f"{m} runs on {placement[m]}, outside its `sites:`")
         elif placement[m] not in inst.options[m]:
             raise ValueError(f"{m} cannot run on {placement[m]}")
+    chosen = {m: inst.option(m, s, (builds or {}).get(m)) for m, s in placement.items()}
+    evaluation.builds = {m: o.build for m, o in chosen.items()}
+
+    # Replicas: the fewest the load allows, or as given; then each queue's wait with them.
+    hosted: dict[str, list[str]] = {}
+    for m, s in placement.items():
+        opt = chosen[m]
+        hosted.setdefault(s, []).append(m)
+        evaluation.load[s] = evaluation.load.get(s, 0) + opt.load
+        evaluation.memory_kb[s] = evaluation.memory_kb.get(s, 0) + opt.memory_kb
+    for s, models in hosted.items():
+        least = inst.least_replicas(s, evaluation.load[s], [chosen[m] for m in models])
+        evaluation.least_replicas[s] = least
+        r = (replicas or {}).get(s, least)
+        if r < least:
+            raise ValueError(f"{s} cannot run {r} replicas: its load needs at least {least}")
+        evaluation.replicas[s] = r
+        for m in models:
+            evaluation.wait_us[m] = chosen[m].wait_us(r)
 
     # Transfer of every flow: free within a site, the fastest route across sites.
     inbound: dict[str, list[FlowTerm]] = {}
@@ -86,30 +115,26 @@ def evaluate(inst: Instance, placement: dict[str, str]) -> Evaluation:
     for node in [*inst.models, *inst.sinks]:
         arrivals = [evaluation.finish_us[producer[t.index]] + t.latency_us for t in inbound.get(node, [])]
         evaluation.start_us[node] = max(arrivals, default=0)
-        duration = inst.option(node, placement[node]).latency_us if node in placement else 0
+        duration = chosen[node].latency_us + evaluation.wait_us[node] if node in placement else 0
         evaluation.finish_us[node] = evaluation.start_us[node] + duration
     evaluation.latency_us = max(evaluation.finish_us[k] for k in inst.sinks)
 
-    # Replicas from the load, memory per replica, cost = replicas x price + egress.
-    for m, s in placement.items():
-        opt = inst.option(m, s)
-        evaluation.load[s] = evaluation.load.get(s, 0) + opt.load
-        evaluation.memory_kb[s] = evaluation.memory_kb.get(s, 0) + opt.memory_kb
+    # Memory per replica, cost = replicas x price + egress.
     for site in inst.sites:
         if site.name not in evaluation.load:
             continue
-        replicas = max(1, -(-evaluation.load[site.name] // REPLICA_CAPACITY))  # exact integer ceil
-        evaluation.replicas[site.name] = replicas
-        evaluation.compute_uph[site.name] = replicas * site.cost_uph
-        if replicas > site.max_replicas:
-            violate(constraints.replicas(site.name), f"{site.name} needs {replicas} replicas, max_replicas is {site.max_replicas}")
+        r = evaluation.replicas[site.name]
+        evaluation.compute_uph[site.name] = r * site.cost_uph
+        if r > site.max_replicas:
+            violate(constraints.replicas(site.name), f"{site.name} needs {r} replicas, max_replicas is {site.max_replicas}")
         if evaluation.memory_kb[site.name] > site.memory_kb:
             violate(constraints.memory(site.name),
                     f"{site.name} needs {evaluation.memory_kb[site.name] / 1000:g} MB, has {site.memory_kb / 1000:g} MB")
     evaluation.cost_uph = sum(evaluation.compute_uph.values()) + evaluation.egress_uph
 
     if inst.slo_us is not None and evaluation.latency_us > inst.slo_us:
-        violate(constraints.SLO, f"latency {evaluation.latency_us / 1000:g} ms exceeds the SLO of {inst.slo_us / 1000:g} ms")
+        violate(constraints.SLO, f"p{inst.percentile:g} latency {evaluation.latency_us / 1000:g} ms exceeds the SLO of "
+                                 f"{inst.slo_us / 1000:g} ms")
     if inst.cost_cap_uph is not None and evaluation.cost_uph > inst.cost_cap_uph:
         violate(constraints.COST_CAP, f"cost {evaluation.cost_uph / 1e6:g} $/h exceeds the cap of {inst.cost_cap_uph / 1e6:g} $/h")
     return evaluation

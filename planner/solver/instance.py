@@ -4,6 +4,11 @@ Units are chosen so that both the CP-SAT model and the evaluator work on the ver
 integers, so rounding can never make them disagree:
   time in microseconds, memory in kilobytes (1/1000 MB), money in micro-dollars per hour,
   load in milli-requests-per-second x microseconds (one replica serves REPLICA_CAPACITY).
+
+A node may have several builds on a site (engines, precisions: planner.profiling.table); each
+is an Option. Queueing enters as a table per option: the waiting time at the planned
+percentile for each replica count of its site (planner.model.queueing), computed once here so
+that the solver and the evaluator read the very same integers.
 """
 
 from __future__ import annotations
@@ -33,11 +38,27 @@ class SiteData(Frozen):
 
 
 class Option(Frozen):
-    """A node on a site it may use."""
+    """A node on a site it may use, in one build."""
 
     latency_us: int = Field(ge=0)
     memory_kb: int = Field(ge=0)
-    load: int = Field(ge=0, description="rate_mrps x latency_us: the replica capacity it takes")
+    load: int = Field(ge=0, description="rate_mrps x latency_us / instances: the replica capacity it takes")
+    build: str = "given/fp32"
+    min_replicas: int = Field(default=1, ge=1, description="fewest replicas of the site its queue keeps up with")
+    waits_us: tuple[int, ...] = Field(
+        default=(), description="waiting time at the percentile with min_replicas, min_replicas + 1, ... replicas; "
+                                "0 beyond the last")
+
+    def wait_us(self, replicas: int) -> int:
+        """The percentile wait with `replicas` replicas of its site (at least min_replicas)."""
+        k = replicas - self.min_replicas
+        if k < 0:
+            raise ValueError(f"{replicas} replicas are fewer than the {self.min_replicas} its queue needs")
+        return self.waits_us[k] if k < len(self.waits_us) else 0
+
+    def least_us(self, max_replicas: int) -> int:
+        """Its shortest possible time on a path: latency plus the wait with the most replicas allowed."""
+        return self.latency_us + self.wait_us(max(max_replicas, self.min_replicas))
 
 
 class Transfer(Frozen):
@@ -70,7 +91,10 @@ class FlowData(Frozen):
 class Instance(Frozen):
     sites: list[SiteData]
     models: list[str] = Field(description="in topological order")
-    options: dict[str, dict[str, Option]] = Field(description="model -> allowed site -> numbers")
+    options: dict[str, dict[str, Option]] = Field(description="model -> allowed site -> its default (fastest) build")
+    more_builds: dict[str, dict[str, list[Option]]] = Field(
+        default_factory=dict, description="model -> site -> its other builds that no build beats in both latency "
+                                          "and memory")
     unpinned: dict[str, dict[str, Option]] = Field(
         default_factory=dict,
         description="model -> site its `sites:` excludes but that has numbers: what relaxing the pin would allow",
@@ -81,6 +105,9 @@ class Instance(Frozen):
     flows: list[FlowData]
     slo_us: int | None = None
     cost_cap_uph: int | None = None
+    percentile: float = Field(default=99, description="the SLO bounds this percentile of every path")
+    replica_capacity: int = Field(default=REPLICA_CAPACITY, ge=1,
+                                  description="load one replica may carry: REPLICA_CAPACITY x max_utilization")
 
     @cached_property
     def site_index(self) -> dict[str, SiteData]:
@@ -99,5 +126,19 @@ class Instance(Frozen):
             return [self.fixed[node]]
         return list(self.options[node]) + (list(self.unpinned.get(node, {})) if unpinned else [])
 
-    def option(self, node: str, site: str) -> Option:
+    def option(self, node: str, site: str, build: str | None = None) -> Option:
+        """The node's option on a site: the named build, else the default one."""
+        if build is not None:
+            for o in self.builds(node, site):
+                if o.build == build:
+                    return o
+            raise ValueError(f"{node} has no build {build} on {site}")
         return self.options[node].get(site) or self.unpinned[node][site]
+
+    def builds(self, node: str, site: str) -> list[Option]:
+        """Every build of a node on a site it may use (the default first)."""
+        return [self.option(node, site), *self.more_builds.get(node, {}).get(site, [])]
+
+    def least_replicas(self, site: str, load: int, options: list[Option]) -> int:
+        """Fewest replicas a site may run for this load and these options: its capacity, and each queue's."""
+        return max(1, -(-load // self.replica_capacity), *(o.min_replicas for o in options))

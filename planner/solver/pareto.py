@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from planner.solver.evaluate import evaluate
 from planner.solver.cpsat import PlacementSolver, SolverConfig
 from planner.solver.instance import Instance
 
@@ -22,6 +21,8 @@ class ParetoPoint(BaseModel):
     latency_ms: float
     cost_per_hour: float
     placement: dict[str, str]
+    replicas: dict[str, int] = {}
+    builds: dict[str, str] = {}
     status: str  # OPTIMAL: proven cheapest within this latency bound
 
 
@@ -53,11 +54,12 @@ def pareto_front(inst: Instance, app: str = "", time_limit_s: float = 30.0, work
         if solution.status == "UNKNOWN":
             exact, note = False, f"a solve with latency <= {eps / 1000:g} ms found nothing within {time_limit_s:g} s"
             break
-        evaluation = evaluate(inst, solution.placement)
+        evaluation = solution.evaluate(inst)
         if solution.status != "OPTIMAL":
             exact, note = False, "some solves hit the time limit: their points are feasible, not proven optimal"
         points.append(ParetoPoint(latency_ms=evaluation.latency_us / 1000, cost_per_hour=evaluation.cost_uph / 1e6,
-                                  placement=dict(solution.placement), status=solution.status))
+                                  placement=dict(solution.placement), replicas=dict(evaluation.replicas),
+                                  builds=dict(evaluation.builds), status=solution.status))
         eps = evaluation.latency_us - 1  # one integer time unit below the point found
         if eps < 0:
             break

@@ -44,7 +44,7 @@ def test_solve_writes_plan_and_prints_tables(tmp_path):
     assert set(plan.placement) == {"detector", "plate-reader", "reid", "fusion"}
     for word in ("placement", "detector", "paths", "baselines", "all-on-camera", "greedy"):
         assert word in result.output
-    assert plan.latency_ms <= 250
+    assert plan.latency_ms <= 400
     assert len(plan.paths) == plan.paths_total == 4  # two branches x two sinks
 
 

@@ -155,6 +155,40 @@ def replicas_for(load: float) -> int:
     return max(1, math.ceil(load - 1e-9))
 
 
+def erlang_c(c: int, a: float) -> float:
+    """The probability that a request waits in an M/M/c queue with offered load a = rate x service
+    (a < c), by the textbook sum, its terms in logarithms (no overflow for large c)."""
+    logs = [k * math.log(a) - math.lgamma(k + 1) for k in range(c)] if a > 0 else [0.0]
+    top = c * math.log(a) - math.lgamma(c + 1) + math.log(c / (c - a)) if a > 0 else -math.inf
+    peak = max(*logs, top)
+    waiting = math.exp(top - peak)
+    return waiting / (sum(math.exp(x - peak) for x in logs) + waiting)
+
+
+def queue_wait_ms(rate_rps: float, service_ms: float, servers: int, percentile: float) -> float:
+    """The README's queue: M/D/c (Poisson arrivals, the profile's constant service time). Mean wait
+    C * S / (c (1 - rho)) x f, f Cosmetatos's factor for a fixed service time; the wait is 0 with
+    probability 1 - C and exponential beyond, so its percentile p is 0 when C <= 1 - p, else
+    mean / C x ln(C / (1 - p))."""
+    a = rate_rps * service_ms / 1000
+    c, rho = servers, a / servers
+    c_prob = erlang_c(c, a)
+    tail = 1 - percentile / 100
+    if c_prob <= tail:
+        return 0.0
+    f = (1 + (1 - rho) * (c - 1) * (math.sqrt(4 + 5 * c) - 2) / (16 * rho * c)) / 2
+    mean = c_prob * service_ms / (c * (1 - rho)) * f
+    return mean / c_prob * math.log(c_prob / tail)
+
+
+def least_replicas_for_queue(rate_rps: float, service_ms: float, instances: int, max_utilization: float | None) -> int:
+    a = rate_rps * service_ms / 1000
+    servers = math.floor(a) + 1  # a queue keeps up only below 100 %
+    if max_utilization is not None:
+        servers = max(servers, math.ceil(a / max_utilization - 1e-12))
+    return max(1, math.ceil(servers / instances))
+
+
 @dataclass
 class Numbers:
     """A placement's numbers by the README; `routable` False when some flow has no route."""
@@ -163,16 +197,38 @@ class Numbers:
     latency_ms: float = 0.0
     cost_per_hour: float = 0.0
     finish_ms: dict[str, float] = field(default_factory=dict)
+    wait_ms: dict[str, float] = field(default_factory=dict)
     replicas: dict[str, int] = field(default_factory=dict)
     memory_mb: dict[str, float] = field(default_factory=dict)
     violations: set[str] = field(default_factory=set)  # slo, cost_cap, memory:<site>, replicas:<site>
 
 
-def numbers(app: dict, placement: dict[str, str]) -> Numbers:
+def numbers(app: dict, placement: dict[str, str], replicas: dict[str, int] | None = None) -> Numbers:
+    """With `replicas` per site, else the fewest the load and each queue allow."""
     site_of = {**placement, **{k: v["site"] for k, v in app["sources"].items()},
                **{k: v["site"] for k, v in app["sinks"].items()}}
     out = Numbers()
     rate = rates(app)
+    limits = app.get("constraints", {})
+    percentile = limits.get("percentile", 99)
+
+    def latency(m: str) -> float:
+        return app["models"][m]["profile"][site_of[m]]["latency_ms"]
+
+    def instances(m: str) -> int:
+        return app["models"][m].get("instances", 1)
+
+    for s in set(placement.values()):
+        hosted = [m for m, p in placement.items() if p == s]
+        load = sum(load_replicas(rate[m], latency(m)) / instances(m) for m in hosted)
+        cap = limits.get("max_utilization") or 1.0
+        least = max(replicas_for(load / cap), *(least_replicas_for_queue(rate[m], latency(m), instances(m),
+                                                                         limits.get("max_utilization"))
+                                                for m in hosted))
+        out.replicas[s] = (replicas or {}).get(s, least)
+        for m in hosted:
+            # in whole microseconds, as every time in the model
+            out.wait_ms[m] = round(queue_wait_ms(rate[m], latency(m), out.replicas[s] * instances(m), percentile), 3)
     transfer_ms, egress = {}, 0.0
     for i, f in enumerate(app["flows"]):
         s, t = site_of[f["from"]], site_of[f["to"]]
@@ -188,7 +244,7 @@ def numbers(app: dict, placement: dict[str, str]) -> Numbers:
     for n in topological(app):
         arrive = max([out.finish_ms[f["from"]] + transfer_ms[i] for i, f in enumerate(app["flows"]) if f["to"] == n],
                      default=0.0)
-        own = app["models"][n]["profile"][site_of[n]]["latency_ms"] if n in app["models"] else 0.0
+        own = latency(n) + out.wait_ms[n] if n in app["models"] else 0.0
         out.finish_ms[n] = arrive + own
     out.latency_ms = max(out.finish_ms[k] for k in app["sinks"])
 
@@ -197,8 +253,6 @@ def numbers(app: dict, placement: dict[str, str]) -> Numbers:
         hosted = [m for m, p in placement.items() if p == s]
         if not hosted:
             continue
-        load = sum(load_replicas(rate[m], app["models"][m]["profile"][s]["latency_ms"]) for m in hosted)
-        out.replicas[s] = replicas_for(load)
         out.memory_mb[s] = sum(app["models"][m]["profile"][s].get("memory_mb", 0) for m in hosted)
         compute += out.replicas[s] * spec["cost_per_hour"]
         if out.replicas[s] > spec.get("max_replicas", 1):
@@ -206,7 +260,6 @@ def numbers(app: dict, placement: dict[str, str]) -> Numbers:
         if out.memory_mb[s] > spec["memory_mb"] + 1e-9:
             out.violations.add(f"memory:{s}")
     out.cost_per_hour = compute + egress
-    limits = app.get("constraints", {})
     if limits.get("latency_ms") is not None and out.latency_ms > limits["latency_ms"] + SAME_MS:
         out.violations.add("slo")
     if limits.get("cost_per_hour") is not None and out.cost_per_hour > limits["cost_per_hour"] + 1e-9:

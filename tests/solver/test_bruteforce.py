@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from ortools.sat.python import cp_model
 
-from planner.solver.baselines import baselines, best_feasible
 from planner.errors import InputError
-from planner.solver.evaluate import evaluate
+from planner.solver.baselines import baselines, best_feasible
 from planner.solver.cpsat import PlacementSolver, SolverConfig
 from tests.appgen import apps, instance_of
+from tests.solver.plans import all_plans
 
 
 def brute_force(inst, objective: str):
     best = None
-    models = inst.models
-    for combo in itertools.product(*(list(inst.options[m]) for m in models)):
-        ev = evaluate(inst, dict(zip(models, combo)))
+    for ev in all_plans(inst):
         if not ev.feasible:
             continue
         key = (ev.cost_uph, ev.latency_us) if objective == "cost" else (ev.latency_us, ev.cost_uph)
@@ -58,7 +54,7 @@ def check_against_brute_force(inst, objective: str, hint: dict[str, str] | None 
         assert sol.status == "INFEASIBLE"
         return False
     assert sol.status == "OPTIMAL"
-    ev = evaluate(inst, sol.placement)
+    ev = sol.evaluate(inst)
     assert ev.feasible, ev.violations
     assert ranked(ev, objective) == expected
     return True
@@ -87,7 +83,7 @@ def test_cpsat_with_the_cli_hint_matches_brute_force(objective):
     def example(data):
         inst = planned(data)
         hint = best_feasible(baselines(inst), objective)
-        found = check_against_brute_force(inst, objective, hint=hint.evaluation.placement if hint else None)
+        found = check_against_brute_force(inst, objective, hint=hint.evaluation if hint else None)
         assert found or hint is None
         optima.append(found)
 
@@ -107,7 +103,7 @@ def test_hint_of_a_feasible_plan_is_complete_and_feasible():
         for b in baselines(inst):
             if not b.evaluation.feasible:
                 continue
-            placement_solver = PlacementSolver(inst, SolverConfig(workers=1), hint=b.evaluation.placement)
+            placement_solver = PlacementSolver(inst, SolverConfig(workers=1), hint=b.evaluation)
             hint = placement_solver.model.proto.solution_hint
             assert sorted(hint.vars) == list(range(len(placement_solver.model.proto.variables)))
             for i, v in zip(hint.vars, hint.values):

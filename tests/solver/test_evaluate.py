@@ -9,8 +9,8 @@ import pytest
 from planner.solver import constraints
 from planner.solver.evaluate import evaluate
 from planner.solver.instance import FlowData, Instance, Option, SiteData, Transfer
-from tests.solver.test_boundaries import one_model_app
 from tests.appgen import instance_of
+from tests.solver.test_boundaries import one_model_app
 
 
 def messages(app: dict, placement: dict[str, str]) -> dict[str, str]:
@@ -26,7 +26,7 @@ def test_each_violation_says_what_and_by_how_much():
     assert messages(app, {"m": "a", "n": "a"}) == {
         "replicas:a": "a needs 2 replicas, max_replicas is 1",
         "memory:a": "a needs 320.5 MB, has 320 MB",
-        "slo": "latency 240 ms exceeds the SLO of 39.5 ms",
+        "slo": "p50 latency 240 ms exceeds the SLO of 39.5 ms",
         "cost_cap": "cost 0.8 $/h exceeds the cap of 0.654321 $/h",
     }
 

@@ -3,23 +3,19 @@ and minimal, and each relaxation is the smallest that makes the app feasible."""
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 
 from planner.errors import InputError
 from planner.solver import constraints
 from planner.solver.constraints import Family
-from planner.solver.evaluate import evaluate
 from planner.solver.explain import explain_infeasible
 from tests.appgen import apps, instance_of
+from tests.solver.plans import all_plans
 
 
 def all_evaluations(inst):
-    models = inst.models
-    for combo in itertools.product(*(inst.allowed(m, unpinned=True) for m in models)):
-        yield evaluate(inst, dict(zip(models, combo)))
+    return all_plans(inst, unpinned=True)
 
 
 def quantity(evaluation, key):

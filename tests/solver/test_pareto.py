@@ -4,7 +4,6 @@ placement through the independent evaluator."""
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import pytest
@@ -13,19 +12,18 @@ from typer.testing import CliRunner
 
 from planner.cli.main import app as cli
 from planner.errors import InputError
-from planner.solver.evaluate import evaluate
 from planner.pipeline import prepare
-from planner.solver.pareto import dominated, pareto_front, with_slo
 from planner.solver.cpsat import PlacementSolver, SolverConfig
-from tests.appgen import apps, instance_of
+from planner.solver.evaluate import evaluate
+from planner.solver.pareto import dominated, pareto_front, with_slo
 from tests import CAMERA
-
+from tests.appgen import apps, instance_of
+from tests.solver.plans import all_plans
 
 
 def brute_front(inst) -> set[tuple[int, int]]:
     pts = set()
-    for combo in itertools.product(*(list(inst.options[m]) for m in inst.models)):
-        ev = evaluate(inst, dict(zip(inst.models, combo)))
+    for ev in all_plans(inst):
         if ev.feasible:
             pts.add((ev.latency_us, ev.cost_uph))
     return {p for p in pts if not any(q != p and q[0] <= p[0] and q[1] <= p[1] for q in pts)}
@@ -42,13 +40,13 @@ def check_front(inst, front) -> None:
     cost = [p.cost_per_hour for p in front.points]
     assert lat == sorted(lat, reverse=True) and cost == sorted(cost) and len(set(cost)) == len(cost)
     for p in front.points:
-        ev = evaluate(inst, p.placement)  # each point names a placement that has its numbers
+        ev = evaluate(inst, p.placement, p.builds, p.replicas)  # each point names a plan that has its numbers
         assert ev.feasible and (ev.latency_us, ev.cost_uph) == (round(p.latency_ms * 1000), round(p.cost_per_hour * 1e6))
         # minimizing cost under its own latency bound gives its cost
         sol = PlacementSolver(with_slo(inst, ev.latency_us), SolverConfig(objective="cost", time_limit_s=20,
                                                                          workers=2)).solve()
         assert sol.status == "OPTIMAL"
-        assert evaluate(inst, sol.placement).cost_uph == ev.cost_uph
+        assert sol.evaluate(inst).cost_uph == ev.cost_uph
 
 
 EXAMPLES = 60
@@ -102,7 +100,9 @@ def test_front_of_smart_camera_without_slo():
     inst = prepare(CAMERA, ["constraints.latency_ms=null", "sites.camera.max_replicas=4",
                             "links.camera-mec.bandwidth_mbps=200"]).instance
     front = pareto_front(inst, app="smart-camera", time_limit_s=20, workers=2)
-    assert len(front.points) == 3  # all on the camera; the heavy models on mec; or in the cloud
+    # all on the camera; the heavy models on mec; or in the cloud; and between them more replicas
+    # (shorter queues) at a higher price
+    assert len({tuple(p.placement.values()) for p in front.points}) >= 3
     assert as_ints(front) == brute_front(inst)
     check_front(inst, front)
 
@@ -114,7 +114,7 @@ def test_pareto_cli_json_table_and_plots(tmp_path):
     data = json.loads(r.output)
     assert set(data) == {"points"} and data["points"]
     for p in data["points"]:
-        assert set(p) == {"latency_ms", "cost_per_hour", "placement"}
+        assert set(p) == {"latency_ms", "cost_per_hour", "placement", "replicas"}
         assert p["latency_ms"] <= 400
         assert set(p["placement"]) == {"detector", "plate-reader", "reid", "fusion"}
     for name in ("pareto.png", "pareto.svg", "pareto.md", "pareto.json"):

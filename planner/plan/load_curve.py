@@ -1,0 +1,56 @@
+"""The plan's latency against its load: the chosen placement, builds and replicas with every
+source's rate scaled, the slowest path's p50 and its percentile by the queueing model
+(planner.model.queueing), the same terms the evaluator adds. Where the curve bends (the knee)
+is where queueing starts to dominate: the last rate whose percentile stays within KNEE_RATIO
+of the latency with no queue at all."""
+
+from __future__ import annotations
+
+from planner.model.queueing import Queue
+from planner.plan.schema import LoadPoint
+from planner.solver.evaluate import Evaluation
+from planner.solver.instance import Instance
+
+SCALES = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
+KNEE_RATIO = 1.5
+
+
+def model_queue(rate_rps: float, latency_us: int, servers: int) -> Queue:
+    """One model's queue in the plan: Poisson arrivals, its build's service time, c servers."""
+    return Queue(rate_rps=rate_rps, service_ms=latency_us / 1000, servers=servers)
+
+
+def _slowest_path_ms(inst: Instance, evaluation: Evaluation, duration_ms: dict[str, float]) -> float:
+    producer = {f.index: f.src for f in inst.flows}
+    inbound: dict[str, list] = {}
+    for t in evaluation.flows:
+        inbound.setdefault(inst.flows[t.index].dst, []).append(t)
+    finish = {s: 0.0 for s in inst.sources}
+    for node in [*inst.models, *inst.sinks]:
+        start = max((finish[producer[t.index]] + t.latency_us / 1000 for t in inbound.get(node, [])), default=0.0)
+        finish[node] = start + duration_ms.get(node, 0.0)
+    return max(finish[k] for k in inst.sinks)
+
+
+def load_curve(inst: Instance, evaluation: Evaluation, rates: dict[str, float],
+               instances: dict[str, int]) -> list[LoadPoint]:
+    """Points at SCALES x the planned rates, up to the first one the plan cannot keep up with."""
+    service = {m: inst.option(m, s, evaluation.builds[m]).latency_us for m, s in evaluation.placement.items()}
+    servers = {m: evaluation.replicas[s] * instances[m] for m, s in evaluation.placement.items()}
+    unloaded = _slowest_path_ms(inst, evaluation, {m: us / 1000 for m, us in service.items()})
+    total_rps = sum(rates.get(s, 0.0) for s in inst.sources) or max(rates.values(), default=0.0)
+    points: list[LoadPoint] = []
+    for scale in SCALES:
+        queues = {m: model_queue(rates[m] * scale, service[m], servers[m]) for m in service}
+        busiest = max((q.utilization for q in queues.values()), default=0.0)
+        if any(not q.stable for q in queues.values()):
+            points.append(LoadPoint(rate_scale=scale, rate_rps=round(total_rps * scale, 6),
+                                    max_utilization=round(busiest, 4), stable=False))
+            break
+        p50, tail = ({m: q.response_ms(p) for m, q in queues.items()} for p in (50, inst.percentile))
+        high = _slowest_path_ms(inst, evaluation, tail)
+        points.append(LoadPoint(rate_scale=scale, rate_rps=round(total_rps * scale, 6),
+                                max_utilization=round(busiest, 4), stable=True,
+                                p50_ms=round(_slowest_path_ms(inst, evaluation, p50), 3), tail_ms=round(high, 3),
+                                within_knee=high <= KNEE_RATIO * unloaded))
+    return points
