@@ -100,7 +100,7 @@ def _summary(plan: Plan) -> list[Block]:
     if plan.latency_ms is not None:
         slo = c.get("latency_ms")
         cap = c.get("cost_per_hour")
-        parts += ["end-to-end latency ", Bold(f"{_ms(plan.latency_ms)} ms"),
+        parts += [f"end-to-end p{plan.percentile:g} latency under the planned load ", Bold(f"{_ms(plan.latency_ms)} ms"),
                   f" (SLO {_ms(slo)} ms)" if slo is not None else " (no SLO)",
                   ", cost ", Bold(f"${_usd(plan.cost_per_hour)}/h"),
                   f" (cap ${_usd(cap)}/h)." if cap is not None else " (no cost cap)."]
@@ -108,7 +108,8 @@ def _summary(plan: Plan) -> list[Block]:
         parts += ["no placement meets the constraints."]
     blocks.append(Para(parts))
     rows = [["status", plan.status], ["objective", plan.objective],
-            ["latency ms", _ms(plan.latency_ms)], ["cost $/h", _usd(plan.cost_per_hour)],
+            [f"latency ms (p{plan.percentile:g} under the planned load)", _ms(plan.latency_ms)],
+            ["cost $/h", _usd(plan.cost_per_hour)],
             ["SLO ms (constraints.latency_ms)", _ms(c.get("latency_ms"))],
             ["cost cap $/h (constraints.cost_per_hour)", _usd(c.get("cost_per_hour"))],
             ["models", str(len(plan.placement))], ["source->sink paths", str(plan.paths_total)],
@@ -128,12 +129,19 @@ def _placement(plan: Plan) -> list[Block]:
     rows = []
     for name, m in plan.models.items():
         site = plan.sites.get(m.site)
-        rows.append([name, m.site, m.tier, m.target, _ms(m.latency_ms), num(m.memory_mb), num(m.rate_rps),
+        rows.append([name, m.site, m.tier, m.target, f"{m.engine}/{m.precision}", _ms(m.latency_ms),
+                     _ms(m.wait_ms), _ms(m.wait_p50_ms), _ms(m.mean_wait_ms), num(m.utilization), num(m.memory_mb),
+                     num(m.rate_rps),
                      _ms(m.start_ms), _ms(m.finish_ms), f"{site.replicas} / {site.max_replicas}" if site else "-",
+                     f"{m.servers} ({m.instances} per replica)",
                      m.provenance + (f" ({m.tuning})" if m.tuning else "")])
     return [Heading(2, "Placement"),
-            Table(["model", "site", "tier", "target", "latency ms", "memory MB", "rate rps", "start ms", "finish ms",
-                   "site replicas", "provenance"], rows, {4, 5, 6, 7, 8, 9}),
+            Para([f"Latency is one request's service time; the waits are its queue's at p{plan.percentile:g} and "
+                  "p50 under the planned load, and its mean (busy: rate x latency / servers, 1 = always; servers: the site's replicas x "
+                  "the model's instances)."]),
+            Table(["model", "site", "tier", "target", "build", "latency ms", f"wait p{plan.percentile:g} ms",
+                   "wait p50 ms", "mean wait ms", "busy", "memory MB", "rate rps", "start ms", "finish ms",
+                   "site replicas", "servers", "provenance"], rows, {5, 6, 7, 8, 9, 10, 11, 12, 13, 14}),
             Heading(3, "Ensemble"),
             Para(["Each model colored by the site it runs on; a labelled arrow is a transfer between sites."
                   + (f" Only the flows on the {len(plan.paths)} listed paths are drawn."
@@ -149,8 +157,13 @@ def _paths(plan: Plan) -> list[Block]:
         blocks.append(Para([f"{plan.paths_total} paths in all; listed: {len(plan.paths)}, "
                             "the critical path into each sink."]))
     blocks.append(Figure("latency.svg", "latency breakdown per path against the SLO"))
-    rows = [[" -> ".join(p.nodes), _ms(p.latency_ms), _ms(p.slo_ms), _ms(p.slack_ms)] for p in plan.paths]
-    blocks.append(Table(["path", "latency ms", "SLO ms", "slack ms"], rows, {1, 2, 3}))
+    rows = [[" -> ".join(p.nodes), _ms(p.latency_ms), _ms(p.queueing_ms), _ms(p.p50_ms), _ms(p.slo_ms),
+             _ms(p.slack_ms)] for p in plan.paths]
+    blocks.append(Para([f"A path's latency adds each model's service, its queue's p{plan.percentile:g} wait and "
+                        "each transfer: a bound on the path's percentile (requests are rarely slow at every stage "
+                        "at once). p50 adds the median waits instead."]))
+    blocks.append(Table(["path", f"p{plan.percentile:g} ms", "of it queueing ms", "p50 ms", "SLO ms", "slack ms"],
+                        rows, {1, 2, 3, 4, 5}))
     for i, p in enumerate(plan.paths, 1):
         blocks.append(Heading(3, f"Path {i}: {p.source} -> {p.sink}"))
         blocks.append(Para([Code(" -> ".join(p.nodes)), f": {_ms(p.latency_ms)} ms"
@@ -158,7 +171,7 @@ def _paths(plan: Plan) -> list[Block]:
                                else "")]))
         rows = []
         for t in p.terms:
-            where = t.site if t.kind == "model" else (" -> ".join(t.route) if t.route else "within one site")
+            where = t.site if t.kind in ("model", "queue") else (" -> ".join(t.route) if t.route else "within one site")
             rows.append([t.kind, t.name, where or "-", _ms(t.ms), "-" if t.bytes is None else str(t.bytes)])
         rows.append(["total", "", "", _ms(p.latency_ms), ""])
         blocks.append(Table(["term", "name", "site / route", "ms", "bytes"], rows, {3, 4}))
@@ -173,10 +186,10 @@ def _cost(plan: Plan) -> list[Block]:
     for name, s in plan.sites.items():
         per = s.cost_per_hour / s.replicas if s.replicas else 0.0
         rows.append([name, s.tier, s.target, ", ".join(s.models), f"{s.replicas} / {s.max_replicas}",
-                     num(s.load_replicas), f"{num(s.memory_mb_used)} / {num(s.memory_mb)}", _usd(per),
-                     _usd(s.cost_per_hour)])
-    blocks.append(Table(["site", "tier", "target", "models", "replicas / max", "load (replicas)", "memory MB used / per replica",
-                         "$/h per replica", "compute $/h"], rows, {4, 5, 6, 7, 8}))
+                     num(s.load_replicas), num(s.utilization), f"{num(s.memory_mb_used)} / {num(s.memory_mb)}",
+                     _usd(per), _usd(s.cost_per_hour)])
+    blocks.append(Table(["site", "tier", "target", "models", "replicas / max", "load (replicas)", "busy",
+                         "memory MB used / per replica", "$/h per replica", "compute $/h"], rows, {4, 5, 6, 7, 8, 9}))
     if plan.cost is not None:
         if plan.cost.egress:
             blocks.append(Table(["flow", "link", "GB/h", "egress $/h"],
@@ -188,6 +201,21 @@ def _cost(plan: Plan) -> list[Block]:
                                           ["egress", _usd(plan.cost.egress_per_hour)],
                                           ["total", _usd(plan.cost_per_hour)]], {1}))
     return blocks
+
+
+def _load(plan: Plan) -> list[Block]:
+    if not plan.load_curve:
+        return []
+    rows = [[num(p.rate_scale), num(p.rate_rps), num(p.max_utilization),
+             _ms(p.p50_ms) if p.stable else "unbounded", _ms(p.tail_ms) if p.stable else "unbounded",
+             "yes" if p.within_knee else ""] for p in plan.load_curve]
+    return [Heading(2, "Latency against load"),
+            Para(["The same plan (placement, builds, replicas) with every source's rate scaled: the slowest "
+                  f"path's p50 and p{plan.percentile:g}. Within the knee: p{plan.percentile:g} at most 1.5x the "
+                  "latency of a request alone; past it, queueing dominates. A row marked unbounded has a queue "
+                  "that cannot keep up."]),
+            Table(["x planned rate", "rps", "busiest queue", "p50 ms", f"p{plan.percentile:g} ms", "within the knee"], rows,
+                  {1, 2, 3, 4})]
 
 
 def _baselines(plan: Plan) -> list[Block]:
@@ -282,16 +310,18 @@ def _provenance(plan: Plan) -> list[Block]:
         counts[p.provenance] = counts.get(p.provenance, 0) + 1
     rows = []
     for p in plan.profiles:
-        chosen = plan.placement.get(p.node) == p.site
-        rows.append([p.node, p.site, p.target or "-", _ms(p.latency_ms), num(p.memory_mb), p.provenance,
-                     p.tuning or "-", _ms(p.tvm_ms), _ms(p.ort_ms), "yes" if chosen else "", p.note or ""])
+        model = plan.models.get(p.node)
+        chosen = model is not None and model.site == p.site and f"{model.engine}/{model.precision}" == p.build
+        verified = {True: "yes", False: "failed", None: "unverified"}[p.verified]
+        rows.append([p.node, p.site, p.target or "-", p.build, _ms(p.latency_ms), num(p.memory_mb), p.provenance,
+                     verified, p.tuning or "-", _ms(p.tvm_ms), _ms(p.ort_ms), "yes" if chosen else "", p.note or ""])
     return [Heading(2, "Provenance of every number"),
             Para(["measured: timed on this host; rpc: timed on the device through TVM's RPC tracker; estimated: "
                   "host measurement scaled by the roofline model; given: written in app.yaml. Tuning: untuned, or "
                   "tuned with MetaSchedule (trials). Counts: "
                   + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + "."]),
-            Table(["node", "site", "target", "latency ms", "memory MB", "provenance", "tuning", "TVM host ms",
-                   "ORT host ms", "chosen", "note"], rows, {3, 4, 7, 8})]
+            Table(["node", "site", "target", "build", "latency ms", "memory MB", "provenance", "verified", "tuning",
+                   "TVM host ms", "ORT host ms", "chosen", "note"], rows, {4, 5, 9, 10})]
 
 
 def _tradeoffs(assets: list[str]) -> list[Block]:
@@ -314,7 +344,7 @@ def _warnings(plan: Plan) -> list[Block]:
 def build(plan: Plan, assets: list[str] = ()) -> list[Block]:
     """The report as blocks; `assets` are the files beside it (to link the Pareto plot)."""
     blocks: list[Block] = []
-    for part in (_summary(plan), _placement(plan), _paths(plan), _cost(plan), _baselines(plan), _why(plan),
+    for part in (_summary(plan), _placement(plan), _paths(plan), _load(plan), _cost(plan), _baselines(plan), _why(plan),
                  _solver(plan), _provenance(plan), _tradeoffs(list(assets)), _warnings(plan)):
         blocks.extend(part)
     return blocks

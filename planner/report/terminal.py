@@ -18,20 +18,24 @@ def _usd(x: float | None) -> str:
 
 def placement_table(plan: Plan) -> Table:
     t = Table(title=f"{plan.app}: placement ({plan.status}, objective {plan.objective})", title_justify="left")
-    for col in ("model", "site", "tier", "target", "latency ms", "memory MB", "rate rps", "provenance"):
-        t.add_column(col, justify="right" if col.split()[-1] in {"ms", "MB", "rps"} else "left")
+    wait = f"wait p{plan.percentile:g} ms"
+    for col in ("model", "site", "tier", "target", "build", "latency ms", wait, "busy", "memory MB", "rate rps",
+                "provenance"):
+        t.add_column(col, justify="right" if col.split()[-1] in {"ms", "MB", "rps", "busy"} else "left")
     for name, m in plan.models.items():
         prov = m.provenance + (f" ({m.tuning})" if m.tuning else "")
-        t.add_row(name, m.site, m.tier, m.target, _ms(m.latency_ms), f"{m.memory_mb:,.1f}", f"{m.rate_rps:g}", prov)
+        t.add_row(name, m.site, m.tier, m.target, f"{m.engine}/{m.precision}", _ms(m.latency_ms), _ms(m.wait_ms),
+                  f"{m.utilization:.0%}", f"{m.memory_mb:,.1f}", f"{m.rate_rps:g}", prov)
     return t
 
 
 def sites_table(plan: Plan) -> Table:
     t = Table(title="sites", title_justify="left")
-    for col in ("site", "models", "replicas", "load", "memory MB", "cost $/h"):
+    for col in ("site", "models", "replicas", "load", "busy", "memory MB", "cost $/h"):
         t.add_column(col, justify="left" if col in {"site", "models"} else "right")
     for name, s in plan.sites.items():
         t.add_row(name, ", ".join(s.models), f"{s.replicas} / {s.max_replicas}", f"{s.load_replicas:.3f}",
+                  f"{s.utilization:.0%}",
                   f"{s.memory_mb_used:,.1f} / {s.memory_mb:,.0f}", _usd(s.cost_per_hour))
     return t
 
@@ -39,11 +43,11 @@ def sites_table(plan: Plan) -> Table:
 def paths_table(plan: Plan) -> Table:
     listed = f"{len(plan.paths)} of {plan.paths_total}, the critical ones" if len(plan.paths) < plan.paths_total else ""
     t = Table(title=f"source -> sink paths {listed}".strip(), title_justify="left")
-    for col in ("path", "latency ms", "SLO ms", "slack ms"):
+    for col in ("path", f"p{plan.percentile:g} ms", "of it queueing", "p50 ms", "SLO ms", "slack ms"):
         t.add_column(col, justify="left" if col == "path" else "right")
     for p in plan.paths:
         nodes = " -> ".join(p.nodes) if len(p.nodes) <= 8 else " -> ".join(p.nodes[:3] + ["..."] + p.nodes[-3:])
-        t.add_row(nodes, _ms(p.latency_ms), _ms(p.slo_ms), _ms(p.slack_ms))
+        t.add_row(nodes, _ms(p.latency_ms), _ms(p.queueing_ms), _ms(p.p50_ms), _ms(p.slo_ms), _ms(p.slack_ms))
     return t
 
 
@@ -64,7 +68,11 @@ def summary_lines(plan: Plan) -> list[str]:
     if plan.latency_ms is not None:
         slo = f" (SLO {c['latency_ms']:g} ms)" if c.get("latency_ms") is not None else ""
         cap = f" (cap ${c['cost_per_hour']:g}/h)" if c.get("cost_per_hour") is not None else ""
-        lines.append(f"end-to-end latency {plan.latency_ms:,.3f} ms{slo}; cost ${plan.cost_per_hour:,.6f}/h{cap}")
+        lines.append(f"end-to-end p{plan.percentile:g} latency {plan.latency_ms:,.3f} ms under the planned load{slo}; "
+                     f"cost ${plan.cost_per_hour:,.6f}/h{cap}")
+    knee = knee_line(plan)
+    if knee:
+        lines.append(knee)
     if plan.cost is not None:
         lines.append(f"cost = compute ${plan.cost.compute_per_hour:,.6f}/h + egress ${plan.cost.egress_per_hour:,.6f}/h")
     s = plan.solver
@@ -74,6 +82,22 @@ def summary_lines(plan: Plan) -> list[str]:
         lines.append(f"solver: {s.status} in {s.wall_time_s:.2f} s ({s.workers} workers); {p.objective} "
                      f"{p.value if p.value is not None else '-'} bound {p.bound if p.bound is not None else '-'} gap {gap}")
     return lines
+
+
+def knee_line(plan: Plan) -> str | None:
+    """Where the plan's latency bends against its load (plan.load_curve)."""
+    within = [p for p in plan.load_curve if p.within_knee]
+    if not plan.load_curve:
+        return None
+    unstable = next((p for p in plan.load_curve if not p.stable), None)
+    last = within[-1] if within else None
+    text = (f"load: p{plan.percentile:g} stays within 1.5x of the unloaded latency up to "
+            f"{last.rate_scale:g}x the planned rate ({last.rate_rps:g} rps)" if last else
+            f"load: p{plan.percentile:g} is over 1.5x the unloaded latency even at {plan.load_curve[0].rate_scale:g}x "
+            "the planned rate")
+    if unstable is not None:
+        text += f"; at {unstable.rate_scale:g}x ({unstable.rate_rps:g} rps) a queue no longer keeps up"
+    return text
 
 
 def print_plan(plan: Plan, console: Console | None = None) -> None:

@@ -25,6 +25,7 @@ sinks:   {screen: {site: phone}}
 
 CASES = {
     # the issue's example: det is pinned to the phone, where it takes 120 ms; the SLO is 100 ms
+    # (at the median: one request in eight waits for det at 1 request/s, the median never)
     "slo-vs-pin": (dict(MEM=4096, RATE=1), """
 models:
   det:
@@ -33,7 +34,7 @@ models:
 flows:
   - {from: camera, to: det, bytes: 1000}
   - {from: det, to: screen, bytes: 100}
-constraints: {latency_ms: 100}
+constraints: {latency_ms: 100, percentile: 50}
 """, {"slo": "raise the SLO to at least 120 ms (--set constraints.latency_ms=120)",
       "pin:det": "allow det on mec (--set 'models.det.sites=[ phone, mec ]')"},
         ["det needs at least 120 ms on every site it may use; the SLO is 100 ms",
@@ -75,7 +76,7 @@ models:
 flows:
   - {from: camera, to: det, bytes: 1000}
   - {from: det, to: screen, bytes: 100}
-constraints: {latency_ms: 100, cost_per_hour: 0.1}
+constraints: {latency_ms: 100, cost_per_hour: 0.1, percentile: 50}
 """, {"slo": "raise the SLO to at least 200 ms (--set constraints.latency_ms=200)",
       "cost_cap": "raise the cost cap to at least $0.4/h (--set constraints.cost_per_hour=0.4)"},
         ["the plan may cost at most $0.1/h (constraints.cost_per_hour)"]),
