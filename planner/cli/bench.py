@@ -22,8 +22,8 @@ def _fmt(v) -> str:
 @user_errors
 def bench(
     out_dir: OutArg,
-    n: Annotated[Optional[int], typer.Option("-n", "--requests", min=1, help="requests to time, one after "
-                                             "another  [default: 100]")] = None,
+    n: Annotated[Optional[int], typer.Option("-n", "--requests", min=1, show_default="100",
+                                             help="requests to time, one after another")] = None,
     rate: Annotated[Optional[float], typer.Option("--rate", help="open loop instead: requests per second, each "
                                                   "sent on schedule whether or not earlier ones answered")] = None,
     duration: Annotated[float, typer.Option("--duration", help="with --rate: seconds of sending")] = 10.0,
@@ -104,6 +104,9 @@ def show_load(report: dict) -> None:
               f"p95 {_fmt(report['p95_ms'])}  p99 {_fmt(report['p99_ms'])}", highlight=False)
     out.print(f"the sender's lateness behind its schedule, ms: p99 {_fmt(late['p99'])}  max {_fmt(late['max'])}",
               highlight=False)
+    if (late["p99"] or 0) > max(5.0, 100 / report["rate_rps"]):  # over a tenth of the mean gap
+        out.print("  the sender fell behind its schedule: this client, not only the sites, limited the load "
+                  "(the latencies still count from the scheduled times)", highlight=False)
     pred, pct = report["predicted"], report["error_pct"]
     if pred["p50_ms"] is None and pred["p99_ms"] is None:
         host = report["host_prediction"]
