@@ -215,7 +215,7 @@ def test_low_rate_matches_the_sequential_bench(site, env):
     times = schedule(10, 2, "poisson", seed=5)  # the documented schedule, sent as it is
     assert report["sent"] == len(times) and report["seed"] == 5 and report["arrivals"] == "poisson"
     assert [q["at_ms"] for q in report["requests"]] == pytest.approx([1000 * t for t in times], abs=1e-3)
-    assert abs(report["p50_ms"] - sequential) < 4, (report["p50_ms"], sequential)
+    assert abs(report["p50_ms"] - sequential) < 5, (report["p50_ms"], sequential)
     assert report["utilization"]["here"] == pytest.approx(len(times) * 0.010 / report["window_s"], rel=0.15)
 
 
