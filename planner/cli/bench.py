@@ -26,10 +26,12 @@ def bench(
                                              help="requests to time, one after another")] = None,
     rate: Annotated[Optional[float], typer.Option("--rate", help="open loop instead: requests per second, each "
                                                   "sent on schedule whether or not earlier ones answered")] = None,
-    duration: Annotated[float, typer.Option("--duration", help="with --rate: seconds of sending")] = 10.0,
-    arrivals: Annotated[str, typer.Option("--arrivals", help="with --rate: poisson (exponential gaps) or uniform "
-                                          "(every 1/rate s)")] = "poisson",
-    seed: Annotated[int, typer.Option("--seed", help="with --rate: the seed of the Poisson schedule")] = 0,
+    duration: Annotated[Optional[float], typer.Option("--duration", show_default="10",
+                                                      help="with --rate: seconds of sending")] = None,
+    arrivals: Annotated[Optional[str], typer.Option("--arrivals", show_default="poisson", help="with --rate: "
+                                                    "poisson (exponential gaps) or uniform (every 1/rate s)")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", show_default="0",
+                                                help="with --rate: the seed of the Poisson schedule")] = None,
     warmup: Annotated[int, typer.Option(min=0, help="requests sent first and not timed")] = 3,
     timeout: Annotated[float, typer.Option(help="deadline of each request, seconds (past it: an error)")] = 30.0,
     entry: Annotated[Optional[str], typer.Option(help="entry address (default: where `planner up OUT` serves the "
@@ -50,10 +52,17 @@ def bench(
     open-loop load test instead: exit code 1 when any request failed or passed its deadline."""
     from planner.local.load_test import schedule
 
-    if rate is not None:
+    if rate is None:
+        stray = [o for o, v in (("--duration", duration), ("--arrivals", arrivals), ("--seed", seed)) if v is not None]
+        if stray:
+            raise InputError(f"{', '.join(stray)} set(s) the open loop's schedule: give --rate too")
+    else:
         if n is not None:
             raise InputError("-n and --rate are two modes (N requests one after another, or an open loop at a "
                              "rate): give one")
+        duration = 10.0 if duration is None else duration
+        arrivals = "poisson" if arrivals is None else arrivals
+        seed = 0 if seed is None else seed
         schedule(rate, duration, arrivals)  # its options checked before anything is measured
     if not timeout > 0:
         raise InputError(f"--timeout must be > 0 seconds, got {timeout:g}")

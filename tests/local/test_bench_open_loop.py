@@ -299,7 +299,10 @@ def test_report_keys_and_the_prediction_beside(site, env):
 @pytest.mark.parametrize("args, says", [(("-n", "5", "--rate", "5"), "-n and --rate"), (("--rate", "0"), "--rate"),
                                         (("--rate", "5", "--arrivals", "bursty"), "--arrivals"),
                                         (("--rate", "5", "--duration", "-1"), "--duration"),
-                                        (("--rate", "5", "--timeout", "0"), "--timeout")])
+                                        (("--rate", "5", "--duration", "0"), "--duration"),
+                                        (("--rate", "5", "--timeout", "0"), "--timeout"),
+                                        (("--duration", "5"), "give --rate too"),
+                                        (("-n", "5", "--seed", "1"), "--seed set(s) the open loop")])
 def test_bench_refuses_conflicting_or_bad_options(tmp_path, args, says):
     """Refused before anything is read or sent (OUT here is empty)."""
     from typer.testing import CliRunner
