@@ -1,5 +1,6 @@
-"""planner bench: time requests through the running ensemble (planner.local.bench), beside the
-plan's prediction and the same placement predicted for this machine."""
+"""planner bench: time requests through the running ensemble (planner.local.bench; with --rate the
+open loop of planner.local.open_loop), beside the plan's prediction and the same placement
+predicted for this machine."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import typer
 from rich.table import Table
 
 from planner.cli.common import OutArg, err, out, user_errors
+from planner.errors import InputError
 
 
 def _fmt(v) -> str:
@@ -20,9 +22,18 @@ def _fmt(v) -> str:
 @user_errors
 def bench(
     out_dir: OutArg,
-    n: Annotated[int, typer.Option("-n", "--requests", min=1, help="requests to time")] = 100,
+    n: Annotated[Optional[int], typer.Option("-n", "--requests", min=1, show_default="100",
+                                             help="requests to time, one after another")] = None,
+    rate: Annotated[Optional[float], typer.Option("--rate", help="open loop instead: requests per second, each "
+                                                  "sent on schedule whether or not earlier ones answered")] = None,
+    duration: Annotated[Optional[float], typer.Option("--duration", show_default="10",
+                                                      help="with --rate: seconds of sending")] = None,
+    arrivals: Annotated[Optional[str], typer.Option("--arrivals", show_default="poisson", help="with --rate: "
+                                                    "poisson (exponential gaps) or uniform (every 1/rate s)")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", show_default="0",
+                                                help="with --rate: the seed of the Poisson schedule")] = None,
     warmup: Annotated[int, typer.Option(min=0, help="requests sent first and not timed")] = 3,
-    timeout: Annotated[float, typer.Option(help="deadline of each request, seconds")] = 30.0,
+    timeout: Annotated[float, typer.Option(help="deadline of each request, seconds (past it: an error)")] = 30.0,
     entry: Annotated[Optional[str], typer.Option(help="entry address (default: where `planner up OUT` serves the "
                                                  "entry site, else bundle.yaml's)")] = None,
     inputs: Annotated[Optional[list[str]], typer.Option("--input", help="SOURCE=FILE (.npy or image) instead of "
@@ -37,7 +48,24 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Time N requests through the running ensemble (`planner up OUT`): p50/p95/p99, per model and per hop,
-    beside the plan's prediction and the same placement predicted for this machine."""
+    beside the plan's prediction and the same placement predicted for this machine. With --rate, an
+    open-loop load test instead: exit code 1 when any request failed or passed its deadline."""
+    from planner.local.load_test import schedule
+
+    if rate is None:
+        stray = [o for o, v in (("--duration", duration), ("--arrivals", arrivals), ("--seed", seed)) if v is not None]
+        if stray:
+            raise InputError(f"{', '.join(stray)} set(s) the open loop's schedule: give --rate too")
+    else:
+        if n is not None:
+            raise InputError("-n and --rate are two modes (N requests one after another, or an open loop at a "
+                             "rate): give one")
+        duration = 10.0 if duration is None else duration
+        arrivals = "poisson" if arrivals is None else arrivals
+        seed = 0 if seed is None else seed
+        schedule(rate, duration, arrivals)  # its options checked before anything is measured
+    if not timeout > 0:
+        raise InputError(f"--timeout must be > 0 seconds, got {timeout:g}")
     from planner.local.bench import bench_inputs, run_bench
     from planner.local.prediction import host_prediction
     from planner.local.sites import wait_for_sites
@@ -48,15 +76,74 @@ def bench(
         if not as_json:
             err.print("predicting the plan's placement on this machine (host profiles, loopback links)",
                       highlight=False)
-        host = host_prediction(out_dir, app_file, refresh)
+        host = host_prediction(out_dir, app_file, refresh, rate_rps=rate)
     if not entry:
         wait_for_sites(out_dir, wait, lambda: err.print("waiting for the sites to serve (`planner up OUT`)",
                                                         highlight=False))
+    if rate is not None:
+        from planner.local.open_loop import run_load_test
+
+        report = run_load_test(out_dir, rate, duration, arrivals=arrivals, seed=seed, warmup=warmup,
+                               timeout_s=timeout, entry=entry, inputs=given, host=host)
+        if as_json:
+            print(json.dumps(report, indent=2))
+        else:
+            show_load(report)
+        if report["errors"]:
+            raise typer.Exit(1)
+        return
+    n = n or 100
     report = run_bench(out_dir, n, warmup, timeout, entry, inputs=given, host=host)
     if as_json:
         print(json.dumps(report, indent=2))
         return
     show(report, n)
+
+
+def show_load(report: dict) -> None:
+    entry = report["entry"]
+    out.print(f"{report['app']}: open loop, {report['rate_rps']:g} rps offered ({report['arrivals']}) for "
+              f"{report['duration_s']:g} s via {entry['site']} ({', '.join(entry['addresses'])})", highlight=False)
+    out.print(f"sent {report['sent']}, ok {report['ok']}, errors {report['errors']}; achieved "
+              f"{report['achieved_rps']:g} rps over {report['window_s']:g} s", highlight=False)
+    for e in report["error_messages"]:
+        out.print(f"  - {e['count']} x {e['message']}", highlight=False)
+    late = report["sender_late_ms"]
+    out.print(f"end-to-end ms (from each request's scheduled time): p50 {_fmt(report['p50_ms'])}  "
+              f"p95 {_fmt(report['p95_ms'])}  p99 {_fmt(report['p99_ms'])}", highlight=False)
+    out.print(f"the sender's lateness behind its schedule, ms: p99 {_fmt(late['p99'])}  max {_fmt(late['max'])}",
+              highlight=False)
+    if (late["p99"] or 0) > max(5.0, 100 / report["rate_rps"]):  # over a tenth of the mean gap
+        out.print("  the sender fell behind its schedule: this client, not only the sites, limited the load "
+                  "(the latencies still count from the scheduled times)", highlight=False)
+    pred, pct = report["predicted"], report["error_pct"]
+    if pred["p50_ms"] is None and pred["p99_ms"] is None:
+        host = report["host_prediction"]
+        why = host.get("why") or ("the model gives no percentiles under load yet" if host.get("status") == "ok"
+                                  else host.get("status"))
+        out.print(f"predicted on this machine: no prediction at this rate ({why})", highlight=False)
+    else:
+        out.print("predicted on this machine at this rate: "
+                  + "  ".join(f"p{q} {_fmt(pred[f'p{q}_ms'])} (measured {pct[f'p{q}']:+g}%)"
+                              if pct[f"p{q}"] is not None else f"p{q} {_fmt(pred[f'p{q}_ms'])}" for q in (50, 99)),
+                  highlight=False)
+    predicted_util = report["predicted_utilization"] or {}
+    t = Table(title="per site: utilization (busy time of its models over the window, per replica)")
+    for col in ("site", "measured", "predicted"):
+        t.add_column(col, justify="left" if col == "site" else "right")
+    for site, u in report["utilization"].items():
+        p = predicted_util.get(site)
+        t.add_row(site, f"{100 * u:.1f}%", "-" if p is None else f"{100 * p:.1f}%")
+    out.print(t)
+    queued = any("queue_p50_ms" in m for m in report["models"])
+    t = Table(title="per model (ms)")
+    cols = ("model", "site", "service p50", "service p99") + (("queue p50", "queue p99") if queued else ())
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("model", "site") else "right")
+    for m in report["models"]:
+        keys = ("service_p50_ms", "service_p99_ms") + (("queue_p50_ms", "queue_p99_ms") if queued else ())
+        t.add_row(m["model"], m["site"], *(_fmt(m.get(k)) for k in keys))
+    out.print(t)
 
 
 def show(report: dict, n: int) -> None:

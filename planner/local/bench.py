@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from planner.errors import PlannerError
+from planner.local.load_test import percentiles, request_times
 from planner.local.prediction import plan_prediction, read_plan
 from planner.local.run import load_inputs, match_inputs
 from planner.local.sites import entry_bundle, live_endpoints, site_bundles
@@ -35,14 +36,6 @@ def random_inputs(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
         else:
             inputs[t.key] = np.zeros(shape, dtype=dt)
     return inputs
-
-
-def percentiles(values: list[float]) -> dict:
-    if not values:
-        return {"p50": None, "p95": None, "p99": None, "mean": None, "n": 0}
-    a = np.asarray(values)
-    return {"p50": round(float(np.percentile(a, 50)), 3), "p95": round(float(np.percentile(a, 95)), 3),
-            "p99": round(float(np.percentile(a, 99)), 3), "mean": round(float(a.mean()), 3), "n": len(values)}
 
 
 def run_bench(out_dir: Path, n: int, warmup: int = 3, timeout_s: float = 30.0, entry: str | None = None,
@@ -75,19 +68,10 @@ def run_bench(out_dir: Path, n: int, warmup: int = 3, timeout_s: float = 30.0, e
                 continue
             e2e.append(ms)
             server.append(params.get("server_ms", 0.0))
-            per_model, per_hop = {}, {}
-            for kind, name, site, t_ms, nbytes, *rest in params.get("timings", []):
-                if kind == "model":
-                    per_model.setdefault((name, site), 0.0)
-                    per_model[(name, site)] += t_ms
-                else:
-                    key = (name, rest[0] if rest else "")
-                    acc = per_hop.setdefault(key, [0.0, 0])
-                    acc[0] += t_ms
-                    acc[1] += nbytes
-            for k, v in per_model.items():
+            times = request_times(params.get("timings", []))
+            for k, v in times.models.items():
                 models.setdefault(k, []).append(v)
-            for k, (v, nb) in per_hop.items():
+            for k, (v, nb) in times.hops.items():
                 hops.setdefault(k, {"ms": [], "bytes": nb})["ms"].append(v)
     finally:
         client.close()

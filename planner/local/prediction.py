@@ -120,8 +120,11 @@ def plan_prediction(plan: Plan | None) -> dict:
     return {"latency_ms": plan.latency_ms if plan else None, "models": models, "transfers": transfers}
 
 
-def host_prediction(out_dir: Path, app_file: Path | None = None, refresh: bool = False) -> dict:
-    """The plan's placement re-evaluated with this machine's profiles and loopback links; or why not."""
+def host_prediction(out_dir: Path, app_file: Path | None = None, refresh: bool = False,
+                    rate_rps: float | None = None) -> dict:
+    """The plan's placement re-evaluated with this machine's profiles and loopback links; or why not.
+
+    `rate_rps`: the load `planner bench --rate` offers (the queueing model is to read it; not yet)."""
     plan = read_plan(out_dir)
     if plan is None or not plan.placement:
         return {"status": "not available", "why": f"no placement in {Path(out_dir) / 'plan.json'}"}

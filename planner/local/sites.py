@@ -12,6 +12,7 @@ from planner.errors import InputError, PlannerError
 from planner_runtime.bundle_format import BUNDLE_FILE, Bundle, BundleError
 
 ENDPOINTS = "endpoints.json"  # OUT/logs/endpoints.json: where `planner up` serves, while it runs
+SERVICES = "services.json"  # OUT/logs/services.json: every replica's addresses, {site: {"grpc": [...], "metrics": [...]}}
 
 SiteBundle = tuple[str, Path, Bundle]  # (site, its folder, its bundle.yaml)
 
@@ -21,6 +22,16 @@ def live_endpoints(out_dir: Path) -> dict[str, str]:
     try:
         return json.loads((Path(out_dir) / "logs" / ENDPOINTS).read_text())
     except (OSError, ValueError):
+        return {}
+
+
+def live_services(out_dir: Path) -> dict[str, list[str]]:
+    """{site: [gRPC address of each replica]} of a running `planner up OUT`, or {} without
+    OUT/logs/services.json (then one address per site, live_endpoints' or bundle.yaml's)."""
+    try:
+        data = json.loads((Path(out_dir) / "logs" / SERVICES).read_text())
+        return {site: [str(a) for a in s["grpc"]] for site, s in data.items() if s.get("grpc")}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return {}
 
 

@@ -37,18 +37,32 @@ class OipClient:
     def infer(self, model: str, inputs: dict[str, np.ndarray], timeout: float | None = None,
               dtypes: dict[str, str] | None = None) -> tuple[dict[str, np.ndarray], dict]:
         """(outputs by name, response parameters as plain values; `timings` decoded)."""
-        req = pb.ModelInferRequest(model_name=model)
-        raws = []
-        for name, arr in inputs.items():
-            datatype, shape, raw = to_raw(arr, (dtypes or {}).get(name), view=True)
-            req.inputs.add(name=name, datatype=datatype, shape=shape)
-            raws.append(raw)
-        resp = self._infer(Framed(req, raws), timeout=timeout)
-        outputs = {o.name: from_raw(o.name, o.datatype, list(o.shape), raw)
-                   for o, raw in zip(resp.outputs, resp.raw_output_contents)}
-        params = {}
-        for k, v in resp.parameters.items():
-            params[k] = getattr(v, v.WhichOneof("parameter_choice")) if v.WhichOneof("parameter_choice") else None
-        if "timings" in params:
-            params["timings"] = json.loads(params["timings"])
-        return outputs, params
+        return decode_response(self._infer(infer_request(model, inputs, dtypes), timeout=timeout))
+
+    def infer_future(self, request: Framed, timeout: float | None = None) -> grpc.Future:
+        """Send `request` (infer_request) and return at once: the call's future, whose result
+        decode_response reads (an open-loop sender must never wait on an answer)."""
+        return self._infer.future(request, timeout=timeout)
+
+
+def infer_request(model: str, inputs: dict[str, np.ndarray], dtypes: dict[str, str] | None = None) -> Framed:
+    """A ModelInfer request for `model` with `inputs` (the same one may be sent many times)."""
+    req = pb.ModelInferRequest(model_name=model)
+    raws = []
+    for name, arr in inputs.items():
+        datatype, shape, raw = to_raw(arr, (dtypes or {}).get(name), view=True)
+        req.inputs.add(name=name, datatype=datatype, shape=shape)
+        raws.append(raw)
+    return Framed(req, raws)
+
+
+def decode_response(resp) -> tuple[dict[str, np.ndarray], dict]:
+    """(outputs by name, response parameters as plain values; `timings` decoded)."""
+    outputs = {o.name: from_raw(o.name, o.datatype, list(o.shape), raw)
+               for o, raw in zip(resp.outputs, resp.raw_output_contents)}
+    params = {}
+    for k, v in resp.parameters.items():
+        params[k] = getattr(v, v.WhichOneof("parameter_choice")) if v.WhichOneof("parameter_choice") else None
+    if "timings" in params:
+        params["timings"] = json.loads(params["timings"])
+    return outputs, params

@@ -1,0 +1,108 @@
+"""The open-loop sender of `planner bench --rate`: requests leave on their schedule
+(planner.local.load_test) through asynchronous gRPC calls, whether or not earlier ones have
+answered, spread round robin over the entry site's replicas.
+
+The sending thread only sleeps until the next send time and starts a call; each call's answer
+is timed by its completion callback, so a slow answer never delays a later send.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from planner.local.bench import random_inputs
+from planner.local.load_test import Outcome, schedule, summarize
+from planner.local.sites import entry_bundle, live_endpoints, live_services, site_bundles
+from planner_runtime.executor import Graph
+
+LEAD_S = 0.05  # the schedule starts this long after the sender is ready (its first sleep is not late)
+GRACE_S = 5.0  # beyond the last request's deadline, how long to wait for answers gRPC still owes
+
+
+def send_on_schedule(clients: list, request, times: list[float], timeout_s: float) -> list[Outcome]:
+    """Send `request` at each of `times` (seconds from now + LEAD_S), round robin over `clients`
+    (OipClient); every request's outcome once all have answered or failed."""
+    import grpc
+
+    from planner_runtime.client import decode_response
+
+    outcomes: list[Outcome] = []
+    calls = []
+    answered = threading.Semaphore(0)
+    start = time.perf_counter() + LEAD_S
+
+    def on_done(outcome: Outcome, _call) -> None:
+        outcome.done = time.perf_counter() - start
+        answered.release()
+
+    for i, at in enumerate(times):
+        delay = start + at - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        outcome = Outcome(at=at, sent=time.perf_counter() - start)
+        call = clients[i % len(clients)].infer_future(request, timeout=timeout_s)
+        outcomes.append(outcome)
+        calls.append(call)
+        call.add_done_callback(lambda c, o=outcome: on_done(o, c))
+    end = time.perf_counter() + timeout_s + GRACE_S  # every call has its deadline: this is a backstop
+    for _ in calls:
+        if not answered.acquire(timeout=max(0.0, end - time.perf_counter())):
+            break
+    for outcome, call in zip(outcomes, calls):
+        if outcome.done is None:  # gRPC owed an answer past its deadline and the grace
+            call.cancel()
+            outcome.done, outcome.error = None, f"no answer within {timeout_s + GRACE_S:g} s"
+            continue
+        try:
+            _, params = decode_response(call.result())
+            outcome.timings = params.get("timings", [])
+        except grpc.RpcError as exc:
+            outcome.error = f"{exc.code().name}: {exc.details()}"
+        except grpc.FutureCancelledError:
+            outcome.error = "cancelled"
+    return outcomes
+
+
+def warm_up(clients: list, request, n: int, timeout_s: float) -> None:
+    """`n` requests one after another, round robin, not counted (connections made, caches warm);
+    their errors are left to the timed requests to show."""
+    import grpc
+
+    for i in range(n):
+        try:
+            clients[i % len(clients)].infer_future(request, timeout=timeout_s).result()
+        except grpc.RpcError:
+            pass
+
+
+def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals: str = "poisson", seed: int = 0,
+                  warmup: int = 3, timeout_s: float = 30.0, entry: str | None = None, inputs: dict | None = None,
+                  host: dict | None = None) -> dict:
+    """The open-loop load test through the entry site; the report as a dict (`planner bench --rate --json`).
+
+    `host` is host_prediction(out_dir, rate_rps=rate_rps), computed before the requests."""
+    from planner_runtime.client import OipClient, infer_request
+
+    times = schedule(rate_rps, duration_s, arrivals, seed)
+    bundles = site_bundles(out_dir)
+    entry_site, b = entry_bundle(bundles)
+    services = live_services(out_dir)
+    addresses = ([entry] if entry else services.get(entry_site)
+                 or [live_endpoints(out_dir).get(entry_site) or b.sites[entry_site].address])
+    graph = Graph(b)
+    dtypes = {t.key: t.tensor.dtype for t in graph.inputs}
+    request = infer_request(b.app, inputs or random_inputs(graph), dtypes)
+    clients = [OipClient(a, b.runtime.max_message_bytes) for a in addresses]
+    try:
+        warm_up(clients, request, warmup, timeout_s)
+        outcomes = send_on_schedule(clients, request, times, timeout_s)
+    finally:
+        for c in clients:
+            c.close()
+    replicas = {site: len(a) for site, a in services.items()}
+    host = host or {"status": "not computed"}
+    report = summarize(outcomes, rate_rps, duration_s, replicas, host if host.get("status") == "ok" else None)
+    return {"app": b.app, "entry": {"site": entry_site, "addresses": addresses}, "arrivals": arrivals, "seed": seed,
+            "duration_s": duration_s, "warmup": warmup, "timeout_s": timeout_s, "host_prediction": host, **report}

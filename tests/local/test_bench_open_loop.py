@@ -1,0 +1,313 @@
+"""`planner bench --rate`: the open-loop load test, against real site servers on loopback.
+
+The site runs one python step whose service time the request chooses: its input's first value v
+>= 1 makes it sleep v ms (the random inputs of `planner solve`'s profiling do not), and v < 0
+makes every other call fail. Each site runs one request at a time (`serve --max-inflight 1`): a
+single instance, so the queue is real and predictable (D/D/1 under a uniform schedule).
+`planner bench` runs in subprocesses: it drives the runtime's own OIP stubs, which must not share
+a process with tritonclient (imported by other tests of this session).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from planner.local.load_test import Outcome, schedule, summarize
+from tests import ROOT
+from tests.step_app import write_step_app
+
+pytestmark = pytest.mark.timeout(120)
+
+STEP = '''
+import itertools
+import time
+
+import numpy as np
+
+_calls = itertools.count()
+
+
+def f(x):
+    v = float(x.flat[0])
+    if v < 0 and next(_calls) % 2:
+        raise ValueError(f"refused every other request ({v:g})")
+    if v >= 1:
+        time.sleep(v / 1000)
+    return {"y": (x * 2).astype(np.float32)}
+'''
+
+REPORT_KEYS = {"app", "entry", "arrivals", "seed", "duration_s", "warmup", "timeout_s", "host_prediction",
+               "rate_rps", "achieved_rps", "sent", "ok", "errors", "error_messages", "p50_ms", "p95_ms", "p99_ms",
+               "predicted", "error_pct", "utilization", "predicted_utilization", "models", "window_s",
+               "sender_late_ms", "requests"}
+
+
+# -- the schedule and the statistics, alone --------------------------------------------------
+
+def test_uniform_schedule_is_every_gap_exactly():
+    times = schedule(20, 1, "uniform")
+    assert times == [i / 20 for i in range(20)]
+    assert len(schedule(3, 2.5, "uniform")) == 8  # 0, 1/3, ..., 7/3 < 2.5
+    assert schedule(20, 1, "uniform", seed=7) == times  # no randomness
+
+
+def test_poisson_schedule_count_and_mean_gap_for_a_fixed_seed():
+    times = schedule(100, 50, "poisson", seed=3)
+    gaps = np.diff([0.0] + times)
+    assert len(times) == pytest.approx(5000, abs=3 * np.sqrt(5000))  # a Poisson count: mean 5000, sd 71
+    assert gaps.mean() == pytest.approx(0.01, rel=0.03)
+    assert gaps.std() == pytest.approx(0.01, rel=0.05)  # exponential: sd equals the mean
+    assert all(0 < t < 50 for t in times) and times == sorted(times)
+    assert schedule(100, 50, "poisson", seed=3) == times  # the same seed, the same schedule
+    assert schedule(100, 50, "poisson", seed=4) != times
+    assert schedule(100, 50) == schedule(100, 50, "poisson", seed=0)  # the default: Poisson, seed 0
+
+
+@pytest.mark.parametrize("args, says", [((0, 1), "--rate"), ((-2, 1), "--rate"), ((5, 0), "--duration"),
+                                        ((5, float("inf")), "--duration"), ((5, 1, "bursty"), "--arrivals")])
+def test_schedule_refuses_bad_options(args, says):
+    from planner.errors import InputError
+
+    with pytest.raises(InputError, match=says):
+        schedule(*args)
+
+
+def test_summary_of_known_outcomes():
+    """Four requests due every 0.5 s, each 100 ms of model time on site m (2 replicas) and 30 ms
+    of queueing; the third fails: the numbers by hand."""
+    def timings(queue: bool):
+        return [["model", "s", "m", 100.0, 0, ""], ["hop", "e->m", "e", 1.0, 16, "a->s"]] + (
+            [["queue", "s", "m", 30.0, 0, ""]] if queue else [])
+
+    outcomes = [Outcome(at=0.0, sent=0.001, done=0.2, timings=timings(True)),
+                Outcome(at=0.5, sent=0.502, done=0.8, timings=timings(True)),
+                Outcome(at=1.0, sent=1.0, done=1.05, error="INTERNAL: boom"),
+                Outcome(at=1.5, sent=1.5, done=2.5, timings=timings(True))]
+    r = summarize(outcomes, 2.0, 2.0, {"m": 2}, {"status": "ok", "p50_ms": 250.0, "p99_ms": 800.0,
+                                                 "utilization": {"m": 0.1}})
+    assert (r["sent"], r["ok"], r["errors"]) == (4, 3, 1)
+    assert r["error_messages"] == [{"message": "INTERNAL: boom", "count": 1}]
+    assert r["window_s"] == 2.5 and r["achieved_rps"] == pytest.approx(3 / 2.5)
+    assert r["p50_ms"] == 300.0  # latencies 200, 300, 1000 ms from their scheduled times
+    assert r["utilization"] == {"m": pytest.approx(0.3 / 2.5 / 2)}  # 300 ms busy, 2.5 s, 2 replicas
+    assert r["predicted"] == {"p50_ms": 250.0, "p99_ms": 800.0} and r["predicted_utilization"] == {"m": 0.1}
+    assert r["error_pct"]["p50"] == 20.0
+    assert r["error_pct"]["p99"] == pytest.approx(round(100 * (np.percentile([200, 300, 1000], 99) - 800) / 800, 1))
+    assert r["models"] == [{"model": "s", "site": "m", "service_p50_ms": 100.0, "service_p99_ms": 100.0,
+                            "queue_p50_ms": 30.0, "queue_p99_ms": 30.0}]
+    assert r["sender_late_ms"]["max"] == 2.0
+    assert [q["ms"] for q in r["requests"]] == [200.0, 300.0, None, 1000.0]
+    # no queue timings from the runtime, no prediction at this rate: neither is made up
+    for o in outcomes:
+        o.timings = [t for t in o.timings if t[0] != "queue"]
+    r = summarize(outcomes, 2.0, 2.0, {}, {"status": "ok", "latency_ms": 100.0})
+    assert "queue_p50_ms" not in r["models"][0]
+    assert r["predicted"] == {"p50_ms": None, "p99_ms": None} and r["error_pct"] == {"p50": None, "p99": None}
+    assert r["utilization"] == {"m": pytest.approx(0.3 / 2.5)}  # one replica without services.json
+
+
+# -- through real site servers ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    base = tmp_path_factory.mktemp("open-loop-env")
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200",
+            "PLANNER_CACHE_DIR": str(base / "cache"), "PLANNER_TUNING_DIR": str(base / "tuning")}
+
+
+def planner(env, *args, timeout=90):
+    return subprocess.run([sys.executable, "-m", "planner", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env=env)
+
+
+def serve_replica(out, name: str, env) -> tuple[subprocess.Popen, str, str]:
+    """One more process serving the site `here` of OUT on free ports, one request at a time:
+    (process, gRPC address, metrics URL) once it serves."""
+    port_file = out / "logs" / f"{name}.port.json"
+    proc = subprocess.Popen([sys.executable, "-m", "planner_runtime", "serve", str(out / "sites" / "here"),
+                             "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--port-file", str(port_file),
+                             "--max-inflight", "1", "--max-queue", "1000"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    end = time.monotonic() + 60
+    while not port_file.exists():
+        assert proc.poll() is None and time.monotonic() < end, "the site did not start"
+        time.sleep(0.1)
+    ports = json.loads(port_file.read_text())
+    return proc, f"127.0.0.1:{ports['port']}", f"http://127.0.0.1:{ports['metrics_port']}/metrics"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, env):
+    """OUT of the step app, its site served twice (replicas a and b), and input files choosing the
+    step's behaviour: {"out", "a", "b", "metrics_a", "metrics_b", "sleep200", "sleep10", "fail"}."""
+    work = tmp_path_factory.mktemp("open-loop")
+    app = write_step_app(work / "app", STEP)
+    out = work / "out"
+    r = planner(env, "solve", app, "-o", out)
+    assert r.returncode == 0, r.stderr
+    (out / "logs").mkdir()
+    found = {"out": out}
+    for name, value in (("sleep200", 200), ("sleep10", 10), ("fail", -1)):
+        found[name] = work / f"{name}.npy"
+        np.save(found[name], np.full((1, 4), value, np.float32))
+    procs = []
+    try:
+        for name in ("a", "b"):
+            proc, found[name], found[f"metrics_{name}"] = serve_replica(out, name, env)
+            procs.append(proc)
+        yield found
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=10)
+
+
+def bench(site, env, *args, entry=True):
+    return planner(env, "bench", site["out"], *(("--entry", site["a"]) if entry else ()), "--no-predict", *args)
+
+
+def test_open_loop_keeps_its_schedule_while_answers_queue(site, env):
+    # 200 ms of service, one at a time, offered 20 rps: 4 times what the site can serve
+    r = bench(site, env, "--rate", "20", "--duration", "1", "--arrivals", "uniform", "--input",
+              f"cam={site['sleep200']}", "--warmup", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert (report["sent"], report["ok"], report["errors"]) == (20, 20, 0)
+    requests = report["requests"]
+    assert [q["at_ms"] for q in requests] == pytest.approx([50.0 * i for i in range(20)])
+    # every request left on time, although the first answer came only after 200 ms
+    assert max(q["late_ms"] for q in requests) < 50, requests
+    assert report["sender_late_ms"]["max"] == max(q["late_ms"] for q in requests)
+    # D/D/1: request i is answered after i + 1 services of 200 ms, so it waited 150 ms more than the one before
+    latencies = [q["ms"] for q in requests]
+    assert latencies == sorted(latencies)
+    for i, ms in enumerate(latencies):
+        assert 200 + 150 * i - 5 <= ms <= 200 + 150 * i + 250, (i, latencies)
+    assert report["p50_ms"] == pytest.approx(np.percentile(latencies, 50), abs=1e-3)
+    assert report["p99_ms"] == pytest.approx(np.percentile(latencies, 99), abs=1e-3)
+    # the site served at its capacity (5 rps), busy the whole window
+    assert report["window_s"] == pytest.approx(4.0, abs=0.3)
+    assert report["achieved_rps"] == pytest.approx(5.0, rel=0.08)
+    assert report["utilization"]["here"] == pytest.approx(1.0, abs=0.08)
+    [model] = report["models"]
+    assert model["model"] == "s" and model["service_p50_ms"] == pytest.approx(200, abs=10)
+
+
+def test_low_rate_matches_the_sequential_bench(site, env):
+    """At 10 % utilization (10 ms of service, 10 rps) the open loop's p50 is the sequential one's."""
+    r = bench(site, env, "-n", "20", "--input", f"cam={site['sleep10']}", "--json")
+    assert r.returncode == 0, r.stderr
+    sequential = json.loads(r.stdout)["e2e_ms"]["p50"]
+    r = bench(site, env, "--rate", "10", "--duration", "2", "--seed", "5", "--input", f"cam={site['sleep10']}",
+              "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    times = schedule(10, 2, "poisson", seed=5)  # the documented schedule, sent as it is
+    assert report["sent"] == len(times) and report["seed"] == 5 and report["arrivals"] == "poisson"
+    assert [q["at_ms"] for q in report["requests"]] == pytest.approx([1000 * t for t in times], abs=1e-3)
+    assert abs(report["p50_ms"] - sequential) < 5, (report["p50_ms"], sequential)
+    assert report["utilization"]["here"] == pytest.approx(len(times) * 0.010 / report["window_s"], rel=0.15)
+
+
+def test_failed_and_late_requests_are_errors(site, env):
+    r = bench(site, env, "--rate", "10", "--duration", "1", "--arrivals", "uniform", "--input",
+              f"cam={site['fail']}", "--warmup", "0", "--json")
+    assert r.returncode == 1, r.stderr  # documented: any failed request
+    report = json.loads(r.stdout)
+    assert (report["sent"], report["ok"], report["errors"]) == (10, 5, 5)  # the step fails every other call
+    [e] = report["error_messages"]
+    assert e["count"] == 5 and e["message"].startswith("INTERNAL: ") and "refused every other request" in e["message"]
+    assert sum(q["error"] is not None for q in report["requests"]) == 5
+    r = bench(site, env, "--rate", "10", "--duration", "1", "--arrivals", "uniform", "--input",
+              f"cam={site['fail']}", "--warmup", "0")
+    assert r.returncode == 1 and "errors 5" in r.stdout and "refused every other request" in r.stdout, r.stdout
+    # past its deadline: 200 ms of service, 20 rps, each request given 0.3 s; never a hang
+    t0 = time.monotonic()
+    r = bench(site, env, "--rate", "20", "--duration", "0.5", "--arrivals", "uniform", "--input",
+              f"cam={site['sleep200']}", "--timeout", "0.3", "--warmup", "0", "--json")
+    assert time.monotonic() - t0 < 30
+    assert r.returncode == 1, r.stderr
+    report = json.loads(r.stdout)
+    assert report["sent"] == 10 and report["ok"] + report["errors"] == 10
+    assert report["ok"] >= 1 and report["errors"] >= 5  # at most 2 answered in time (only one runs at once)
+    assert all(e["message"].startswith("DEADLINE_EXCEEDED") for e in report["error_messages"])
+    assert all(q["ms"] is None or q["ms"] <= 300 + 50 for q in report["requests"])
+
+
+def test_requests_spread_over_the_replicas_of_services_json(site, env, tmp_path):
+    """What `planner up` writes for a site of two replicas: bench sends round robin, and the
+    utilization is per replica."""
+    out = tmp_path / "out"
+    shutil.copytree(site["out"] / "sites", out / "sites")
+    shutil.copy2(site["out"] / "plan.json", out / "plan.json")
+    (out / "logs").mkdir()
+    (out / "logs" / "endpoints.json").write_text(json.dumps({"here": site["a"]}))
+    (out / "logs" / "services.json").write_text(json.dumps(
+        {"here": {"grpc": [site["a"], site["b"]], "metrics": [site["metrics_a"], site["metrics_b"]]}}))
+
+    def served() -> list[float]:  # each replica's count of ensemble requests, from its own metrics
+        counts = []
+        for url in (site["metrics_a"], site["metrics_b"]):
+            text = urllib.request.urlopen(url, timeout=10).read().decode()
+            counts.append(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                              if line.startswith("oip_requests_total{") and 'model="steps"' in line))
+        return counts
+
+    before = served()
+    r = planner(env, "bench", out, "--no-predict", "--rate", "10", "--duration", "1", "--arrivals", "uniform",
+                "--input", f"cam={site['sleep200']}", "--warmup", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["entry"]["addresses"] == [site["a"], site["b"]]
+    assert [b - a for a, b in zip(before, served())] == [6, 6]  # 1 warm-up and 5 timed requests each
+    # 10 requests of 200 ms over 2 replicas: each is busy 1 s of the window
+    assert report["utilization"]["here"] == pytest.approx(1.0 / report["window_s"], rel=0.08)
+    # at 10 rps each replica gets 5 rps, its capacity: no queue builds up beyond a service time or so
+    assert report["p99_ms"] < 200 + 200
+
+
+def test_report_keys_and_the_prediction_beside(site, env):
+    out = site["out"]
+    r = planner(env, "bench", out, "--entry", site["a"], "--rate", "5", "--duration", "0.5", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert set(report) == REPORT_KEYS
+    assert set(report["predicted"]) == {"p50_ms", "p99_ms"} and set(report["error_pct"]) == {"p50", "p99"}
+    assert set(report["sender_late_ms"]) == {"p50", "p99", "max"}
+    # the plan names its app.yaml: this machine's prediction is made (at this rate, once the model queues)
+    assert report["host_prediction"]["status"] == "ok", report["host_prediction"]
+    predicted = report["predicted"]["p50_ms"]
+    r = planner(env, "bench", out, "--entry", site["a"], "--rate", "5", "--duration", "0.5")
+    assert r.returncode == 0, r.stderr
+    if predicted is None:
+        assert "no prediction at this rate" in r.stdout, r.stdout
+    else:
+        assert f"p50 {predicted:.3f}" in r.stdout, r.stdout
+    assert "utilization" in r.stdout and "here" in r.stdout
+
+
+@pytest.mark.parametrize("args, says", [(("-n", "5", "--rate", "5"), "-n and --rate"), (("--rate", "0"), "--rate"),
+                                        (("--rate", "5", "--arrivals", "bursty"), "--arrivals"),
+                                        (("--rate", "5", "--duration", "-1"), "--duration"),
+                                        (("--rate", "5", "--duration", "0"), "--duration"),
+                                        (("--rate", "5", "--timeout", "0"), "--timeout"),
+                                        (("--duration", "5"), "give --rate too"),
+                                        (("-n", "5", "--seed", "1"), "--seed set(s) the open loop")])
+def test_bench_refuses_conflicting_or_bad_options(tmp_path, args, says):
+    """Refused before anything is read or sent (OUT here is empty)."""
+    from typer.testing import CliRunner
+
+    from planner.cli.main import app as cli
+
+    r = CliRunner().invoke(cli, ["bench", str(tmp_path), *args])
+    assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output, (args, r.output)
