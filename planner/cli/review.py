@@ -123,12 +123,13 @@ def sweep(
     else:
         models = list(dict.fromkeys(m for p in result.points for m in p.placement))
         t = Table(title=f"{result.app}: sweep of {key}", title_justify="left")
-        for col in ("value", "status", "latency ms", "cost $/h", *models, "moved"):
+        for col in ("value", "status", "latency ms", "cost $/h", *models, "replicas", "moved"):
             t.add_column(col, justify="right" if col in ("value", "latency ms", "cost $/h") else "left")
         for p in result.points:
             t.add_row(p.value, p.status, "-" if p.latency_ms is None else f"{p.latency_ms:,.3f}",
                       "-" if p.cost_per_hour is None else f"{p.cost_per_hour:.6f}",
-                      *[p.placement.get(m, "-") for m in models], ", ".join(p.moved))
+                      *[p.placement.get(m, "-") for m in models],
+                      " ".join(f"{s}={n}" for s, n in p.replicas.items()) or "-", ", ".join(p.moved))
         out.print(t)
         out.print(f"wrote {', '.join(str(p) for p in written)}", highlight=False)
     if all(not p.placement for p in result.points):

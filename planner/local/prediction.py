@@ -41,6 +41,8 @@ class HostPrediction:
     transfers: dict[str, dict] = field(default_factory=dict)  # "a->b" -> {ms, bytes, sites}
     client_ms: float = 0.0  # the bench client's own hop to the entry and back
     assumptions: list[str] = field(default_factory=list)
+    replicas: dict[str, int] = field(default_factory=dict)
+    utilization: dict[str, float] = field(default_factory=dict)  # per site: load / (replicas x capacity)
 
     @property
     def total_ms(self) -> float:
@@ -63,8 +65,11 @@ def loopback_ms(nbytes: int) -> float:
     return link_transfer_ms(nbytes, LOOPBACK_BANDWIDTH_MBPS, LOOPBACK_RTT_MS)
 
 
-def predict_on_host(checked: CheckedApp, placement: dict[str, str], profiles: AppProfiles | None = None) -> HostPrediction:
-    """Latency of `placement` with host profiles and loopback links, by planner.solver.evaluate.
+def predict_on_host(checked: CheckedApp, placement: dict[str, str], profiles: AppProfiles | None = None,
+                    builds: dict[str, str] | None = None, replicas: dict[str, int] | None = None) -> HostPrediction:
+    """Latency of `placement` with host profiles and loopback links, by planner.solver.evaluate:
+    at `checked`'s rates and percentile (queueing included), with the plan's `builds` where this
+    host has them and its `replicas` (at least as many as this host's load needs).
 
     `profiles` defaults to the host profiles `planner run` uses (cached after the first run)."""
     unknown = sorted(set(placement) ^ set(checked.app.models))
@@ -77,12 +82,19 @@ def predict_on_host(checked: CheckedApp, placement: dict[str, str], profiles: Ap
     missing = [f"{m} on {s}" for m, s in placement.items() if s not in inst.options.get(m, {})]
     if missing:
         raise InputError(f"no host profile for {', '.join(missing)} (the profiler excluded it on this machine)")
-    evaluation = evaluate(inst, placement)
+    here = {m: b for m, b in (builds or {}).items() if any(o.build == b for o in inst.builds(m, placement[m]))}
+    least = evaluate(inst, placement, here)
+    evaluation = evaluate(inst, placement, here, {s: max(r, (replicas or {}).get(s, r))
+                                                   for s, r in least.replicas.items()})
     provenance = {(e.node, e.site): e.provenance for e in profiles.table.entries}
-    pred = HostPrediction(latency_ms=evaluation.latency_us / 1000)
+    pred = HostPrediction(latency_ms=evaluation.latency_us / 1000, replicas=dict(evaluation.replicas),
+                          utilization={s: round(evaluation.load[s] / inst.replica_capacity / r, 4)
+                                       for s, r in evaluation.replicas.items()})
     app = checked.app
     for m, s in placement.items():
-        pred.models[m] = {"site": s, "ms": inst.option(m, s).latency_us / 1000, "provenance": provenance.get((m, s))}
+        option = inst.option(m, s, evaluation.builds[m])
+        pred.models[m] = {"site": s, "ms": option.latency_us / 1000, "wait_ms": evaluation.wait_us[m] / 1000,
+                          "build": option.build, "provenance": provenance.get((m, s))}
     for term in evaluation.flows:
         flow = app.flows[term.index]
         nbytes = inst.flows[term.index].nbytes
@@ -124,7 +136,9 @@ def host_prediction(out_dir: Path, app_file: Path | None = None, refresh: bool =
                     rate_rps: float | None = None) -> dict:
     """The plan's placement re-evaluated with this machine's profiles and loopback links; or why not.
 
-    `rate_rps`: the load `planner bench --rate` offers (the queueing model is to read it; not yet)."""
+    Without `rate_rps` (the sequential bench: one request at a time) nothing queues; with it (the
+    load `planner bench --rate` offers, every source at that rate: one request carries them all)
+    the p50 and p99 under that load by the queueing model, and each site's utilization."""
     plan = read_plan(out_dir)
     if plan is None or not plan.placement:
         return {"status": "not available", "why": f"no placement in {Path(out_dir) / 'plan.json'}"}
@@ -139,7 +153,26 @@ def host_prediction(out_dir: Path, app_file: Path | None = None, refresh: bool =
     notes = []
     if source is not None and source.sha256 and sha256_file(path) != source.sha256:
         notes.append(f"{path} changed since `planner solve`; the prediction uses the file as it is now")
-    checked = open_app(path, source.overrides if source is not None else ())
+    overrides = list(source.overrides) if source is not None else []
+    checked = open_app(path, overrides)
     profiles = host_profiles(checked, refresh=refresh)
-    pred = predict_on_host(checked, plan.placement, profiles)
-    return {"status": "ok", "app": str(path), **pred.as_dict(), "notes": notes}
+    builds = {m: f"{r.engine}/{r.precision}" for m, r in plan.models.items()}
+    replicas = {s: r.replicas for s, r in plan.sites.items()}
+
+    def at(rate: float, percentile: float) -> HostPrediction:
+        load = [*overrides, *(f"sources.{name}.rate_rps={rate!r}" for name in checked.app.sources),
+                f"constraints.percentile={percentile!r}"]
+        return predict_on_host(open_app(path, load), plan.placement, profiles, builds, replicas)
+
+    # one request at a time: no queue, whatever the app's rates (the smallest rate it accepts)
+    pred = at(1e-9, 50)
+    out = {"status": "ok", "app": str(path), **pred.as_dict(), "notes": notes}
+    if rate_rps is not None:
+        median, tail = at(rate_rps, 50), at(rate_rps, 99)
+        out |= {"rate_rps": rate_rps, "p50_ms": round(median.total_ms, 3), "p99_ms": round(tail.total_ms, 3),
+                "utilization": tail.utilization, "replicas": tail.replicas}
+        out["assumptions"] = pred.assumptions + [
+            f"at {rate_rps:g} requests/s: each model a FIFO queue (Poisson arrivals, its host profile as a constant "
+            "service time, replicas x instances servers; README, Queueing); p50 and p99 add each model's median "
+            "and p99 wait along the slowest path"]
+    return out

@@ -115,7 +115,7 @@ def baseline_report(b: Baseline) -> BaselineReport:
     return BaselineReport(
         name=b.name, description=b.description, feasible=evaluation.feasible,
         violations=[v.message for v in evaluation.violations], violated=[v.key for v in evaluation.violations],
-        placement=evaluation.placement, latency_ms=evaluation.latency_us / 1000,
+        placement=evaluation.placement, replicas=evaluation.replicas, latency_ms=evaluation.latency_us / 1000,
         cost_per_hour=evaluation.cost_uph / 1e6,
     )
 

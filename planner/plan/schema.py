@@ -110,6 +110,8 @@ class BaselineReport(Model):
     violations: list[str]
     violated: list[ConstraintKey] = Field(default_factory=list, description="the key of each violation, in order")
     placement: dict[str, str]
+    replicas: dict[str, int] = Field(default_factory=dict, description="per site: as many as its queues need for the "
+                                     "SLO, sized greedily")
     latency_ms: float
     cost_per_hour: float
 

@@ -12,6 +12,7 @@ class SweepPoint(BaseModel):
     latency_ms: float | None
     cost_per_hour: float | None
     moved: list[str]  # models whose site differs from the previous feasible value's
+    replicas: dict[str, int] = {}  # per site the plan uses
 
 
 class Sweep(BaseModel):

@@ -18,13 +18,14 @@ def markdown(sw: Sweep) -> str:
     if sw.fixed:
         lines += ["Fixed for every run: " + ", ".join(f"`{f}`" for f in sw.fixed), ""]
     lines += ["![sweep](sweep.svg)", "",
-              "| " + " | ".join([sw.key, "status", "latency ms", "cost $/h", *models, "moved"]) + " |",
-              "|" + "|".join(["---:", "---", "---:", "---:", *["---"] * len(models), "---"]) + "|"]
+              "| " + " | ".join([sw.key, "status", "latency ms", "cost $/h", *models, "replicas", "moved"]) + " |",
+              "|" + "|".join(["---:", "---", "---:", "---:", *["---"] * len(models), "---", "---"]) + "|"]
     for p in sw.points:
         lat = "-" if p.latency_ms is None else f"{p.latency_ms:g}"
         cost = "-" if p.cost_per_hour is None else f"{p.cost_per_hour:.6f}"
+        replicas = ", ".join(f"{s} {n}" for s, n in p.replicas.items()) or "-"
         lines.append("| " + " | ".join([p.value, p.status, lat, cost, *[p.placement.get(m, "-") for m in models],
-                                         ", ".join(p.moved)]) + " |")
+                                         replicas, ", ".join(p.moved)]) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -15,7 +15,7 @@ from planner.local.prediction import LOOPBACK_BANDWIDTH_MBPS, LOOPBACK_RTT_MS, p
 from planner.model.open_app import open_app
 from planner.pipeline import prepare, solve_prepared
 from planner.solver.cpsat import SolverConfig
-from tests.plan.readme_numbers import readme_numbers
+from tests.plan.readme_numbers import numbers, readme_numbers
 from tests import EXAMPLES, CAMERA
 
 
@@ -47,8 +47,10 @@ def test_host_prediction_is_the_placement_on_loopback(example):
             same = site_of[f["from"]] == site_of[f["to"]]
             expected = 0 if same else LOOPBACK_RTT_MS / 2 + f["bytes"] * 8 / (LOOPBACK_BANDWIDTH_MBPS * 1e6) * 1000
             assert term["ms"] == pytest.approx(expected, abs=0.001)
+        waits = numbers(on_loopback(app), placement).wait_ms  # at the app's rate, as the plan
         for m, s in placement.items():
             assert pred.models[m] == {"site": s, "ms": app["models"][m]["profile"][s]["latency_ms"],
+                                      "wait_ms": pytest.approx(waits[m], abs=0.001), "build": "given/fp32",
                                       "provenance": "given"}
         # the bench's client sends the source tensors in and gets the sink tensors back
         io = {(f["from"], f.get("output")): f["bytes"] for f in app["flows"] if f["from"] in app["sources"]}

@@ -267,8 +267,8 @@ def numbers(app: dict, placement: dict[str, str], replicas: dict[str, int] | Non
     return out
 
 
-def readme_numbers(app: dict, placement: dict[str, str]) -> tuple[float, float]:
-    """(end-to-end latency in ms, cost in $/h) of a placement."""
-    n = numbers(app, placement)
+def readme_numbers(app: dict, placement: dict[str, str], replicas: dict[str, int] | None = None) -> tuple[float, float]:
+    """(end-to-end latency in ms, cost in $/h) of a placement (with these replicas, else the fewest)."""
+    n = numbers(app, placement, replicas)
     assert n.routable, placement
     return n.latency_ms, n.cost_per_hour
