@@ -10,6 +10,7 @@ benchmarks/results/queueing_accuracy.md) fits inside them.
 from __future__ import annotations
 
 import math
+import random
 import statistics
 from functools import partial
 
@@ -190,6 +191,22 @@ def test_wait_table_matches_queue_per_replica_count(instances, cv2, cap):
     assert values == sorted(values, reverse=True)  # more replicas never wait longer
     last = max(table)
     assert Queue(rate, service, last * instances, service_cv2=cv2).wait_ms(p) == 0
+
+
+def test_more_replicas_never_wait_longer_and_more_load_never_shorter():
+    """What the solver may rely on, over 2,000 seeded draws of service time, load, instances,
+    variability, percentile and cap."""
+    rng = random.Random(2)
+    for _ in range(2000):
+        s, instances = 10 ** rng.uniform(-1, 3), rng.choice([1, 2, 3, 8])
+        cv2, p = rng.choice([0.0, 0.3, 1.0, 2.0]), rng.choice([50, 95, 99, 99.9])
+        rate = 10 ** rng.uniform(-2, 2.5) / s * 1000
+        values = list(wait_table_ms(rate, s, instances, 300, p, service_cv2=cv2,
+                                    max_utilization=rng.choice([None, 0.8])).values())
+        assert values == sorted(values, reverse=True), (s, instances, cv2, p, rate)
+        c = rng.choice([1, 2, 5, 20])
+        low, high = sorted(rng.uniform(0.01, 0.99) for _ in range(2))
+        assert Queue(low * c / s * 1000, s, c, cv2).wait_ms(p) <= Queue(high * c / s * 1000, s, c, cv2).wait_ms(p)
 
 
 def test_wait_table_stops_at_max_replicas_and_is_empty_when_nothing_fits():
