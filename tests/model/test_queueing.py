@@ -1,10 +1,10 @@
 """The queueing model (planner.model.queueing) against textbook values and against a discrete-event
 simulation of the same queue (tests/model/queue_sim.py, which uses no queueing formula).
 
-The simulation runs on fixed seeds, so every comparison is the same on every run and machine;
-the tolerances are the errors the module docstring states per region, and the sample sizes
-are large enough that the simulation's own noise (measured over seeds in
-benchmarks/results/queueing_accuracy.md) fits inside them.
+The simulation runs on fixed seeds, so every comparison is the same on every run and machine.
+Each allows the error the module docstring states (measured in benchmarks/results/
+queueing_accuracy.md on 10^6 requests per case) plus three standard errors of the simulated
+number by batch means: the noise of the shorter runs here (~12 s of simulation in all).
 """
 
 from __future__ import annotations
