@@ -15,14 +15,26 @@ a = lambda * S / 1000 erlangs and the utilization rho = a / c (stable when rho <
       f_D = (1 + (1 - rho) (c - 1) (sqrt(4 + 5c) - 2) / (16 rho c)) / 2,
   and 0 < cv2 < 1 interpolates linearly: f = cv2 + (1 - cv2) f_D. Exact for M/M/c (cv2 = 1)
   and for M/G/1 (f_D = 1/2 at c = 1, C = rho: Pollaczek-Khinchine). Plain Allen-Cunneen
-  under-states M/D/c's mean wait by 10-23 % on 2-8 servers at rho <= 0.5 (where the wait is
-  short); with the correction it is within 2 % (below). Arrivals that are not Poisson scale it by
-  (ca2 + cv2) / (1 + cv2) (Allen-Cunneen's share; not checked by the simulation);
-- the wait's tail: a request waits with probability C, and then an exponential time of mean
-  theta = Wq / C: P(W > t) = C exp(-t / theta). Exact for M/M/c, the heavy-traffic limit
-  of every M/G/c, closed form, and conservative at high percentiles for constant service,
-  whose waits are less variable than exponential. The p-th percentile of the wait:
-      W_p = 0 when C <= 1 - p/100, else theta ln(C / (1 - p/100));
+  under-states M/D/c's mean wait by up to 23 % on 2-8 servers at rho <= 0.5 (where the wait
+  is short); with the correction it is within 2 % (below). Arrivals that are not Poisson
+  scale it by (ca2 + cv2) / (1 + cv2) (Allen-Cunneen's share; not checked by the simulation);
+- the wait's tail: a request waits with probability C, and then on average theta = Wq / C,
+  with a coefficient of variation
+      s = sqrt(1 - (1 - rho) (2 / (c + 2)) (1 - cv2) / (1 + cv2))   (s = 1 for cv2 >= 1),
+  as a shifted exponential of that mean and spread: (1 - s) theta plus an exponential of mean
+  s theta. So P(W > t) = C exp(-(t - (1 - s) theta) / (s theta)) beyond the shift, and the
+  p-th percentile, closed form:
+      W_p = 0 when C <= 1 - p/100, else theta (1 + s (ln(C / (1 - p/100)) - 1)).
+  Why this s: for one server it makes the wait's first two moments exact (Takacs's second
+  moment of the M/G/1 wait with gamma service: the waits of those who wait have squared cv
+  1 - (1 - rho) (2/3) (1 - cv2) / (1 + cv2)); for c servers it runs from the light-traffic limit of constant service (a
+  request that finds all c busy waits for the first of c uniform residual services:
+  squared cv c / (c + 2)) at rho = 0 to 1 in heavy traffic, linearly in rho. With s = 1 it
+  is the plain exponential tail C exp(-t / theta): exact for M/M/c and the heavy-traffic
+  limit of every M/G/c. For constant service the plain exponential over-states the p99
+  response by up to 18 % at low utilization (one server, rho = 0.3), because fixed-length
+  waits are less spread; with s it is within 4 % (errors below). For cv2 > 1 the
+  true tail is heavier than exponential and this under-states it (not in the grid below);
 - the response (arrival to answer), `response_ms`: S + W_p for constant service. That is
   exact given W_p, not an approximation: S is a constant, so the p-th percentile of S + W is
   S + the p-th percentile of W; it is the number the planner adds per stage. For variable
@@ -30,25 +42,25 @@ a = lambda * S / 1000 erlangs and the utilization rho = a / c (stable when rho <
   below its mean; its p99 far above), so the p-th percentile of the sum is computed from its
   distribution: a gamma service (shape 1 / cv2) independent of the wait above (a request's
   own service time does not change how long it waited), by bisection on
-  P(S + W <= t) = G(t) - C E[exp(-(t - S) / theta); S <= t].
+  P(S + W <= t) = (1 - C) G(t) + C (G(t - d) - E[exp(-(t - d - S) / (s theta)); S <= t - d]),
+  d = (1 - s) theta, G the gamma CDF (no closed form needed for the planner: its service
+  times are fixed).
 
 Measured against a discrete-event simulation (tests/model/queue_sim.py; Poisson arrivals,
 utilization 0.3, 0.5, 0.7, 0.85, 0.9 x 1, 2, 4, 8 servers, 10^6 requests per case; every cell
 in benchmarks/results/queueing_accuracy.md), as (model - simulation) / simulation:
 - constant service (cv2 = 0, the planner's case): mean wait within 2 % (where it is at least
-  1 % of S); p99 response -2 .. +18 %: the exponential tail over-states fixed-length waits most
-  on one or two servers at low utilization (+18 % at c = 1, rho = 0.3; up to +13 % at 0.5),
-  and is within -2 .. +7 % at rho >= 0.7; p95 -5 .. +10 %; p50 -10 .. 0 % (the median wait at
-  c = 1, rho = 0.7 is under-stated: the exponential puts too much mass near 0);
-- cv2 = 0.5 (gamma): mean wait within 2.5 %, p50 -2 .. +0.5 %, p95 0 .. +4 %, p99 0 .. +7 %;
+  1 % of S); p99 response -3.5 .. +3.8 %, p95 -4.9 .. +2.4 %, p50 -3 .. +1 %. (With s = 1,
+  the plain exponential tail, the p99 was -2 .. +18 %: +18 % at c = 1, rho = 0.3.)
+- cv2 = 0.5 (gamma): mean wait within 2.5 %, p50 within 1 %, p95 -0.5 .. +3 %, p99 0 .. +6 %;
 - cv2 = 1 (M/M/c, where every formula above is exact): within 2 %, the simulation's noise.
-The simulation's own standard error (batch means) of the p99 is about 1 % at rho <= 0.7 and
-2-3 % at 0.85-0.9; tests/model/test_queueing.py checks every cell against these bounds
+The simulation's own standard error (batch means) of the p99 is under 1 % at rho <= 0.7 and
+1-3 % at 0.85-0.9, so part of each range above is the simulation's noise; tests/model/test_queueing.py checks every cell against these bounds
 plus three standard errors of its shorter runs.
 
 Along a path the planner adds the per-model percentiles. That is conservative: a request
 is rarely slow at every stage at once. In five simulated two-stage tandems the sum of the stage p99s
-was 14-89 % above the simulated end-to-end p99 (89 % for two equally busy constant-service
+was 9-75 % above the simulated end-to-end p99 (75 % for two equally busy constant-service
 stages: the first spaces its departures at least S apart, so the second hardly queues).
 
 Pure math (no planner imports, no numpy).
@@ -118,7 +130,12 @@ class Queue:
         _check_percentile(percentile)
         if not self.stable:
             return math.inf
-        return _wait_quantile(self.p_wait, self.mean_wait_ms, percentile)
+        return _wait_quantile(self.p_wait, self.mean_wait_ms, self.conditional_wait_cv, percentile)
+
+    @property
+    def conditional_wait_cv(self) -> float:
+        """s, the coefficient of variation of the wait of a request that waits (module docstring)."""
+        return _conditional_wait_cv(self.servers, self.utilization, self.service_cv2)
 
     def response_ms(self, percentile: float) -> float:
         """The `percentile`-th percentile of the time from arrival to answer (module docstring):
@@ -130,7 +147,7 @@ class Queue:
         if self.p_wait < _NEGLIGIBLE_WAIT or self.mean_wait_ms == 0:
             return service_quantile_ms(self.service_ms, self.service_cv2, percentile)
         theta = self.mean_wait_ms / self.p_wait
-        response = _response_cdf(self.service_ms, self.service_cv2, self.p_wait, theta)
+        response = _response_cdf(self.service_ms, self.service_cv2, self.p_wait, theta, self.conditional_wait_cv)
         return _invert(response, percentile / 100, self.service_ms + self.mean_wait_ms)
 
 
@@ -163,11 +180,18 @@ def _mean_wait(c_prob: float, service_ms: float, servers: int, rho: float, servi
     return mmc * factor * (arrival_cv2 + service_cv2) / (1 + service_cv2)
 
 
-def _wait_quantile(c_prob: float, mean_wait: float, percentile: float) -> float:
+def _conditional_wait_cv(servers: int, rho: float, service_cv2: float) -> float:
+    """s = sqrt(1 - (1 - rho) 2 / (c + 2) (1 - cv2) / (1 + cv2)), 1 from cv2 = 1 on."""
+    if service_cv2 >= 1:
+        return 1.0
+    return math.sqrt(1 - (1 - rho) * 2 / (servers + 2) * (1 - service_cv2) / (1 + service_cv2))
+
+
+def _wait_quantile(c_prob: float, mean_wait: float, spread: float, percentile: float) -> float:
     tail = 1 - percentile / 100
     if c_prob <= tail or mean_wait == 0:
         return 0.0
-    return mean_wait / c_prob * math.log(c_prob / tail)
+    return mean_wait / c_prob * (1 + spread * (math.log(c_prob / tail) - 1))
 
 
 def _check_percentile(percentile: float) -> None:
@@ -191,11 +215,21 @@ def _gamma_cdf(mean: float, cv2: float):
     return lambda t: math.exp(_log_lower_gamma(shape, t / scale))
 
 
-def _response_cdf(service_ms: float, cv2: float, p_wait: float, theta: float):
-    """P(S + W <= t) = G(t) - C J(t) (module docstring)."""
+def _response_cdf(service_ms: float, cv2: float, p_wait: float, theta: float, spread: float):
+    """P(S + W <= t) = (1 - C) G(t) + C (G(t - d) - J(t - d)), d = (1 - s) theta, J's
+    exponential of mean s theta (module docstring)."""
     service = _gamma_cdf(service_ms, cv2)
     shape, scale = 1 / cv2, service_ms * cv2
-    return lambda t: 0.0 if t <= 0 else max(0.0, service(t) - p_wait * _gamma_exp_tail(shape, scale, theta, t))
+    shift, tail_mean = (1 - spread) * theta, spread * theta
+
+    def cdf(t: float) -> float:
+        if t <= 0:
+            return 0.0
+        after = t - shift  # what is left for S + the exponential part of the wait
+        waited = service(after) - _gamma_exp_tail(shape, scale, tail_mean, after) if after > 0 else 0.0
+        return max(0.0, (1 - p_wait) * service(t) + p_wait * waited)
+
+    return cdf
 
 
 def _gamma_exp_tail(k: float, beta: float, theta: float, t: float) -> float:
@@ -305,8 +339,9 @@ def wait_table_ms(rate_rps: float, service_ms: float, instances: int, max_replic
         b = erlang_b(load, servers, known)
         known = (servers, b)
         c_prob = erlang_c(load, servers, b)
-        mean = _mean_wait(c_prob, service_ms, servers, load / servers, service_cv2, probe.arrival_cv2)
-        table[r] = _wait_quantile(c_prob, mean, percentile)
+        rho = load / servers
+        mean = _mean_wait(c_prob, service_ms, servers, rho, service_cv2, probe.arrival_cv2)
+        table[r] = _wait_quantile(c_prob, mean, _conditional_wait_cv(servers, rho, service_cv2), percentile)
         if table[r] == 0:
             break
     return table

@@ -1,15 +1,16 @@
 """The queueing model (planner.model.queueing) against textbook values and against a discrete-event
 simulation of the same queue (tests/model/queue_sim.py, which uses no queueing formula).
 
-The simulation runs on fixed seeds, so every comparison is the same on every run and machine;
-the tolerances are the errors the module docstring states per region, and the sample sizes
-are large enough that the simulation's own noise (measured over seeds in
-benchmarks/results/queueing_accuracy.md) fits inside them.
+The simulation runs on fixed seeds, so every comparison is the same on every run and machine.
+Each allows the error the module docstring states (measured in benchmarks/results/
+queueing_accuracy.md on 10^6 requests per case) plus three standard errors of the simulated
+number by batch means: the noise of the shorter runs here (~12 s of simulation in all).
 """
 
 from __future__ import annotations
 
 import math
+import random
 import statistics
 from functools import partial
 
@@ -54,6 +55,30 @@ def test_mg1_mean_wait_is_pollaczek_khinchine_for_any_service_variability(cv2):
     rho, s = 0.7, 8.0
     q = Queue(rho / s * 1000, s, 1, service_cv2=cv2)
     assert q.mean_wait_ms == pytest.approx(rho * s * (1 + cv2) / (2 * (1 - rho)))
+
+
+@pytest.mark.parametrize("cv2", [0.0, 0.25, 0.5, 1.0])
+@pytest.mark.parametrize("rho", [0.2, 0.6, 0.95])
+def test_mg1_wait_has_takacs_second_moment(rho, cv2):
+    """One server: the tail's shifted exponential (mean theta, cv s) gives E[W^2] =
+    C theta^2 (1 + s^2); Takacs: E[W^2] = 2 Wq^2 + lambda E[S^3] / (3 (1 - rho)), with a gamma
+    service's E[S^3] = S^3 (1 + cv2) (1 + 2 cv2)."""
+    s = 12.0
+    lam = rho / s  # per ms
+    q = Queue(lam * 1000, s, 1, service_cv2=cv2)
+    theta = q.mean_wait_ms / q.p_wait
+    model = q.p_wait * theta**2 * (1 + q.conditional_wait_cv**2)
+    takacs = 2 * q.mean_wait_ms**2 + lam * s**3 * (1 + cv2) * (1 + 2 * cv2) / (3 * (1 - rho))
+    assert model == pytest.approx(takacs, rel=1e-12)
+
+
+def test_constant_service_waits_spread_less_than_exponential_and_more_under_load():
+    # a request that finds c busy servers waits for the first of c residuals: cv^2 c / (c + 2)
+    assert Queue(1e-9, 10, 1).conditional_wait_cv ** 2 == pytest.approx(1 / 3)
+    assert Queue(1e-9, 10, 4).conditional_wait_cv ** 2 == pytest.approx(4 / 6)
+    spreads = [Queue(rho * 4 / 10 * 1000, 10, 4).conditional_wait_cv for rho in (0.1, 0.5, 0.9, 0.99)]
+    assert spreads == sorted(spreads) and spreads[-1] < 1
+    assert Queue(50, 10, 2, service_cv2=1).conditional_wait_cv == 1
 
 
 @pytest.mark.parametrize("c,rho", [(1, 0.6), (3, 0.8), (16, 0.95)])
@@ -168,6 +193,22 @@ def test_wait_table_matches_queue_per_replica_count(instances, cv2, cap):
     assert Queue(rate, service, last * instances, service_cv2=cv2).wait_ms(p) == 0
 
 
+def test_more_replicas_never_wait_longer_and_more_load_never_shorter():
+    """What the solver may rely on, over 2,000 seeded draws of service time, load, instances,
+    variability, percentile and cap."""
+    rng = random.Random(2)
+    for _ in range(2000):
+        s, instances = 10 ** rng.uniform(-1, 3), rng.choice([1, 2, 3, 8])
+        cv2, p = rng.choice([0.0, 0.3, 1.0, 2.0]), rng.choice([50, 95, 99, 99.9])
+        rate = 10 ** rng.uniform(-2, 2.5) / s * 1000
+        values = list(wait_table_ms(rate, s, instances, 300, p, service_cv2=cv2,
+                                    max_utilization=rng.choice([None, 0.8])).values())
+        assert values == sorted(values, reverse=True), (s, instances, cv2, p, rate)
+        c = rng.choice([1, 2, 5, 20])
+        low, high = sorted(rng.uniform(0.01, 0.99) for _ in range(2))
+        assert Queue(low * c / s * 1000, s, c, cv2).wait_ms(p) <= Queue(high * c / s * 1000, s, c, cv2).wait_ms(p)
+
+
 def test_wait_table_stops_at_max_replicas_and_is_empty_when_nothing_fits():
     # 9.4 erlangs, one instance per replica: at least 10 replicas
     assert list(wait_table_ms(470, 20, 1, 12, 99)) == [10, 11, 12]
@@ -188,8 +229,8 @@ SERVICE_MS = 10.0
 # (model - simulation) / simulation (benchmarks/results/queueing_accuracy.md: 1,000,000
 # requests per cell). The mean wait is compared where the simulated one is >= 1 % of S.
 STATED = {
-    0.0: {"mean wait": (-2, 2), "p50": (-10, 0), "p95": (-5, 10), "p99": (-2, 18)},
-    0.5: {"mean wait": (-2.5, 2.5), "p50": (-2, 0.5), "p95": (0, 4), "p99": (0, 7)},
+    0.0: {"mean wait": (-2, 2), "p50": (-3.5, 1.5), "p95": (-5, 3), "p99": (-4, 4)},
+    0.5: {"mean wait": (-2.5, 2.5), "p50": (-1, 1), "p95": (-0.5, 3), "p99": (-0.5, 6)},
     1.0: {"mean wait": (-2, 2), "p50": (-2, 2), "p95": (-2, 2), "p99": (-2, 2)},
 }
 # These tests simulate fewer requests than the benchmark (to stay fast), so each comparison
@@ -236,7 +277,7 @@ def test_sum_of_stage_p99_bounds_the_end_to_end_p99(rate, stages):
     summed = sum(Queue(rate, s, c, service_cv2=cv2).response_ms(99) for s, c, cv2 in stages)
     e2e = quantile(tandem(rate, stages, n=TANDEM_REQUESTS, seed=11, warmup=2000), 99)
     assert summed >= e2e
-    assert summed <= 2 * e2e  # conservative, not unbounded (the docstring's measured range)
+    assert summed <= 1.8 * e2e  # conservative, not unbounded (the docstring's measured 9-75 %)
 
 
 # -- the simulator itself, on cases worked by hand -----------------------------------------------
@@ -262,11 +303,12 @@ def test_the_readme_worked_example():
     """README, What the numbers mean, Queueing: S = 440 ms at 2.2 requests/s."""
     one = Queue(2.2, 440, 1)
     assert one.utilization == pytest.approx(0.968) and one.p_wait == pytest.approx(0.968)
-    assert one.mean_wait_ms == pytest.approx(6655) and one.wait_ms(99) == pytest.approx(31_437, abs=1)
+    assert one.mean_wait_ms == pytest.approx(6655) and one.wait_ms(99) == pytest.approx(31_174, abs=1)
     two = Queue(2.2, 440, 2)
     assert erlang_b(two.offered_load, 2) == pytest.approx(0.1923, abs=1e-4)
     assert two.p_wait == pytest.approx(0.3157, abs=1e-4)
     assert two.mean_wait_ms == pytest.approx(71.2, abs=0.05)
-    assert two.wait_ms(99) == pytest.approx(225.5 * math.log(31.57), rel=1e-3)
-    assert two.wait_ms(99) == pytest.approx(778.6, abs=0.05) and two.response_ms(99) == pytest.approx(1218.6, abs=0.05)
+    assert two.conditional_wait_cv == pytest.approx(0.861, abs=5e-4)
+    assert two.wait_ms(99) == pytest.approx(225.5 * (1 + 0.861 * (math.log(31.57) - 1)), rel=1e-3)
+    assert two.wait_ms(99) == pytest.approx(702.0, abs=0.05) and two.response_ms(99) == pytest.approx(1142.0, abs=0.05)
     assert wait_table_ms(2.2, 440, 1, 4, 99)[2] == two.wait_ms(99)
