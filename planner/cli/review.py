@@ -124,7 +124,8 @@ def sweep(
         models = list(dict.fromkeys(m for p in result.points for m in p.placement))
         t = Table(title=f"{result.app}: sweep of {key}", title_justify="left")
         for col in ("value", "status", "latency ms", "cost $/h", *models, "replicas", "moved"):
-            t.add_column(col, justify="right" if col in ("value", "latency ms", "cost $/h") else "left")
+            t.add_column(col, justify="right" if col in ("value", "latency ms", "cost $/h") else "left",
+                         no_wrap=col == "status")  # a status cut short says nothing
         for p in result.points:
             t.add_row(p.value, p.status, "-" if p.latency_ms is None else f"{p.latency_ms:,.3f}",
                       "-" if p.cost_per_hour is None else f"{p.cost_per_hour:.6f}",

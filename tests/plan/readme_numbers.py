@@ -168,8 +168,9 @@ def erlang_c(c: int, a: float) -> float:
 def queue_wait_ms(rate_rps: float, service_ms: float, servers: int, percentile: float) -> float:
     """The README's queue: M/D/c (Poisson arrivals, the profile's constant service time). Mean wait
     C * S / (c (1 - rho)) x f, f Cosmetatos's factor for a fixed service time; the wait is 0 with
-    probability 1 - C and exponential beyond, so its percentile p is 0 when C <= 1 - p, else
-    mean / C x ln(C / (1 - p))."""
+    probability 1 - C and beyond a shifted exponential of mean Wq / C and coefficient of variation
+    s = sqrt(1 - 2 (1 - rho) / (c + 2)), so its percentile p is 0 when C <= 1 - p, else
+    Wq / C x (1 + s (ln(C / (1 - p)) - 1))."""
     a = rate_rps * service_ms / 1000
     c, rho = servers, a / servers
     c_prob = erlang_c(c, a)
@@ -178,7 +179,8 @@ def queue_wait_ms(rate_rps: float, service_ms: float, servers: int, percentile: 
         return 0.0
     f = (1 + (1 - rho) * (c - 1) * (math.sqrt(4 + 5 * c) - 2) / (16 * rho * c)) / 2
     mean = c_prob * service_ms / (c * (1 - rho)) * f
-    return mean / c_prob * math.log(c_prob / tail)
+    spread = math.sqrt(1 - 2 * (1 - rho) / (c + 2))
+    return mean / c_prob * (1 + spread * (math.log(c_prob / tail) - 1))
 
 
 def least_replicas_for_queue(rate_rps: float, service_ms: float, instances: int, max_utilization: float | None) -> int:
