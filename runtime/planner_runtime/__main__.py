@@ -58,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
                             "other sites, single models)")
     serve.add_argument("--no-malloc-tuning", action="store_true",
                        help="leave glibc malloc's defaults (large buffers from fresh mmaps, faulted in per request)")
-    serve.add_argument("--peer", action="append", default=[], metavar="SITE=HOST:PORT",
-                       help="reach another site at this address instead of bundle.yaml's (repeatable)")
+    serve.add_argument("--peer", action="append", default=[], metavar="SITE=HOST:PORT[,HOST:PORT...]",
+                       help="reach a site at this address instead of bundle.yaml's; a site run as several replicas: "
+                            "one address each, comma-separated or the option repeated")
     serve.add_argument("--exit-with-launcher", action="store_true",
                        help="stop when the process that started this one exits, even if killed outright (planner up)")
     serve.add_argument("--advertise", default=None, metavar="HOST:PORT",
@@ -75,13 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     from planner_runtime.nodes import ArtifactError
     from planner_runtime.server import SiteServer
 
-    peers = {}
+    peers: dict[str, list[str]] = {}
     for item in args.peer:
-        name, sep, address = item.partition("=")
-        if not sep or ":" not in address:
-            print(f"error: --peer {item!r}: expected SITE=HOST:PORT", file=sys.stderr)
+        name, sep, addresses = item.partition("=")
+        if not sep or not all(":" in a for a in addresses.split(",")):
+            print(f"error: --peer {item!r}: expected SITE=HOST:PORT or SITE=HOST:PORT,HOST:PORT,...", file=sys.stderr)
             return 2
-        peers[name] = address
+        peers.setdefault(name, []).extend(a for a in addresses.split(",") if a not in peers.get(name, []))
     try:
         server = SiteServer(args.bundle_dir, port=args.port, host=args.host, host_targets=args.host_targets,
                             metrics_port=args.metrics_port, workers=args.workers, peers=peers,

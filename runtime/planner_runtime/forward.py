@@ -3,7 +3,8 @@
 A forward carries, as request parameters: the request id (`id`), the entry site's address
 (`entry`), the absolute deadline (`deadline_unix_ns`, informational: the call's own gRPC
 timeout is the remaining time and is what the receiver enforces) and the sending site
-(`from_site`); each tensor carries its flow (`flow`). The receiver answers with its own
+(`from_site`), and the request's route (`route`: JSON {site: address}, the replica of each site
+the entry chose for it); each tensor carries its flow (`flow`). The receiver answers with its own
 handling time (`handler_ms`) and the timings of everything it ran and forwarded (`timings`),
 so the hop's overhead is the round trip minus the receiver's handling.
 
@@ -11,11 +12,16 @@ A forward ends with its caller: when the call that made it is cancelled, so is t
 and the receiver sees its own call cancelled in turn. A request cancelled at its entry is also
 announced to the other sites (`cancel`: a ModelInfer on DELIVER_MODEL with the request id, the
 parameter `cancel` and no tensors), which drop what they hold for it (a fan-in's inputs).
+
+A site run as several replicas (processes) is balanced by its callers (`Balancer`): the entry
+picks one replica of every other site per request, and every forward of that request to that site
+goes there, so a node's inputs coming from different sites meet in the same process.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import grpc
@@ -48,6 +54,52 @@ class ForwardError(Exception):
         self.code = code
 
 
+class Balancer:
+    """Which replica of a site the next request goes to: the one with the fewest requests routed there
+    and not yet released (least outstanding requests), ties taken in turn (round robin).
+
+    Least outstanding rather than plain round robin: a replica that is slower for a while (a long
+    request, a loaded core) gets fewer new requests while it catches up, and replicas answering at
+    the same speed are still used in turn. A replica that just refused a connection (it died, and
+    `planner up` restarts it) is passed over for DOWN_S while another one is up."""
+
+    DOWN_S = 1.0
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._outstanding: dict[str, int] = {}
+        self._turn: dict[str, int] = {}  # site -> index of the replica whose turn is next
+        self._down_until: dict[str, float] = {}  # address -> time.monotonic()
+
+    def pick(self, site: str, addresses: list[str]) -> str:
+        """A replica of `site` for one request; `release` it when the request ends."""
+        with self._lock:
+            now = time.monotonic()
+            start = self._turn.get(site, 0) % len(addresses)
+            order = addresses[start:] + addresses[:start]
+            best = min(order, key=lambda a: (self._down_until.get(a, 0) > now, self._outstanding.get(a, 0)))
+            self._turn[site] = addresses.index(best) + 1
+            self._outstanding[best] = self._outstanding.get(best, 0) + 1
+            return best
+
+    def release(self, address: str) -> None:
+        with self._lock:
+            left = self._outstanding.get(address, 0) - 1
+            if left > 0:
+                self._outstanding[address] = left
+            else:
+                self._outstanding.pop(address, None)
+
+    def failed(self, address: str) -> None:
+        """`address` refused a call (UNAVAILABLE): pass it over for a while."""
+        with self._lock:
+            self._down_until[address] = time.monotonic() + self.DOWN_S
+
+    def outstanding(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._outstanding)
+
+
 class Forwarder:
     """Sends deliveries to other sites. Thread-safe; channels are cached per address (at most `max_channels`)."""
 
@@ -58,6 +110,7 @@ class Forwarder:
         self.channels = ChannelCache(channel_options(max_message_bytes), MODEL_INFER, serialize_request,
                                      pb.ModelInferResponse.FromString, cap=max_channels)
         self._announcing: set = set()  # cancel announcements under way (a dropped future would cancel its call)
+        self.balancer = Balancer()
 
     def model_infer(self, address: str):
         return self.channels.call(address)
@@ -77,9 +130,11 @@ class Forwarder:
 
     @staticmethod
     def request(request_id: str, entry: str, deadline_unix_ns: int, from_site: str,
-                deliveries: list[Delivery]) -> tuple[Framed, int, str]:
+                deliveries: list[Delivery], route: dict[str, str] | None = None) -> tuple[Framed, int, str]:
         req = pb.ModelInferRequest(model_name=DELIVER_MODEL, id=request_id)
         req.parameters["entry"].string_param = entry
+        if route:
+            req.parameters["route"].string_param = json.dumps(route, sort_keys=True)
         req.parameters["deadline_unix_ns"].int64_param = deadline_unix_ns
         req.parameters["from_site"].string_param = from_site
         nbytes = 0
@@ -118,6 +173,7 @@ class Forwarder:
                     self.metrics.hop_errors.labels(self.site, dst_site, code.name).inc()
                 msg = exc.details() or ""
                 if code == grpc.StatusCode.UNAVAILABLE and "site " not in msg:
+                    self.balancer.failed(address)
                     msg = f"site {dst_site} ({address}) unavailable: {msg}"
                 elif code == grpc.StatusCode.DEADLINE_EXCEEDED and "site " not in msg:
                     msg = f"deadline exceeded waiting for site {dst_site} ({address})"
