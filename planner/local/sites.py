@@ -1,5 +1,6 @@
 """The site bundles of a solved plan (OUT/sites/<site>/) and where they serve on this machine:
-the addresses `planner up` chose (OUT/logs/endpoints.json while it runs) or bundle.yaml's."""
+the addresses `planner up` chose (OUT/logs/endpoints.json and services.json while it runs) or
+bundle.yaml's."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from planner.errors import InputError, PlannerError
 from planner_runtime.bundle_format import BUNDLE_FILE, Bundle, BundleError
 
 ENDPOINTS = "endpoints.json"  # OUT/logs/endpoints.json: where `planner up` serves, while it runs
+SERVICES = "services.json"  # OUT/logs/services.json: the same for every replica, with metrics
 
 SiteBundle = tuple[str, Path, Bundle]  # (site, its folder, its bundle.yaml)
 
@@ -22,6 +24,16 @@ def live_endpoints(out_dir: Path) -> dict[str, str]:
         return json.loads((Path(out_dir) / "logs" / ENDPOINTS).read_text())
     except (OSError, ValueError):
         return {}
+
+
+def live_replicas(out_dir: Path, site: str) -> list[str]:
+    """The gRPC addresses of `site`'s replicas in a running `planner up OUT`, or [] (see live_endpoints)."""
+    try:
+        services = json.loads((Path(out_dir) / "logs" / SERVICES).read_text())
+        addresses = services[site]["grpc"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [a for a in addresses if isinstance(a, str)] if isinstance(addresses, list) else []
 
 
 def site_bundles(out_dir: Path) -> list[SiteBundle]:

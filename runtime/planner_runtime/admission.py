@@ -81,6 +81,7 @@ class Admission:
 
     def enter(self, timeout_s: float | None, cancel: Cancellation | None = None) -> float:
         """Take a slot, waiting up to `timeout_s` (None: without limit) in the queue; the seconds waited. Raises Refused."""
+        t0 = time.monotonic()  # before the queue shows this request: the wait counted is never shorter than the one seen
         with self._lock:
             if self._free > 0:
                 self._free -= 1
@@ -94,7 +95,8 @@ class Admission:
             self._changed()
         if cancel is not None:
             cancel.add(turn.event.set)
-        waited = _wait(turn.event, timeout_s)
+        turn.event.wait(None if timeout_s is None else max(0.0, timeout_s - (time.monotonic() - t0)))
+        waited = time.monotonic() - t0
         with self._lock:
             if turn.granted:
                 if cancel is None or not cancel.is_set:
@@ -124,9 +126,3 @@ class Admission:
 
     def _changed(self) -> None:
         self._on_change(self.slots - self._free, len(self._waiting))
-
-
-def _wait(event: threading.Event, timeout_s: float | None) -> float:
-    t0 = time.monotonic()
-    event.wait(None if timeout_s is None else max(0.0, timeout_s))
-    return time.monotonic() - t0

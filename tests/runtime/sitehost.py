@@ -26,6 +26,7 @@ process must not import planner_runtime.proto, whose stubs clash with tritonclie
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -115,6 +116,21 @@ def write_app(out: Path, far: str = "far", deadline_ms: float = 600_000, hold_in
                runtime=RuntimeSettings(max_message_bytes=4 << 20, default_deadline_ms=deadline_ms,
                                        forward_timeout_ms=deadline_ms)).write(d)
     return out
+
+
+class Gate:
+    """Closed: the `hold` steps wait (HOLD_GATE names `path`). Opened: they go on at once."""
+
+    def __init__(self, path: Path):
+        path.touch()
+        self.path = str(path)
+        self._fd = os.open(path, os.O_RDONLY)
+
+    def close(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def open(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
 
 
 # -- the server process ---------------------------------------------------------------------------
