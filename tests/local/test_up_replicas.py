@@ -140,3 +140,36 @@ def test_up_runs_every_replica_and_requests_reach_all_of_them(tmp_path):
     assert "site far.1 exited with signal SIGKILL; starting it again" in err, err
     assert "started again" in (logs / "far.1.log").read_text()
     assert not (logs / "services.json").exists() and not (logs / "endpoints.json").exists()
+
+
+def test_a_solved_plan_with_two_replicas_runs_two_processes(tmp_path):
+    from tests.step_app import write_step_app
+
+    app = write_step_app(tmp_path / "app")  # a 5 ms step: 300 rps fill 1.5 replicas
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "planner", "solve", str(app), "-o", str(out), "--set",
+                        "sources.cam.rate_rps=300", "--set", "sites.here.max_replicas=4", "--set",
+                        "models.s.instances=2"], capture_output=True, text=True, timeout=120, cwd=ROOT, env=ENV)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads((out / "plan.json").read_text())["sites"]["here"]["replicas"] == 2
+    bundle = Bundle.read(out / "sites" / "here")
+    assert bundle.sites["here"].replicas == 2 and bundle.nodes["s"].instances == 2
+    proc = subprocess.Popen([sys.executable, "-m", "planner", "up", str(out), "--base-port", "0", "--for", "100"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=ENV)
+    try:
+        for line in proc.stdout:
+            if line.startswith("ready:"):
+                break
+        services = json.loads((out / "logs" / "services.json").read_text())
+        assert len(services["here"]["grpc"]) == len(services["here"]["metrics"]) == 2
+        _bench(out, 4)
+        assert [_metric(m, "oip_requests_total", site="here", model="steps", code="OK")
+                for m in services["here"]["metrics"]] == [2, 2]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0
