@@ -76,13 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     from planner_runtime.nodes import ArtifactError
     from planner_runtime.server import SiteServer
 
-    peers: dict[str, list[str]] = {}
-    for item in args.peer:
-        name, sep, addresses = item.partition("=")
-        if not sep or not all(":" in a for a in addresses.split(",")):
-            print(f"error: --peer {item!r}: expected SITE=HOST:PORT or SITE=HOST:PORT,HOST:PORT,...", file=sys.stderr)
-            return 2
-        peers.setdefault(name, []).extend(a for a in addresses.split(",") if a not in peers.get(name, []))
+    try:
+        peers = parse_peers(args.peer)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         server = SiteServer(args.bundle_dir, port=args.port, host=args.host, host_targets=args.host_targets,
                             metrics_port=args.metrics_port, workers=args.workers, peers=peers,
@@ -118,6 +116,19 @@ def main(argv: list[str] | None = None) -> int:
     done.wait()
     server.stop(grace=1.0)
     return 0
+
+
+def parse_peers(items: list[str]) -> dict[str, list[str]]:
+    """`--peer` options: {site: [address of each replica]}, in the order given (repeated or comma-separated)."""
+    peers: dict[str, list[str]] = {}
+    for item in items:
+        name, sep, addresses = item.partition("=")
+        split = addresses.split(",")
+        if not sep or not name or not all(":" in a for a in split):
+            raise ValueError(f"--peer {item!r}: expected SITE=HOST:PORT or SITE=HOST:PORT,HOST:PORT,...")
+        known = peers.setdefault(name, [])
+        known.extend(a for a in split if a not in known)
+    return peers
 
 
 def _watch_launcher(launcher: int, done: threading.Event) -> None:

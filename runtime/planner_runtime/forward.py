@@ -13,20 +13,20 @@ and the receiver sees its own call cancelled in turn. A request cancelled at its
 announced to the other sites (`cancel`: a ModelInfer on DELIVER_MODEL with the request id, the
 parameter `cancel` and no tensors), which drop what they hold for it (a fan-in's inputs).
 
-A site run as several replicas (processes) is balanced by its callers (`Balancer`): the entry
-picks one replica of every other site per request, and every forward of that request to that site
-goes there, so a node's inputs coming from different sites meet in the same process.
+A site run as several replicas (processes) is balanced by its callers (runtime.balance): the
+entry picks one replica of every other site per request, and every forward of that request to that
+site goes there, so a node's inputs coming from different sites meet in the same process.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import grpc
 
 from planner_runtime.admission import Cancellation
+from planner_runtime.balance import Balancer
 from planner_runtime.bundle_format import DELIVER_MODEL
 from planner_runtime.channels import ChannelCache
 from planner_runtime.executor import Delivery, Timing, flow_id
@@ -52,52 +52,6 @@ class ForwardError(Exception):
     def __init__(self, code: grpc.StatusCode, message: str):
         super().__init__(message)
         self.code = code
-
-
-class Balancer:
-    """Which replica of a site the next request goes to: the one with the fewest requests routed there
-    and not yet released (least outstanding requests), ties taken in turn (round robin).
-
-    Least outstanding rather than plain round robin: a replica that is slower for a while (a long
-    request, a loaded core) gets fewer new requests while it catches up, and replicas answering at
-    the same speed are still used in turn. A replica that just refused a connection (it died, and
-    `planner up` restarts it) is passed over for DOWN_S while another one is up."""
-
-    DOWN_S = 1.0
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._outstanding: dict[str, int] = {}
-        self._turn: dict[str, int] = {}  # site -> index of the replica whose turn is next
-        self._down_until: dict[str, float] = {}  # address -> time.monotonic()
-
-    def pick(self, site: str, addresses: list[str]) -> str:
-        """A replica of `site` for one request; `release` it when the request ends."""
-        with self._lock:
-            now = time.monotonic()
-            start = self._turn.get(site, 0) % len(addresses)
-            order = addresses[start:] + addresses[:start]
-            best = min(order, key=lambda a: (self._down_until.get(a, 0) > now, self._outstanding.get(a, 0)))
-            self._turn[site] = addresses.index(best) + 1
-            self._outstanding[best] = self._outstanding.get(best, 0) + 1
-            return best
-
-    def release(self, address: str) -> None:
-        with self._lock:
-            left = self._outstanding.get(address, 0) - 1
-            if left > 0:
-                self._outstanding[address] = left
-            else:
-                self._outstanding.pop(address, None)
-
-    def failed(self, address: str) -> None:
-        """`address` refused a call (UNAVAILABLE): pass it over for a while."""
-        with self._lock:
-            self._down_until[address] = time.monotonic() + self.DOWN_S
-
-    def outstanding(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._outstanding)
 
 
 class Forwarder:

@@ -25,7 +25,7 @@ Each node runs `instances` requests at once (bundle.yaml); the others wait for a
 FIFO order, until their deadline or cancellation (runtime.executor).
 
 A site may run as several replicas (processes, each with its own address: `--peer SITE=A,B`). The
-entry replica a request enters picks one replica of every other site for it (forward.Balancer)
+entry replica a request enters picks one replica of every other site for it (runtime.balance)
 and sends that route along with every forward, so all of the request's tensors for a site meet
 in one replica; sink tensors come back to the entry replica itself.
 
@@ -57,6 +57,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from planner_runtime.admission import Admission, Cancellation, Refused
+from planner_runtime.balance import parse_route
 from planner_runtime.bundle_format import DELIVER_MODEL, Bundle, Tensor
 from planner_runtime.executor import Delivery, Executor, Graph, NodeError, RequestState, Timing, Wait
 from planner_runtime.forward import ForwardError, Forwarder, channel_options
@@ -266,12 +267,8 @@ class SiteServer:
 
     def _check_route(self, text: str) -> dict[str, str]:
         """A forward's route, every address a replica of the site it names (else PERMISSION_DENIED)."""
-        try:
-            route = json.loads(text) if text else {}
-        except ValueError:
-            route = None
-        if not isinstance(route, dict) or not all(isinstance(a, str) and self.site_of_address.get(a) == s
-                                                  for s, a in route.items()):
+        route = parse_route(text, self.site_of_address)
+        if route is None:
             raise Abort(grpc.StatusCode.PERMISSION_DENIED,
                         f"site {self.site}: route {text[:200]!r} names an address that is not a replica of the site "
                         f"it is given for; deliveries go only to the sites of {self.bundle.app!r}")
