@@ -67,8 +67,8 @@ class _Turn:
 class Admission:
     """`queue` None: no bound; `what`: what the slots are, in the messages of Refused."""
 
-    def __init__(self, slots: int, queue: int | None, on_change: Callable[[int, int], None] = lambda running, queued: None,
-                 what: str = "slots"):
+    def __init__(self, slots: int, queue: int | None,
+                 on_change: Callable[[int, int], None] = lambda running, queued: None, what: str = "slots"):
         if slots < 1 or (queue is not None and queue < 0):
             raise ValueError(f"max-inflight must be 1 or more and max-queue 0 or more (got {slots} and {queue})")
         self.slots = slots
@@ -80,8 +80,9 @@ class Admission:
         self._waiting: deque[_Turn] = deque()
 
     def enter(self, timeout_s: float | None, cancel: Cancellation | None = None) -> float:
-        """Take a slot, waiting up to `timeout_s` (None: without limit) in the queue; the seconds waited. Raises Refused."""
-        t0 = time.monotonic()  # before the queue shows this request: the wait counted is never shorter than the one seen
+        """Take a slot, waiting up to `timeout_s` (None: without limit) in the queue; the seconds waited.
+        Raises Refused."""
+        t0 = time.monotonic()  # before the queue shows this request: the wait counted is never shorter than seen
         with self._lock:
             if self._free > 0:
                 self._free -= 1

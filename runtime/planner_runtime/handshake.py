@@ -58,9 +58,9 @@ def report_ports(path: Path, port: int, metrics_port: int | None) -> None:
 
 
 def await_peers(path: Path, launcher: int) -> dict[str, list[str]]:
-    """The peers file's {site: [HOST:PORT, ...]} (an address per replica), once the launcher (this process's parent when it started,
-    `launcher`) has written it; HandshakeError when the launcher exits first (this process would
-    otherwise wait forever for a file nobody writes)."""
+    """The peers file's {site: [HOST:PORT, ...]} (an address per replica), once the launcher (this
+    process's parent when it started, `launcher`) has written it; HandshakeError when the launcher
+    exits first (this process would otherwise wait forever for a file nobody writes)."""
     peers = wait_for_json(path, lambda: "the launcher exited before writing it" if os.getppid() != launcher else None)
     peers = {s: [a] if isinstance(a, str) else a for s, a in peers.items()} if isinstance(peers, dict) else peers
     if not isinstance(peers, dict) or not all(isinstance(addresses, list) and addresses and

@@ -42,7 +42,7 @@ class _Node:
 
 
 class TvmNode(_Node):
-    """A library exported by TVM (Relax VM executable), entry `main`, inputs in the node's order; one VM per instance."""
+    """A library exported by TVM (Relax VM executable), entry `main`, inputs in the node's order; a VM per instance."""
 
     platform = "tvm"
 
