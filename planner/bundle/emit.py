@@ -71,8 +71,11 @@ def write_bundles(checked: CheckedApp, profiles: AppProfiles, plan: Plan, out: P
     say = progress or (lambda msg: None)
     sources, sinks, nodes, flows = wire(checked, profiles.table, plan.placement)
     used = bundle_sites(checked, plan)
+    # replicas: what `planner up` starts per site (absent from plan.sites: a site that only receives requests)
     endpoints = {s: SiteEndpoint(address=f"127.0.0.1:{BASE_PORT + i}", tier=checked.sites[s].tier,
-                                 target=checked.sites[s].target_name) for i, s in enumerate(used)}
+                                 target=checked.sites[s].target_name,
+                                 replicas=plan.sites[s].replicas if s in plan.sites else 1)
+                 for i, s in enumerate(used)}
     settings = _settings(checked, profiles)
     host = get_target("host")
     for site in used:

@@ -35,7 +35,8 @@ def wire(checked: CheckedApp, profiles: ProfileTable, placement: dict[str, str])
     for name, node in app.models.items():
         sig = profiles.signatures[name]
         nodes[name] = NodeSpec(site=placement[name], kind="tvm" if node.onnx else "python",
-                               inputs=[_tensor(t) for t in sig.inputs], outputs=[_tensor(t) for t in sig.outputs])
+                               inputs=[_tensor(t) for t in sig.inputs], outputs=[_tensor(t) for t in sig.outputs],
+                               instances=node.instances)
     sources = {s: SourceSpec(site=src.site, tensors=[]) for s, src in app.sources.items()}
     sinks = {s: SinkSpec(site=snk.site, tensors=[]) for s, snk in app.sinks.items()}
     flows: list[FlowEdge] = []

@@ -24,20 +24,25 @@ def up(
     ready_timeout: Annotated[float, typer.Option(help="seconds to wait for every site to be ready")] = 120.0,
     base_port: Annotated[Optional[int], typer.Option("--base-port", min=0, max=65535 - 1100,
                                                      help="serve the sites on ports P, P+1, ... (in site name "
-                                                     "order) instead of bundle.yaml's addresses; 0: on free "
-                                                     "ports the OS picks")] = None,
-    restarts: Annotated[int, typer.Option("--restarts", min=0, help="start a site that exits again, this many "
-                                          "times at most in all (default 0: a site that exits stops every site)")] = 0,
+                                                     "order; further replicas of a site on the ports after those) "
+                                                     "instead of bundle.yaml's addresses; 0: on free ports the OS "
+                                                     "picks")] = None,
+    restarts: Annotated[int, typer.Option("--restarts", min=0, help="start a site (replica) that exits again, this "
+                                          "many times at most in all (default 0: a site that exits stops every "
+                                          "site)")] = 0,
 ) -> None:
-    """Start every site's runtime from OUT/sites/<site>/ on loopback (one process each) and wait for Ctrl-C."""
+    """Start every site's runtime from OUT/sites/<site>/ on loopback (one process per replica the plan gives
+    the site) and wait for Ctrl-C."""
     from planner.local.up import Serving, serve
 
     def ready(serving: Serving) -> None:
-        table = Table(title=f"{serving.app}: {len(serving.sites)} site(s) on loopback")
+        sites = len({s.site for s in serving.sites})
+        replicas = f", {len(serving.sites)} processes" if len(serving.sites) > sites else ""
+        table = Table(title=f"{serving.app}: {sites} site(s){replicas} on loopback")
         for col in ("site", "gRPC (KServe v2)", "metrics", "models", "compiled for", "log"):
             table.add_column(col)
         for s in serving.sites:
-            table.add_row(s.site, s.address, s.metrics_url or "-", ", ".join(s.models) or "-", s.compiled_for,
+            table.add_row(s.name, s.address, s.metrics_url or "-", ", ".join(s.models) or "-", s.compiled_for,
                           str(s.log))
         out.print(table)
         if host_targets:

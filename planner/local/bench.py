@@ -18,7 +18,7 @@ from planner.errors import PlannerError
 from planner.local.load_test import percentiles, request_times
 from planner.local.prediction import plan_prediction, read_plan
 from planner.local.run import load_inputs, match_inputs
-from planner.local.sites import entry_bundle, live_endpoints, site_bundles
+from planner.local.sites import entry_bundle, live_endpoints, live_replicas, site_bundles
 from planner_runtime.executor import Graph
 
 
@@ -40,7 +40,8 @@ def random_inputs(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
 
 def run_bench(out_dir: Path, n: int, warmup: int = 3, timeout_s: float = 30.0, entry: str | None = None,
               inputs: dict | None = None, host: dict | None = None) -> dict:
-    """Send `warmup` + n requests through the entry site; the report as a dict (also `planner bench --json`).
+    """Send `warmup` + n requests through the entry site, in turn to each of its replicas that `planner up`
+    serves; the report as a dict (also `planner bench --json`).
 
     `host` is host_prediction(out_dir), computed before the requests so it does not compete with them."""
     import grpc
@@ -49,14 +50,16 @@ def run_bench(out_dir: Path, n: int, warmup: int = 3, timeout_s: float = 30.0, e
 
     bundles = site_bundles(out_dir)
     entry_site, b = entry_bundle(bundles)
-    address = entry or live_endpoints(out_dir).get(entry_site) or b.sites[entry_site].address
+    addresses = ([entry] if entry else live_replicas(out_dir, entry_site)
+                 or [live_endpoints(out_dir).get(entry_site) or b.sites[entry_site].address])
     graph = Graph(b)
     inputs = inputs or random_inputs(graph)
     dtypes = {t.key: t.tensor.dtype for t in graph.inputs}
-    client = OipClient(address, b.runtime.max_message_bytes)
+    clients = [OipClient(a, b.runtime.max_message_bytes) for a in addresses]
     e2e, server, models, hops = [], [], {}, {}
     try:
         for i in range(warmup + n):
+            client, address = clients[i % len(clients)], addresses[i % len(clients)]
             t0 = time.perf_counter()
             try:
                 _, params = client.infer(b.app, inputs, timeout=timeout_s, dtypes=dtypes)
@@ -74,14 +77,16 @@ def run_bench(out_dir: Path, n: int, warmup: int = 3, timeout_s: float = 30.0, e
             for k, (v, nb) in times.hops.items():
                 hops.setdefault(k, {"ms": [], "bytes": nb})["ms"].append(v)
     finally:
-        client.close()
+        for client in clients:
+            client.close()
     planned = plan_prediction(read_plan(out_dir))
     host = host or {"status": "not computed"}
     here = host if host.get("status") == "ok" else {}
     e2e_ms = percentiles(e2e)
     p50 = e2e_ms["p50"]
     report = {
-        "app": b.app, "entry": {"site": entry_site, "address": address}, "requests": n, "warmup": warmup,
+        "app": b.app, "entry": {"site": entry_site, "address": addresses[0], "addresses": addresses},
+        "requests": n, "warmup": warmup,
         "e2e_ms": e2e_ms, "e2e_samples_ms": e2e, "entry_server_ms": percentiles(server),
         "plan_latency_ms": planned.get("latency_ms"),
         "host_prediction": host,

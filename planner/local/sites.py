@@ -1,5 +1,6 @@
 """The site bundles of a solved plan (OUT/sites/<site>/) and where they serve on this machine:
-the addresses `planner up` chose (OUT/logs/endpoints.json while it runs) or bundle.yaml's."""
+the addresses `planner up` chose (OUT/logs/endpoints.json and services.json while it runs) or
+bundle.yaml's."""
 
 from __future__ import annotations
 
@@ -33,6 +34,11 @@ def live_services(out_dir: Path) -> dict[str, list[str]]:
         return {site: [str(a) for a in s["grpc"]] for site, s in data.items() if s.get("grpc")}
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return {}
+
+
+def live_replicas(out_dir: Path, site: str) -> list[str]:
+    """The gRPC addresses of `site`'s replicas in a running `planner up OUT`, or [] (see live_services)."""
+    return live_services(out_dir).get(site, [])
 
 
 def site_bundles(out_dir: Path) -> list[SiteBundle]:

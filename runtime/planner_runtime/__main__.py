@@ -58,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
                             "other sites, single models)")
     serve.add_argument("--no-malloc-tuning", action="store_true",
                        help="leave glibc malloc's defaults (large buffers from fresh mmaps, faulted in per request)")
-    serve.add_argument("--peer", action="append", default=[], metavar="SITE=HOST:PORT",
-                       help="reach another site at this address instead of bundle.yaml's (repeatable)")
+    serve.add_argument("--peer", action="append", default=[], metavar="SITE=HOST:PORT[,HOST:PORT...]",
+                       help="reach a site at this address instead of bundle.yaml's; a site run as several replicas: "
+                            "one address each, comma-separated or the option repeated")
     serve.add_argument("--exit-with-launcher", action="store_true",
                        help="stop when the process that started this one exits, even if killed outright (planner up)")
     serve.add_argument("--advertise", default=None, metavar="HOST:PORT",
@@ -75,13 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     from planner_runtime.nodes import ArtifactError
     from planner_runtime.server import SiteServer
 
-    peers = {}
-    for item in args.peer:
-        name, sep, address = item.partition("=")
-        if not sep or ":" not in address:
-            print(f"error: --peer {item!r}: expected SITE=HOST:PORT", file=sys.stderr)
-            return 2
-        peers[name] = address
+    try:
+        peers = parse_peers(args.peer)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         server = SiteServer(args.bundle_dir, port=args.port, host=args.host, host_targets=args.host_targets,
                             metrics_port=args.metrics_port, workers=args.workers, peers=peers,
@@ -117,6 +116,19 @@ def main(argv: list[str] | None = None) -> int:
     done.wait()
     server.stop(grace=1.0)
     return 0
+
+
+def parse_peers(items: list[str]) -> dict[str, list[str]]:
+    """`--peer` options: {site: [address of each replica]}, in the order given (repeated or comma-separated)."""
+    peers: dict[str, list[str]] = {}
+    for item in items:
+        name, sep, addresses = item.partition("=")
+        split = addresses.split(",")
+        if not sep or not name or not all(":" in a for a in split):
+            raise ValueError(f"--peer {item!r}: expected SITE=HOST:PORT or SITE=HOST:PORT,HOST:PORT,...")
+        known = peers.setdefault(name, [])
+        known.extend(a for a in split if a not in known)
+    return peers
 
 
 def _watch_launcher(launcher: int, done: threading.Event) -> None:

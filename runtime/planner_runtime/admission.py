@@ -4,6 +4,8 @@
 in arrival order; beyond that a request is refused at once. A waiting request leaves the queue
 when a slot is handed to it, when its deadline passes, or when it is cancelled, whichever comes
 first. A freed slot goes straight to the oldest waiter, so a newcomer never overtakes the queue.
+The same gate, with an unbounded queue, holds a node's instances (runtime.executor): a ticket
+gate, because neither threading.Lock nor Semaphore wakes its waiters in arrival order.
 
 `Cancellation` is one call's cancel signal: what waits on the call (a queue turn, a forward, the
 sinks) registers how to be woken, and is woken at once when the client goes away.
@@ -63,24 +65,30 @@ class _Turn:
 
 
 class Admission:
-    def __init__(self, slots: int, queue: int, on_change: Callable[[int, int], None] = lambda running, queued: None):
-        if slots < 1 or queue < 0:
+    """`queue` None: no bound; `what`: what the slots are, in the messages of Refused."""
+
+    def __init__(self, slots: int, queue: int | None,
+                 on_change: Callable[[int, int], None] = lambda running, queued: None, what: str = "slots"):
+        if slots < 1 or (queue is not None and queue < 0):
             raise ValueError(f"max-inflight must be 1 or more and max-queue 0 or more (got {slots} and {queue})")
         self.slots = slots
         self.queue = queue
+        self.what = what
         self._on_change = on_change
         self._lock = threading.Lock()
         self._free = slots
         self._waiting: deque[_Turn] = deque()
 
-    def enter(self, timeout_s: float, cancel: Cancellation | None = None) -> float:
-        """Take a slot, waiting up to `timeout_s` in the queue; the seconds waited. Raises Refused."""
+    def enter(self, timeout_s: float | None, cancel: Cancellation | None = None) -> float:
+        """Take a slot, waiting up to `timeout_s` (None: without limit) in the queue; the seconds waited.
+        Raises Refused."""
+        t0 = time.monotonic()  # before the queue shows this request: the wait counted is never shorter than seen
         with self._lock:
             if self._free > 0:
                 self._free -= 1
                 self._changed()
                 return 0.0
-            if len(self._waiting) >= self.queue:
+            if self.queue is not None and len(self._waiting) >= self.queue:
                 raise Refused("full", f"{self.slots} requests running and {len(self._waiting)} waiting, "
                                       f"the most it takes; retry later")
             turn = _Turn()
@@ -88,7 +96,8 @@ class Admission:
             self._changed()
         if cancel is not None:
             cancel.add(turn.event.set)
-        waited = _wait(turn.event, timeout_s)
+        turn.event.wait(None if timeout_s is None else max(0.0, timeout_s - (time.monotonic() - t0)))
+        waited = time.monotonic() - t0
         with self._lock:
             if turn.granted:
                 if cancel is None or not cancel.is_set:
@@ -98,9 +107,10 @@ class Admission:
                 self._waiting.remove(turn)
                 self._changed()
         if cancel is not None and cancel.is_set:
-            raise Refused("cancelled", "cancelled while waiting for a slot")
+            raise Refused("cancelled", f"cancelled while waiting for one of {self.slots} {self.what}")
+        bound = f" (queue of {self.queue})" if self.queue is not None else ""
         raise Refused("deadline", f"deadline exceeded after waiting {waited * 1000:.0f} ms for one of "
-                                  f"{self.slots} slots (queue of {self.queue})")
+                                  f"{self.slots} {self.what}{bound}")
 
     def leave(self) -> None:
         with self._lock:
@@ -117,9 +127,3 @@ class Admission:
 
     def _changed(self) -> None:
         self._on_change(self.slots - self._free, len(self._waiting))
-
-
-def _wait(event: threading.Event, timeout_s: float) -> float:
-    t0 = time.monotonic()
-    event.wait(max(0.0, timeout_s))
-    return time.monotonic() - t0

@@ -13,7 +13,8 @@ when loaded). Any of these is one BundleError naming the file.
 
 Format policy: FORMAT_VERSION changes when a reader of the previous format would misread or
 refuse a new bundle (a new required field); a runtime reads only its own format and tells the user
-to re-run `planner solve`. Format 2 added `checksums` (format 1 bundles have none to verify).
+to re-run `planner solve`. Format 2 added `checksums` (format 1 bundles have none to verify);
+format 3 added `nodes.<n>.instances` and `sites.<s>.replicas`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from planner_runtime.digest import sha256_file
 
-FORMAT_VERSION = 2  # 2: `checksums` (sha256 of every file the bundle ships)
+FORMAT_VERSION = 3
+_LACKS = {1: "without artifact checksums", 2: "without node instances and site replicas"}  # what each format lacks
 BUNDLE_FILE = "bundle.yaml"
 DELIVER_MODEL = "__planner_deliver__"  # internal OIP model a site receives forwarded tensors on
 
@@ -52,6 +54,8 @@ class SiteEndpoint(_Strict):
     address: str = Field(description="host:port the site's runtime listens on")
     tier: str
     target: str = Field(description="catalog name of the hardware the site's models were compiled for")
+    replicas: int = Field(default=1, ge=1, description="processes the plan runs for this site (`planner up` starts "
+                          "that many on loopback; `address` is the first one's)")
 
 
 class Endpoint(_Strict):
@@ -80,6 +84,8 @@ class NodeSpec(_Strict):
     host_fallback: str | None = Field(
         default=None, description="an artifact compiled for the machine that wrote the bundle (planner up --host-targets)"
     )
+    instances: int = Field(default=1, ge=1, description="requests the node serves at once in one replica of its "
+                           "site; more wait for an instance, first come first served")
 
 
 class SourceSpec(_Strict):
@@ -151,7 +157,7 @@ class Bundle(_Strict):
         found = data.get("format")
         if found != FORMAT_VERSION:
             older = isinstance(found, int) and not isinstance(found, bool) and found < FORMAT_VERSION
-            why = ("written by an older planner, without artifact checksums" if older
+            why = (f"written by an older planner, {_LACKS.get(found, 'in an older format')}" if older
                    else "not a format this runtime reads")
             raise BundleError(f"{path}: bundle format {found!r} ({why}); this runtime reads format {FORMAT_VERSION} "
                               "only: re-run `planner solve` with the planner of this runtime's version")

@@ -12,6 +12,10 @@ caller as outgoing deliveries (the server forwards them); with `site=None` every
 
 Runners are callables `runner(inputs: dict[str, ndarray]) -> dict[str, ndarray]`
 (runtime.nodes builds them from a bundle's artifacts).
+
+A node serves `instances` requests at once (its NodeSpec, default 1); a request finding them all
+busy waits in FIFO order (runtime.admission's gate) until one frees, its deadline passes or it is
+cancelled (`Wait`). The wait is a timing of its own ("queue"), apart from the run ("model").
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from planner_runtime.admission import Admission, Cancellation, Refused
 from planner_runtime.bundle_format import Bundle, FlowEdge, Tensor
 
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
@@ -138,7 +143,8 @@ class Delivery:
 
 @dataclass
 class Timing:
-    """What a request spent where: `kind` is "model" (a node run) or "hop" (a forward)."""
+    """What a request spent where: `kind` is "model" (a node run), "queue" (waiting for one of the node's
+    instances) or "hop" (a forward)."""
 
     kind: str
     name: str
@@ -155,6 +161,18 @@ class Timing:
         return cls(item[0], item[1], item[2], float(item[3]), int(item[4]), item[5] if len(item) > 5 else "")
 
 
+@dataclass(frozen=True)
+class Wait:
+    """How long a request may wait for a node's instance: until `deadline` (time.monotonic(); None: no
+    limit) or until `cancel` is set."""
+
+    deadline: float | None = None
+    cancel: Cancellation | None = None
+
+    def remaining_s(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+
 @dataclass
 class RequestState:
     """One request's tensors at one site: inputs that arrived, nodes that ran."""
@@ -168,15 +186,21 @@ class Executor:
     """Runs the nodes of `site` (every node when site is None) for requests of one graph."""
 
     def __init__(self, graph: Bundle | Graph, runners: Mapping[str, Runner], site: str | None = None,
-                 on_model: Callable[[str, float], None] | None = None):
+                 on_model: Callable[[str, float], None] | None = None,
+                 on_queue: Callable[[str, float], None] | None = None,
+                 on_instances: Callable[[str, int, int], None] = lambda node, busy, queued: None):
         self.graph = graph if isinstance(graph, Graph) else Graph(graph)
         self.site = site
         self.runners = dict(runners)
         self.on_model = on_model
+        self.on_queue = on_queue
         self.local = [n for n in self.graph.order if site is None or self.graph.nodes[n].site == site]
         missing = [n for n in self.local if n not in self.runners]
         if missing:
             raise GraphError(f"no runner for node(s) {', '.join(missing)}")
+        self.gates = {n: Admission(self.graph.nodes[n].instances, None, what=f"instances of node {n!r}",
+                                   on_change=lambda busy, queued, n=n: on_instances(n, busy, queued))
+                      for n in self.local}
 
     # -- the whole graph in one process ------------------------------------------------------
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -209,8 +233,9 @@ class Executor:
         return flow.dst.kind == "node" and (self.site is None or self.graph.nodes[flow.dst.name].site == self.site)
 
     def advance(self, state: RequestState, deliveries: Iterable[Delivery],
-                timings: list[Timing] | None = None) -> list[Delivery]:
-        """Take in deliveries, run every local node that becomes ready, return what leaves this site."""
+                timings: list[Timing] | None = None, wait: Wait = Wait()) -> list[Delivery]:
+        """Take in deliveries, run every local node that becomes ready, return what leaves this site.
+        Raises Refused when the request's `wait` ends while it waits for a node's instance."""
         queue = deque(deliveries)
         outgoing: list[Delivery] = []
         while queue:
@@ -226,7 +251,7 @@ class Executor:
                     continue
                 state.started.add(node)
                 feeds = {t.name: state.values.pop((node, t.name)) for t in spec.inputs}
-            results = self._run_node(node, feeds, timings)
+            results = self._run_node(node, feeds, timings, wait)
             for t in spec.outputs:
                 for f in self.graph.out_flows.get((f"node:{node}", t.name), []):
                     queue.append(Delivery(f, results[t.name]))
@@ -236,13 +261,21 @@ class Executor:
         """Whether every local node ran for this request."""
         return len(state.started) == len(self.local)
 
-    def _run_node(self, node: str, feeds: dict[str, np.ndarray], timings: list[Timing] | None) -> dict:
+    def _run_node(self, node: str, feeds: dict[str, np.ndarray], timings: list[Timing] | None,
+                  wait: Wait = Wait()) -> dict:
         spec = self.graph.nodes[node]
+        gate = self.gates[node]
+        try:
+            queued_ms = gate.enter(wait.remaining_s(), wait.cancel) * 1000
+        except Refused as exc:
+            raise Refused(exc.reason, f"node {node!r}: {exc}") from None
         t0 = time.perf_counter()
         try:
             results = self.runners[node](feeds)
         except Exception as exc:  # a node's own failure, named
             raise NodeError(node, f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            gate.leave()
         ms = (time.perf_counter() - t0) * 1000
         if not isinstance(results, Mapping):
             raise NodeError(node, f"returned {type(results).__name__}, expected a dict of output name -> array")
@@ -254,7 +287,10 @@ class Executor:
             v = results[t.name]
             out[t.name] = np.asarray(v, dtype=object) if t.dtype == "bytes" else np.asarray(v)
         if timings is not None:
+            timings.append(Timing("queue", node, spec.site, queued_ms))
             timings.append(Timing("model", node, spec.site, ms))
+        if self.on_queue is not None:
+            self.on_queue(node, queued_ms)
         if self.on_model is not None:
             self.on_model(node, ms)
         return out

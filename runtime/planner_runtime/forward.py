@@ -3,7 +3,8 @@
 A forward carries, as request parameters: the request id (`id`), the entry site's address
 (`entry`), the absolute deadline (`deadline_unix_ns`, informational: the call's own gRPC
 timeout is the remaining time and is what the receiver enforces) and the sending site
-(`from_site`); each tensor carries its flow (`flow`). The receiver answers with its own
+(`from_site`), and the request's route (`route`: JSON {site: address}, the replica of each site
+the entry chose for it); each tensor carries its flow (`flow`). The receiver answers with its own
 handling time (`handler_ms`) and the timings of everything it ran and forwarded (`timings`),
 so the hop's overhead is the round trip minus the receiver's handling.
 
@@ -11,6 +12,10 @@ A forward ends with its caller: when the call that made it is cancelled, so is t
 and the receiver sees its own call cancelled in turn. A request cancelled at its entry is also
 announced to the other sites (`cancel`: a ModelInfer on DELIVER_MODEL with the request id, the
 parameter `cancel` and no tensors), which drop what they hold for it (a fan-in's inputs).
+
+A site run as several replicas (processes) is balanced by its callers (runtime.balance): the
+entry picks one replica of every other site per request, and every forward of that request to that
+site goes there, so a node's inputs coming from different sites meet in the same process.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import time
 import grpc
 
 from planner_runtime.admission import Cancellation
+from planner_runtime.balance import Balancer
 from planner_runtime.bundle_format import DELIVER_MODEL
 from planner_runtime.channels import ChannelCache
 from planner_runtime.executor import Delivery, Timing, flow_id
@@ -58,6 +64,7 @@ class Forwarder:
         self.channels = ChannelCache(channel_options(max_message_bytes), MODEL_INFER, serialize_request,
                                      pb.ModelInferResponse.FromString, cap=max_channels)
         self._announcing: set = set()  # cancel announcements under way (a dropped future would cancel its call)
+        self.balancer = Balancer()
 
     def model_infer(self, address: str):
         return self.channels.call(address)
@@ -77,9 +84,11 @@ class Forwarder:
 
     @staticmethod
     def request(request_id: str, entry: str, deadline_unix_ns: int, from_site: str,
-                deliveries: list[Delivery]) -> tuple[Framed, int, str]:
+                deliveries: list[Delivery], route: dict[str, str] | None = None) -> tuple[Framed, int, str]:
         req = pb.ModelInferRequest(model_name=DELIVER_MODEL, id=request_id)
         req.parameters["entry"].string_param = entry
+        if route:
+            req.parameters["route"].string_param = json.dumps(route, sort_keys=True)
         req.parameters["deadline_unix_ns"].int64_param = deadline_unix_ns
         req.parameters["from_site"].string_param = from_site
         nbytes = 0
@@ -118,6 +127,7 @@ class Forwarder:
                     self.metrics.hop_errors.labels(self.site, dst_site, code.name).inc()
                 msg = exc.details() or ""
                 if code == grpc.StatusCode.UNAVAILABLE and "site " not in msg:
+                    self.balancer.failed(address)
                     msg = f"site {dst_site} ({address}) unavailable: {msg}"
                 elif code == grpc.StatusCode.DEADLINE_EXCEEDED and "site " not in msg:
                     msg = f"deadline exceeded waiting for site {dst_site} ({address})"

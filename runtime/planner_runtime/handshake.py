@@ -3,8 +3,8 @@
 A port found free by one process and bound later by another can be taken in between (by any
 process binding port 0 or connecting out). So no launcher picks ports: each site binds port 0,
 writes the ports it got to its port file, and waits for the peers file; the launcher reads
-every port file, writes the peers file (every site's address), and each site then answers its
-health check as SERVING, knowing where the others are. Both sides live here: the site's
+every port file, writes the peers file (every site's addresses, one per replica), and each site
+then answers its health check as SERVING, knowing where the others are. Both sides live here: the site's
 (`report_ports`, `await_peers`) and the launcher's (`site_options`, `await_ports`,
 `announce_peers`). Files are written whole (a temporary file renamed), never seen half-written.
 """
@@ -57,13 +57,16 @@ def report_ports(path: Path, port: int, metrics_port: int | None) -> None:
     write_json(path, {"pid": os.getpid(), "port": port, "metrics_port": metrics_port})
 
 
-def await_peers(path: Path, launcher: int) -> dict[str, str]:
-    """The peers file's {site: HOST:PORT}, once the launcher (this process's parent when it started,
-    `launcher`) has written it; HandshakeError when the launcher exits first (this process would
-    otherwise wait forever for a file nobody writes)."""
+def await_peers(path: Path, launcher: int) -> dict[str, list[str]]:
+    """The peers file's {site: [HOST:PORT, ...]} (an address per replica), once the launcher (this
+    process's parent when it started, `launcher`) has written it; HandshakeError when the launcher
+    exits first (this process would otherwise wait forever for a file nobody writes)."""
     peers = wait_for_json(path, lambda: "the launcher exited before writing it" if os.getppid() != launcher else None)
-    if not isinstance(peers, dict) or not all(isinstance(a, str) and ":" in a for a in peers.values()):
-        raise HandshakeError(f"expected {{site: HOST:PORT}}, got {peers!r}")
+    peers = {s: [a] if isinstance(a, str) else a for s, a in peers.items()} if isinstance(peers, dict) else peers
+    if not isinstance(peers, dict) or not all(isinstance(addresses, list) and addresses and
+                                              all(isinstance(a, str) and ":" in a for a in addresses)
+                                              for addresses in peers.values()):
+        raise HandshakeError(f"expected {{site: [HOST:PORT, ...]}}, got {peers!r}")
     return peers
 
 
@@ -97,7 +100,7 @@ def await_ports(run_dir: Path, sites: list[str], check: Callable[[], None], time
     return ports
 
 
-def announce_peers(run_dir: Path, addresses: dict[str, str]) -> None:
+def announce_peers(run_dir: Path, addresses: dict[str, str | list[str]]) -> None:
     """Tell every waiting site where the others are: the sites go on to serve."""
     write_json(Path(run_dir) / PEERS_FILE, addresses)
 

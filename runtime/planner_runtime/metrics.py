@@ -24,6 +24,12 @@ class Metrics:
                                          ["site", "model"], buckets=_BUCKETS, registry=r)
         self.model_seconds = Histogram("runtime_model_duration_seconds", "time a node (model or step) ran",
                                        ["site", "model"], buckets=_BUCKETS, registry=r)
+        self.queue_seconds = Histogram("runtime_queue_wait_seconds", "time a request waited for one of a node's "
+                                       "instances before it ran", ["site", "model"], buckets=_BUCKETS, registry=r)
+        self.instances_busy = Gauge("runtime_instances_busy", "a node's instances running a request",
+                                    ["site", "model"], registry=r)
+        self.instances_queued = Gauge("runtime_instances_queued", "requests waiting for one of a node's instances",
+                                      ["site", "model"], registry=r)
         self.hop_seconds = Histogram("runtime_hop_duration_seconds",
                                      "forward overhead (round trip minus the receiver's handling) by destination site",
                                      ["src_site", "dst_site"], buckets=_BUCKETS, registry=r)
@@ -50,6 +56,13 @@ class Metrics:
 
     def model(self, name: str, ms: float) -> None:
         self.model_seconds.labels(self.site, name).observe(ms / 1000)
+
+    def queue(self, name: str, ms: float) -> None:
+        self.queue_seconds.labels(self.site, name).observe(ms / 1000)
+
+    def instances(self, name: str, busy: int, queued: int) -> None:
+        self.instances_busy.labels(self.site, name).set(busy)
+        self.instances_queued.labels(self.site, name).set(queued)
 
     def hop(self, dst: str, ms: float, nbytes: int) -> None:
         self.hop_seconds.labels(self.site, dst).observe(ms / 1000)

@@ -3,13 +3,17 @@
 Every runner is called as `runner({input name: ndarray}) -> {output name: ndarray}`,
 the contract of runtime.executor. `load_runners(bundle, bundle_dir)` builds the runners
 of the nodes placed on the bundle's site from their artifacts.
+
+Runners are called from several threads at once, up to the node's `instances` (the executor's gate
+bounds them): a TVM node holds one VM per instance (a VM runs one call at a time); an ONNX Runtime
+session and a python step are shared (both may be called concurrently).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import queue
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +42,11 @@ class _Node:
 
 
 class TvmNode(_Node):
-    """A library exported by TVM (Relax VM executable), entry `main`, inputs in the node's order."""
+    """A library exported by TVM (Relax VM executable), entry `main`, inputs in the node's order; a VM per instance."""
 
     platform = "tvm"
 
-    def __init__(self, name: str, path: Path, inputs: list[Tensor], outputs: list[Tensor]):
+    def __init__(self, name: str, path: Path, inputs: list[Tensor], outputs: list[Tensor], instances: int = 1):
         super().__init__(name, inputs, outputs)
         import tvm
         from tvm import relax
@@ -52,16 +56,22 @@ class TvmNode(_Node):
         try:
             with without_scope_warnings():
                 lib = tvm.runtime.load_module(str(path))
-                self._vm = relax.VirtualMachine(lib, self._dev)
+                vms = [relax.VirtualMachine(lib, self._dev) for _ in range(instances)]
         except Exception as exc:
             raise ArtifactError(f"node {name!r}: cannot load TVM library {path}: {exc}") from exc
-        self._main = self._vm["main"]
-        self._lock = threading.Lock()  # one VM, one call at a time
+        # the `main` of each VM not running a call: a caller takes one (waits, beyond `instances` callers)
+        self._vms = vms
+        self._free: queue.SimpleQueue = queue.SimpleQueue()
+        for vm in vms:
+            self._free.put(vm["main"])
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         args = [self._tvm.runtime.tensor(np.ascontiguousarray(a), self._dev) for a in self._ordered(feeds)]
-        with self._lock:
-            result = self._main(*args)
+        main = self._free.get()
+        try:
+            result = main(*args)
+        finally:
+            self._free.put(main)
         values = _flatten_tvm(result)
         if len(values) != len(self.outputs):
             raise ValueError(f"TVM library returned {len(values)} tensor(s), the node has {len(self.outputs)} output(s)")
@@ -167,7 +177,7 @@ def make_runner(name: str, spec: NodeSpec, bundle_dir: Path, host_targets: bool 
     if not path.exists():
         raise ArtifactError(f"node {name!r}: artifact {path} not found")
     if spec.kind == "tvm":
-        return TvmNode(name, path, spec.inputs, spec.outputs)
+        return TvmNode(name, path, spec.inputs, spec.outputs, spec.instances)
     if spec.kind == "python":
         if not spec.function:
             raise ArtifactError(f"node {name!r}: python step without `function`")

@@ -21,13 +21,22 @@ cancelled; beyond that they are refused at once (RESOURCE_EXHAUSTED). A request 
 its client (or ended by its deadline) cancels its forwards, which cancels theirs, frees its
 slot at once and tells the other sites to drop what they hold for it.
 
+Each node runs `instances` requests at once (bundle.yaml); the others wait for an instance in
+FIFO order, until their deadline or cancellation (runtime.executor).
+
+A site may run as several replicas (processes, each with its own address: `--peer SITE=A,B`). The
+entry replica a request enters picks one replica of every other site for it (runtime.balance)
+and sends that route along with every forward, so all of the request's tensors for a site meet
+in one replica; sink tensors come back to the entry replica itself.
+
 Deliveries are accepted only for requests entering at a site of this ensemble: the `entry`
-address a forward names, where the sink tensors go, must be one of the bundle's sites (or
-their `--peer`/`--advertise` overrides), so a site cannot be used to make calls elsewhere.
+address a forward names, where the sink tensors go, and every address of its route must be a
+replica of one of the bundle's sites (bundle.yaml's addresses or their `--peer`/`--advertise`
+overrides), so a site cannot be used to make calls elsewhere.
 
 Response parameters carry the timings: `timings` (JSON list of [kind, name, site, ms, bytes],
-kind "model" for a node run, "hop" for a forward: round trip minus the receiver's handling)
-and `server_ms`.
+kind "model" for a node run, "queue" for the wait for one of its instances, "hop" for a forward:
+round trip minus the receiver's handling) and `server_ms`.
 """
 
 from __future__ import annotations
@@ -48,8 +57,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from planner_runtime.admission import Admission, Cancellation, Refused
+from planner_runtime.balance import parse_route
 from planner_runtime.bundle_format import DELIVER_MODEL, Bundle, Tensor
-from planner_runtime.executor import Delivery, Executor, Graph, NodeError, RequestState, Timing
+from planner_runtime.executor import Delivery, Executor, Graph, NodeError, RequestState, Timing, Wait
 from planner_runtime.forward import ForwardError, Forwarder, channel_options
 from planner_runtime.metrics import Metrics
 from planner_runtime.nodes import load_runners
@@ -95,6 +105,7 @@ class SiteRequest:
     state: RequestState
     expires: float  # time.monotonic()
     entry: EntryWait | None = None  # set when this site is the request's entry
+    route: dict[str, str] = field(default_factory=dict)  # site -> the replica this request's forwards go to
 
 
 class SiteServer:
@@ -102,7 +113,7 @@ class SiteServer:
 
     def __init__(self, bundle_dir: Path, port: int | None = None, host: str = "0.0.0.0",
                  host_targets: bool = False, metrics_port: int | None = None, workers: int = 32,
-                 peers: dict[str, str] | None = None, advertise: str | None = None,
+                 peers: dict[str, str | list[str]] | None = None, advertise: str | None = None,
                  max_inflight: int | None = None, max_queue: int | None = None):
         self.bundle_dir = Path(bundle_dir)
         self.bundle = Bundle.read(self.bundle_dir)
@@ -112,19 +123,20 @@ class SiteServer:
         self.metrics = Metrics(self.site)
         self.metrics_port = metrics_port
         self.runners = load_runners(self.bundle, self.bundle_dir, host_targets)
-        self.executor = Executor(self.graph, self.runners, site=self.site, on_model=self.metrics.model)
-        # where each site is reached: bundle.yaml's addresses, unless overridden (--peer SITE=HOST:PORT)
-        self.addresses = {name: s.address for name, s in self.bundle.sites.items()}
+        self.executor = Executor(self.graph, self.runners, site=self.site, on_model=self.metrics.model,
+                                 on_queue=self.metrics.queue, on_instances=self.metrics.instances)
+        # where each site's replicas are reached: bundle.yaml's address, unless overridden (--peer SITE=HOST:PORT,...)
+        self.replicas = {name: [s.address] for name, s in self.bundle.sites.items()}
         self._advertise = advertise
         self._override(peers or {})
-        own_port = self.addresses[self.site].rsplit(":", 1)[1]
+        own_port = self.replicas[self.site][0].rsplit(":", 1)[1]
         self.port = int(port if port is not None else own_port)
         self._route()
         self.host = host
         self.is_entry = any(s.site == self.site for s in self.bundle.sources.values())
         self.settings = self.bundle.runtime
         self.forwarder = Forwarder(self.site, self.settings.max_message_bytes, self.metrics,
-                                   max_channels=max(16, 2 * len(self.addresses)))
+                                   max_channels=max(16, 2 * sum(map(len, self.replicas.values()))))
         self._states: dict[str, SiteRequest] = {}
         self._cancelled: dict[str, float] = {}  # request id -> when to forget it (time.monotonic())
         self._lock = threading.Lock()
@@ -140,24 +152,27 @@ class SiteServer:
         # (otherwise a burst could starve its own answers).
         self._threads = self.admission.slots + self.admission.queue + max(1, workers)
 
-    def set_peers(self, peers: dict[str, str]) -> None:
-        """Reach these sites at these addresses instead of bundle.yaml's: `--peer SITE=HOST:PORT`, or the peers
-        file once every site started on port 0 has bound its port (before it serves)."""
+    def set_peers(self, peers: dict[str, str | list[str]]) -> None:
+        """Reach these sites at these addresses (one per replica) instead of bundle.yaml's: `--peer SITE=HOST:PORT`,
+        or the peers file once every site started on port 0 has bound its port (before it serves)."""
         self._override(peers)
         self._route()
 
-    def _override(self, peers: dict[str, str]) -> None:
-        for name, address in peers.items():
-            if name not in self.addresses:
-                raise ValueError(f"--peer {name}: no site {name!r} in the bundle (sites: {', '.join(self.addresses)})")
-            self.addresses[name] = address
+    def _override(self, peers: dict[str, str | list[str]]) -> None:
+        for name, addresses in peers.items():
+            if name not in self.replicas:
+                raise ValueError(f"--peer {name}: no site {name!r} in the bundle (sites: {', '.join(self.replicas)})")
+            addresses = [addresses] if isinstance(addresses, str) else list(addresses)
+            if not addresses:
+                raise ValueError(f"--peer {name}: no address")
+            self.replicas[name] = addresses
 
     def _route(self) -> None:
-        own_host = self.addresses[self.site].rsplit(":", 1)[0]
+        own_host = self.replicas[self.site][0].rsplit(":", 1)[0]
         # where other sites send the sink tensors of requests entering here
         self.address = self._advertise or f"{own_host}:{self.port}"
-        # the only addresses a forward may name as its entry (where this site would deliver sinks)
-        self.site_of_address = {address: name for name, address in self.addresses.items()}
+        # the only addresses a forward may name as its entry or in its route
+        self.site_of_address = {a: name for name, addresses in self.replicas.items() for a in addresses}
         self.site_of_address[self.address] = self.site
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -239,9 +254,25 @@ class SiteServer:
             if len(self._cancelled) > MAX_CANCELLED:
                 del self._cancelled[next(iter(self._cancelled))]
 
-    def _announce_cancel(self, rid: str) -> None:
-        sites = {spec.site for spec in self.bundle.nodes.values()} - {self.site}
-        self.forwarder.cancel(rid, sorted({self.addresses[s] for s in sites}))
+    def _remote_sites(self) -> list[str]:
+        return sorted({spec.site for spec in self.bundle.nodes.values()} - {self.site})
+
+    def _announce_cancel(self, rid: str, route: dict[str, str]) -> None:
+        self.forwarder.cancel(rid, sorted({route[s] for s in self._remote_sites()}))
+
+    def _pick_route(self) -> dict[str, str]:
+        """The replica of every other site a request entering here goes to (and this replica for its own site)."""
+        route = {s: self.forwarder.balancer.pick(s, self.replicas[s]) for s in self._remote_sites()}
+        return {**route, self.site: self.address}
+
+    def _check_route(self, text: str) -> dict[str, str]:
+        """A forward's route, every address a replica of the site it names (else PERMISSION_DENIED)."""
+        route = parse_route(text, self.site_of_address)
+        if route is None:
+            raise Abort(grpc.StatusCode.PERMISSION_DENIED,
+                        f"site {self.site}: route {text[:200]!r} names an address that is not a replica of the site "
+                        f"it is given for; deliveries go only to the sites of {self.bundle.app!r}")
+        return route
 
     def _put_state(self, rid: str, req: SiteRequest) -> None:
         with self._lock:
@@ -305,9 +336,11 @@ class SiteServer:
                  deadline: float, entry_address: str, cancel: Cancellation) -> None:
         """Run what the deliveries make ready here; forward what leaves; wait for those forwards."""
         try:
-            outgoing = self.executor.advance(req.state, deliveries, timings)
+            outgoing = self.executor.advance(req.state, deliveries, timings, Wait(deadline, cancel))
         except NodeError as exc:
             raise Abort(grpc.StatusCode.INTERNAL, f"site {self.site}: {exc}") from None
+        except Refused as exc:
+            raise Abort(_REFUSED[exc.reason], f"site {self.site}: {exc}") from None
         if cancel.is_set:  # a node ran while the call was cancelled: nothing more to send
             raise Abort(grpc.StatusCode.CANCELLED, f"site {self.site}: request {rid} cancelled")
         groups: dict[str, list[Delivery]] = defaultdict(list)
@@ -318,14 +351,15 @@ class SiteServer:
                 else:
                     groups[entry_address].append(d)
             else:
-                groups[self.addresses[self.graph.nodes[d.flow.dst.name].site]].append(d)
+                site = self.graph.nodes[d.flow.dst.name].site
+                groups[req.route.get(site) or self.replicas[site][0]].append(d)
         if not groups:
             return
         deadline_unix_ns = time.time_ns() + int((deadline - time.monotonic()) * 1e9)
         waits = []
         for address, ds in groups.items():
             dst = self.site_of_address[address]
-            msg, nbytes, detail = Forwarder.request(rid, entry_address, deadline_unix_ns, self.site, ds)
+            msg, nbytes, detail = Forwarder.request(rid, entry_address, deadline_unix_ns, self.site, ds, req.route)
             try:
                 waits.append(self.forwarder.send(dst, address, msg, nbytes, deadline - time.monotonic(), detail,
                                                  cancel))
@@ -360,7 +394,7 @@ class SiteServer:
         except Refused as exc:
             raise Abort(_REFUSED[exc.reason], f"site {self.site}: {exc}") from None
         rid = uuid.uuid4().hex
-        req = SiteRequest(RequestState(), deadline, EntryWait({t.key for t in self.graph.outputs}))
+        req = SiteRequest(RequestState(), deadline, EntryWait({t.key for t in self.graph.outputs}), self._pick_route())
         self._put_state(rid, req)
         cancel.add(req.entry.event.set)
         timings: list[Timing] = []
@@ -375,11 +409,13 @@ class SiteServer:
                             f"deadline exceeded waiting for sink tensor(s) {', '.join(missing)}")
         except Abort:
             if cancel.is_set:  # the client went away (or its deadline passed): the other sites may drop it too
-                self._announce_cancel(rid)
+                self._announce_cancel(rid, req.route)
             raise
         finally:
             self._drop_state(rid)
             self.admission.leave()
+            for site in self._remote_sites():
+                self.forwarder.balancer.release(req.route[site])
         resp = pb.ModelInferResponse(model_name=self.bundle.app, model_version=VERSION, id=request.id)
         specs_out = {t.key: t.tensor for t in self.graph.outputs}
         framed = self._fill_outputs(resp, {k: req.entry.outputs[k] for k in wanted}, specs_out)
@@ -388,15 +424,19 @@ class SiteServer:
         resp.parameters["request_id"].string_param = rid
         return framed
 
-    def infer_node(self, name: str, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
+    def infer_node(self, name: str, request: pb.ModelInferRequest, context,
+                   cancel: Cancellation) -> pb.ModelInferResponse:
         spec = self.graph.nodes[name]
         inputs = self._validated(request, [(t.name, t) for t in spec.inputs], f"model {name!r}")
         wanted = self._requested(request, [t.name for t in spec.outputs])
         timings: list[Timing] = []
+        wait = Wait(self._deadline(context, self.settings.default_deadline_ms), cancel)
         try:
-            results = self.executor._run_node(name, inputs, timings)
+            results = self.executor._run_node(name, inputs, timings, wait)
         except NodeError as exc:
             raise Abort(grpc.StatusCode.INTERNAL, f"site {self.site}: {exc}") from None
+        except Refused as exc:
+            raise Abort(_REFUSED[exc.reason], f"site {self.site}: {exc}") from None
         resp = pb.ModelInferResponse(model_name=name, model_version=VERSION, id=request.id)
         framed = self._fill_outputs(resp, {k: results[k] for k in wanted}, {t.name: t for t in spec.outputs})
         resp.parameters["timings"].string_param = json.dumps([t.as_list() for t in timings])
@@ -416,6 +456,7 @@ class SiteServer:
             raise Abort(grpc.StatusCode.PERMISSION_DENIED,
                         f"site {self.site}: entry {entry_address[:100]!r} is not the address of a site of "
                         f"{self.bundle.app!r}; deliveries go only to its own sites")
+        route = self._check_route(params["route"].string_param if "route" in params else "")
         deadline = self._deadline(context, self.settings.forward_timeout_ms)
         if deadline <= time.monotonic():
             raise Abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"site {self.site}: deadline passed on arrival")
@@ -437,7 +478,7 @@ class SiteServer:
                 raise Abort(grpc.StatusCode.NOT_FOUND, f"site {self.site}: request {rid} is not pending at "
                                                        f"this entry (its deadline passed, it failed, or it never entered here)")
             if req is None:
-                req = self._states[rid] = SiteRequest(RequestState(), deadline)
+                req = self._states[rid] = SiteRequest(RequestState(), deadline, route=route)
                 self.metrics.pending.labels(self.site).set(len(self._states))
         timings: list[Timing] = []
         try:
@@ -529,7 +570,7 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):
             if name == s.bundle.app and s.is_entry:
                 return s.infer_ensemble(request, context, cancel)
             if name in s.bundle.local_nodes():
-                return s.infer_node(name, request, context)
+                return s.infer_node(name, request, context, cancel)
             raise Abort(grpc.StatusCode.NOT_FOUND, self._unknown(name))
         except TensorError as exc:
             code, message = grpc.StatusCode.INVALID_ARGUMENT, f"model {name[:100]!r}: {exc}"

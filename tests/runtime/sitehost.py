@@ -14,8 +14,11 @@ The app (`write_app`), "guard":
     cam.w  INT8 [-1, 2] -+-> count (python, at `entry`) --> n INT64 [1] --> screen.n
 
 `hold` echoes x, after waiting while the test holds an exclusive lock on the file named by
-HOLD_GATE (a deterministic stall: it goes on the moment the test unlocks), and appends x[0, 0] to
-HOLD_ORDER (the order in which requests ran). With far == entry every node is at one site.
+HOLD_GATE (a deterministic stall: it goes on the moment the test unlocks) and then sleeping
+HOLD_SLEEP_S seconds (a fixed service time), and appends x[0, 0] to HOLD_ORDER (the order in which
+requests ran) and "x[0, 0] start end" (time.monotonic(), the same clock in every process) to
+HOLD_TIMES. With far == entry every node is at one site. `hold` has `hold_instances` instances
+(default 64: the admission tests want every admitted request inside the step at once).
 
 The client side (`infer_request`, `call`) builds OIP messages with tritonclient's stubs: this
 process must not import planner_runtime.proto, whose stubs clash with tritonclient's.
@@ -23,6 +26,7 @@ process must not import planner_runtime.proto, whose stubs clash with tritonclie
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -40,16 +44,23 @@ APP = "guard"
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
-HOLD_PY = '''"""Echo x, after the test's gate opens; log the order requests ran in."""
+HOLD_PY = '''"""Echo x, after the test's gate opens and a fixed sleep; log the order requests ran in."""
 import fcntl
 import os
+import time
 
 
 def hold(x):
+    start = time.monotonic()
     gate = os.environ.get("HOLD_GATE")
     if gate:
         with open(gate) as f:
             fcntl.flock(f, fcntl.LOCK_SH)  # blocks while the test holds LOCK_EX
+    time.sleep(float(os.environ.get("HOLD_SLEEP_S", "0")))
+    times = os.environ.get("HOLD_TIMES")
+    if times:
+        with open(times, "a") as f:
+            f.write(f"{int(x.reshape(-1)[0])} {start!r} {time.monotonic()!r}\\n")
     order = os.environ.get("HOLD_ORDER")
     if order:
         with open(order, "a") as f:
@@ -79,7 +90,7 @@ def _edge(src: tuple[str, str, str], dst: tuple[str, str, str], tensor: Tensor) 
                     dst=Endpoint(kind=dst[0], name=dst[1], tensor=dst[2]), tensor=tensor)
 
 
-def write_app(out: Path, far: str = "far", deadline_ms: float = 600_000) -> Path:
+def write_app(out: Path, far: str = "far", deadline_ms: float = 600_000, hold_instances: int = 64) -> Path:
     """OUT/sites/<site>/ of the guard app: sites `entry` and `far` (or `entry` alone when far == "entry")."""
     out = Path(out)
     sites = sorted({"entry", far})
@@ -91,7 +102,7 @@ def write_app(out: Path, far: str = "far", deadline_ms: float = 600_000) -> Path
     for site in sites:
         d = out / "sites" / site
         d.mkdir(parents=True, exist_ok=True)
-        nodes = {"hold": NodeSpec(site=far, kind="python", inputs=[X], outputs=[Y]),
+        nodes = {"hold": NodeSpec(site=far, kind="python", inputs=[X], outputs=[Y], instances=hold_instances),
                  "count": NodeSpec(site="entry", kind="python", inputs=[TAGS, W], outputs=[N])}
         for name, code in (("hold", HOLD_PY), ("count", COUNT_PY)):
             if nodes[name].site == site:
@@ -105,6 +116,21 @@ def write_app(out: Path, far: str = "far", deadline_ms: float = 600_000) -> Path
                runtime=RuntimeSettings(max_message_bytes=4 << 20, default_deadline_ms=deadline_ms,
                                        forward_timeout_ms=deadline_ms)).write(d)
     return out
+
+
+class Gate:
+    """Closed: the `hold` steps wait (HOLD_GATE names `path`). Opened: they go on at once."""
+
+    def __init__(self, path: Path):
+        path.touch()
+        self.path = str(path)
+        self._fd = os.open(path, os.O_RDONLY)
+
+    def close(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def open(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
 
 
 # -- the server process ---------------------------------------------------------------------------

@@ -60,7 +60,8 @@ def test_site_executor_hands_back_remote_flows(models):
     timings = []
     out = ex.advance(state, ex.source_deliveries({"x": X}), timings)
     assert sorted(d.flow.dst.name for d in out) == ["b", "c"]  # fan-out to two other sites
-    assert [t.name for t in timings] == ["a"] and ex.done(state)
+    assert [(t.kind, t.name) for t in timings] == [("queue", "a"), ("model", "a")] and ex.done(state)
+    assert timings[0].ms == 0  # a free instance: no wait
 
 
 def test_fan_in_waits_for_every_input(models):

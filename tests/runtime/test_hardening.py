@@ -12,8 +12,6 @@ is reached by waiting on the sites' own gauges, never by sleeping.
 
 from __future__ import annotations
 
-import fcntl
-import os
 import select
 import socket
 import threading
@@ -31,24 +29,9 @@ DELIVER = "__planner_deliver__"
 HOLD_FLOW = "source:cam.x->node:hold.x"
 
 
-class Gate:
-    """Closed: the far site's `hold` steps wait (HOLD_GATE names `path`). Opened: they go on at once."""
-
-    def __init__(self, path):
-        path.touch()
-        self.path = str(path)
-        self._fd = os.open(path, os.O_RDONLY)
-
-    def close(self):
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-
-    def open(self):
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-
 @pytest.fixture(scope="module")
 def gate(tmp_path_factory):
-    g = Gate(tmp_path_factory.mktemp("gate") / "gate")
+    g = sitehost.Gate(tmp_path_factory.mktemp("gate") / "gate")
     yield g
     g.open()
 
