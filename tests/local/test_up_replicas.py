@@ -142,18 +142,20 @@ def test_up_runs_every_replica_and_requests_reach_all_of_them(tmp_path):
     assert not (logs / "services.json").exists() and not (logs / "endpoints.json").exists()
 
 
-def test_a_solved_plan_with_two_replicas_runs_two_processes(tmp_path):
+def test_a_solved_plan_with_several_replicas_runs_a_process_each(tmp_path):
     from tests.step_app import write_step_app
 
-    app = write_step_app(tmp_path / "app")  # a 5 ms step: 300 rps fill 1.5 replicas
+    app = write_step_app(tmp_path / "app")  # a 5 ms step: 300 rps fill 1.5 replicas of 2 instances
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "-m", "planner", "solve", str(app), "-o", str(out), "--set",
                         "sources.cam.rate_rps=300", "--set", "sites.here.max_replicas=4", "--set",
                         "models.s.instances=2"], capture_output=True, text=True, timeout=120, cwd=ROOT, env=ENV)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert json.loads((out / "plan.json").read_text())["sites"]["here"]["replicas"] == 2
+    # two for the load, or more where the queue's p99 needs them (the step's measured time decides)
+    replicas = json.loads((out / "plan.json").read_text())["sites"]["here"]["replicas"]
+    assert 2 <= replicas <= 4
     bundle = Bundle.read(out / "sites" / "here")
-    assert bundle.sites["here"].replicas == 2 and bundle.nodes["s"].instances == 2
+    assert bundle.sites["here"].replicas == replicas and bundle.nodes["s"].instances == 2
     proc = subprocess.Popen([sys.executable, "-m", "planner", "up", str(out), "--base-port", "0", "--for", "100"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=ENV)
     try:
@@ -161,10 +163,10 @@ def test_a_solved_plan_with_two_replicas_runs_two_processes(tmp_path):
             if line.startswith("ready:"):
                 break
         services = json.loads((out / "logs" / "services.json").read_text())
-        assert len(services["here"]["grpc"]) == len(services["here"]["metrics"]) == 2
-        _bench(out, 4)
+        assert len(services["here"]["grpc"]) == len(services["here"]["metrics"]) == replicas
+        _bench(out, 2 * replicas)
         assert [_metric(m, "oip_requests_total", site="here", model="steps", code="OK")
-                for m in services["here"]["metrics"]] == [2, 2]
+                for m in services["here"]["metrics"]] == [2] * replicas
     finally:
         proc.send_signal(signal.SIGINT)
         try:
