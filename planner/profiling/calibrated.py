@@ -29,7 +29,8 @@ class Estimate:
     latency_ms: float
     note: str
     expected_error_pct: float | None
-    calibration: str | None = None  # the file it used
+    calibration: str | None = None  # the file it used; None: the host-fraction model
+    basis: str = ""  # the part of the note that says which model and error (not how the number was made)
 
 
 def _pct(p: float | None) -> str:
@@ -67,18 +68,22 @@ def estimate_for(kernels: list[Kernel], host_ms: float, host: Target, target: Ta
     scale = estimate.scale_factor(kernels, host, target)
     error = fallback_error_pct(engine, calibrations)
     skipped = f"; {', '.join(look.skipped)} measured other figures, not used" if look.skipped else ""
-    return Estimate(
-        latency_ms=host_ms * scale, expected_error_pct=error,
-        note=(f"host {engine} {host_ms:.3g} ms x {scale:.3g} (roofline, {len(kernels)} kernels); no calibration "
-              f"for {target.name} ({engine} {tuning_class(tuning)}){skipped}: host-fraction model, expected error "
-              f"{_fallback_pct(error, engine)}"))
+    basis = (f"no calibration for {target.name} ({engine} {tuning_class(tuning)}){skipped}: host-fraction model, "
+             f"expected error {_fallback_pct(error, engine)}")
+    return Estimate(latency_ms=host_ms * scale, expected_error_pct=error, basis=basis,
+                    note=f"host {engine} {host_ms:.3g} ms x {scale:.3g} (roofline, {len(kernels)} kernels); {basis}")
 
 
 def calibrated_entry(entry: SiteModelEntry, host: HostModelEntry, host_target: Target, target: Target,
                      user_dir: Path | None = None) -> SiteModelEntry:
     """A TVM site entry whose estimate is made again with the calibrations of this run (a
-    cached estimate would keep the calibration of the run that stored it)."""
+    cached estimate would keep the calibration of the run that stored it). Without one, the
+    cached host-fraction number stays: made again it would move with the detected host's clock
+    and measured bandwidth, which change from run to run."""
     est = estimate_for(host.kernels, host.tvm_ms, host_target, target, "tvm", host.tuning,
                        all_calibrations(user_dir))
+    if est.calibration is None:
+        return entry.model_copy(update={"note": f"{entry.note}; {est.basis}",
+                                        "expected_error_pct": est.expected_error_pct})
     return entry.model_copy(update={"latency_ms": est.latency_ms, "note": est.note,
                                     "expected_error_pct": est.expected_error_pct})
