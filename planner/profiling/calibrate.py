@@ -91,9 +91,12 @@ class _Run:
         self.target, self.rpc, self.threads = target, rpc, threads
         self.remote = None
         if rpc is not None:
-            from planner.profiling.rpc import connect
+            from planner.profiling.rpc import RpcUnavailable, connect
 
-            self.remote = connect(rpc.tracker, rpc.key)
+            try:
+                self.remote = connect(rpc.tracker, rpc.key)
+            except RpcUnavailable as exc:
+                raise PlannerError(f"cannot calibrate {target.name}: {exc}") from None
 
     def tvm_ms(self, name: str, ex, inputs) -> float:
         if self.remote is not None:
@@ -168,6 +171,9 @@ def calibrate(target: Target, out_dir: Path, *, rpc: Rpc | None = None, force: b
               step: Callable[[str], None] = lambda _: None) -> tuple[Path, Calibration]:
     """Measure the set on `target` and write `<out_dir>/<target name>.yaml`; an existing file
     is replaced only with `force` (a calibration is a measurement: never lost silently)."""
+    if rpc is None and not target.is_host:  # measured here, it would be this host's figures under its name
+        raise InputError(f"target {target.name!r} is not this host: measure it on the device, "
+                         "with --rpc HOST:PORT --key KEY")
     path = Path(out_dir) / f"{target.name}.yaml"
     if path.exists() and not force:
         raise InputError("a calibration is already there; --force replaces it", file=str(path))

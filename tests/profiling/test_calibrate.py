@@ -28,7 +28,7 @@ from planner.errors import InputError
 from planner.profiling import calibration_fit as fit
 from planner.profiling.calibration import Calibration, Found, find, read_file
 from tests import ROOT
-from tests.conftest import require_system
+from tests.conftest import refused_ports, require_system
 from tests.profiling.tiny_app import run
 
 KEY = "half-host"
@@ -225,11 +225,23 @@ def test_the_shipped_calibrations_read_and_cover_this_host_and_cuda():
     (["--rpc", "127.0.0.1:9190"], "--rpc HOST:PORT and --key KEY go together"),
     (["--rpc", "localhost", "--key", "k"], "--rpc must be HOST:PORT"),
     (["--target", "missing.yaml"], "missing.yaml: target file cannot be read"),
+    (["--target", "rpi5"], "'rpi5' is not this host: measure it on the device, with --rpc"),
 ])
 def test_calibrate_bad_input_is_one_line_and_exit_2(tmp_path, args, expect):
     result = CliRunner().invoke(cli, ["calibrate", *args, "-o", str(tmp_path)])
     assert result.exit_code == 2 and expect in result.output, result.output
     assert "Traceback" not in result.output and not list(tmp_path.iterdir())
+
+
+def test_calibrate_bad_target_file_and_unreachable_tracker(tmp_path):
+    (tmp_path / "t.yaml").write_text("name: t\ntvm_target: {kind: llvm}\n")
+    result = CliRunner().invoke(cli, ["calibrate", "--target", str(tmp_path / "t.yaml"), "-o", str(tmp_path)])
+    assert result.exit_code == 2 and "t.yaml: not a target: peak_gflops: Field required" in result.output
+    with refused_ports(1) as [port]:  # nobody serves there
+        result = CliRunner().invoke(cli, ["calibrate", "--target", "rpi5", "--rpc", f"127.0.0.1:{port}", "--key", "k",
+                                          "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1 and f"cannot calibrate rpi5: RPC tracker 127.0.0.1:{port}" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
 
 
 def test_calibrate_never_replaces_a_calibration_without_force(tmp_path):
@@ -247,3 +259,28 @@ def test_a_broken_calibration_file_is_an_input_error_naming_it(tmp_path):
 
     with pytest.raises(InputError, match=r"rpi5.yaml: not a calibration file"):
         all_calibrations(bad)
+
+
+def test_estimates_by_calibration_and_the_fallback_error():
+    from planner.app.targets import get_target
+    from planner.profiling.calibrated import estimate_for
+    from planner.profiling.compile import Kernel
+
+    kernels = [Kernel("conv", flops=3e9, nbytes=2e6, calls=2)]
+    host, gpu, pi = get_target("host"), get_target("g6-xlarge"), get_target("rpi5")
+    cuda = Found(_cal("h", {}, 0.02, scope="kind", kind="cuda"), "h.yaml")
+    cpu = Found(_cal("other-cpu", {}, 0.08), "o.yaml")
+    est = estimate_for(kernels, 50.0, host, gpu, "tvm", "untuned", [cpu, cuda])
+    # the L4: 30.3 TFLOP/s, 300 GB/s; compute-bound: 2 x 3e9 / 30.3e12 s, over 2 % of it reached
+    assert est.latency_ms == pytest.approx(2 * 3e9 / 30.3e12 * 1e3 / 0.02)
+    assert est.calibration == "h.yaml" and "h.yaml" in est.note and est.expected_error_pct == 50
+    # rpi5 has none: the host time scaled by the roofline ratio, and the spread 0.02 .. 0.08 (4x)
+    fb = estimate_for(kernels, 50.0, host, pi, "tvm", "untuned", [cpu, cuda])
+    assert fb.calibration is None and fb.expected_error_pct == pytest.approx(300)
+
+    def roofline(t) -> float:
+        return 2 * max(3e9 / (t.peak_gflops * 1e9), 2e6 / (t.mem_bandwidth_gbs * 1e9))
+
+    assert fb.latency_ms == pytest.approx(50.0 * roofline(pi) / roofline(host))
+    assert "no calibration for rpi5 (tvm untuned)" in fb.note
+    assert estimate_for(kernels, 50.0, host, pi, "tvm", "untuned", [cuda]).expected_error_pct is None
