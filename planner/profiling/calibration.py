@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from planner.app.targets import Target, cpu_model
-from planner.errors import InputError
+from planner.errors import PlannerError
 from planner.profiling.locations import default_calibration_dir
 
 SHIPPED = resources.files("planner.profiling") / "calibrations"
@@ -110,17 +110,27 @@ def tuning_class(tuning: str | None) -> CalTuning:
     return "tuned" if tuning and tuning.startswith("tuned") else "untuned"
 
 
+class CalibrationFileError(PlannerError):
+    """A calibration file that cannot be used: bad input (exit 2), but not the app's, so that no
+    model or key of app.yaml is blamed for it."""
+
+    exit_code = 2
+
+    def __init__(self, path: Path, message: str):
+        super().__init__(f"{path}: {message}")
+
+
 def read_file(path: Path) -> Calibration:
-    """One calibration file; an unreadable or malformed one is an input error naming it."""
+    """One calibration file; an unreadable or malformed one is an error naming it."""
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         return Calibration.model_validate(data)
     except (OSError, yaml.YAMLError) as exc:
-        raise InputError(f"calibration file cannot be read: {type(exc).__name__}", file=str(path)) from None
+        raise CalibrationFileError(path, f"calibration file cannot be read: {type(exc).__name__}") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise InputError(f"not a calibration file: {where}: {first['msg']}", file=str(path)) from None
+        raise CalibrationFileError(path, f"not a calibration file: {where}: {first['msg']}") from None
 
 
 def _folder_files(folder) -> list:

@@ -24,12 +24,12 @@ from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
 from planner.cli.main import app as cli
-from planner.errors import InputError
 from planner.profiling import calibration_fit as fit
 from planner.profiling.calibration import Calibration, Found, find, read_file
 from tests import ROOT
 from tests.conftest import refused_ports, require_system
 from tests.profiling.tiny_app import run
+from tests.profiling.tiny_app import write_app as write_tiny_app
 
 KEY = "half-host"
 
@@ -251,14 +251,15 @@ def test_calibrate_never_replaces_a_calibration_without_force(tmp_path):
     assert (tmp_path / "host.yaml").read_text() == "mine\n"
 
 
-def test_a_broken_calibration_file_is_an_input_error_naming_it(tmp_path):
+def test_a_broken_calibration_file_is_an_error_naming_it_exit_2(tmp_path, monkeypatch):
     bad = tmp_path / "cal"
     bad.mkdir()
     (bad / "rpi5.yaml").write_text("name: rpi5\nfits: 3\n")
-    from planner.profiling.calibration import all_calibrations
-
-    with pytest.raises(InputError, match=r"rpi5.yaml: not a calibration file"):
-        all_calibrations(bad)
+    monkeypatch.setenv("PLANNER_CALIBRATION_DIR", str(bad))
+    app = write_tiny_app(tmp_path)  # mlp on host and rpi5: the rpi5 estimate reads the calibrations
+    result = CliRunner().invoke(cli, ["profile", str(app), "--cache-dir", str(tmp_path / "c")])
+    assert result.exit_code == 2, result.output
+    assert f"{bad / 'rpi5.yaml'}: not a calibration file: " in result.output and "models." not in result.output
 
 
 def test_estimates_by_calibration_and_the_fallback_error():
