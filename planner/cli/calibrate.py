@@ -44,9 +44,9 @@ def calibrate(
     rpc: Annotated[Optional[str], typer.Option("--rpc", help="HOST:PORT of the TVM RPC tracker the device "
                                                "is registered with (measure there, not here)")] = None,
     key: Annotated[Optional[str], typer.Option("--key", help="the device's key at the tracker")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option("-o", "--out", help="where to write <target>.yaml [default: "
+    out_dir: Annotated[Optional[Path], typer.Option("-o", "--out", help="where to write <target>.yaml (default: "
                                                     "$PLANNER_CALIBRATION_DIR or ~/.local/share/planner/"
-                                                    "calibration; profiles/calibration/ ships with the planner]")] = None,
+                                                    "calibration, read before the shipped profiles/calibration/)")] = None,
     force: Annotated[bool, typer.Option("--force", help="replace an existing calibration of the target")] = False,
 ) -> None:
     """Measure a fixed set of small models on a target (this host, or a device through TVM's RPC
