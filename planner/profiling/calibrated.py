@@ -40,7 +40,7 @@ def _pct(p: float | None) -> str:
 def _fallback_pct(p: float | None, engine: str) -> str:
     if p is None:
         return f"unknown (fewer than two calibrations of {engine} to derive it from)"
-    return f"{p:.0f} % (the spread of the calibrated efficiencies of {engine})"
+    return f"{p:.0f} % (the spread of the calibrated efficiencies of {engine}, or a stated error if larger)"
 
 
 def fallback_error_pct(engine: str, calibrations: list[Found]) -> float | None:
