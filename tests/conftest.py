@@ -54,8 +54,10 @@ def refused_ports(n: int) -> Iterator[list[int]]:
 
 @pytest.fixture
 def isolated_dirs(tmp_path, monkeypatch):
-    """The profile cache and the tuning databases in this test's tmp_path, never the user's
-    (a host tuning database there would change every `tuning` state a test checks)."""
+    """The profile cache, the tuning databases and the calibrations in this test's tmp_path, never
+    the user's (a host tuning database there would change every `tuning` state a test checks, a
+    calibration every estimate)."""
     monkeypatch.setenv("PLANNER_TUNING_DIR", str(tmp_path / "env-tuning"))
     monkeypatch.setenv("PLANNER_CACHE_DIR", str(tmp_path / "env-cache"))
+    monkeypatch.setenv("PLANNER_CALIBRATION_DIR", str(tmp_path / "env-calibration"))
     return tmp_path

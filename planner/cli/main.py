@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from planner.cli import bench, planning, profile, review, run, targets, up
+from planner.cli import bench, calibrate, planning, profile, review, run, targets, up
 
 app = typer.Typer(
     name="planner",
@@ -18,7 +18,7 @@ app = typer.Typer(
 )
 
 for command in (planning.validate, planning.solve, planning.schema, targets.targets, run.run,
-                review.pareto, review.sweep, review.diff, profile.profile, up.up, bench.bench):
+                review.pareto, review.sweep, review.diff, profile.profile, calibrate.calibrate, up.up, bench.bench):
     app.command()(command)
 
 

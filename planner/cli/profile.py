@@ -53,5 +53,6 @@ def profile(
         out.print(f"excluded: {x.node} on {x.site}: {x.reason}", highlight=False)
     for w in table.warnings:
         err.print(f"[yellow]warning:[/] {w}", highlight=False)
-    out.print("tvm_ms / ort_ms: this host, TVM and ONNX Runtime on the same input; estimated = host TVM "
-              "time scaled by the roofline model (README, Profiling).", highlight=False)
+    out.print("tvm_ms / ort_ms: this host, TVM and ONNX Runtime on the same input; estimated = the roofline "
+              "time on the target over its calibrated efficiency, the note names the calibration and its expected "
+              "error (README, Profiling; `--json` has every note).", highlight=False)

@@ -286,3 +286,8 @@ def compile_onnx_for(path: Path, input_shapes, target: Target, tuning_dir: Path 
     from planner.profiling.onnx_import import import_onnx
 
     return compile_module(import_onnx(Path(path), input_shapes), target, tuning_dir)
+
+
+def count_kernels(mod: "tvm.IRModule", target: Target) -> list[Kernel]:
+    """The kernels `compile_analyzed` counts for `mod` on `target`, without building it."""
+    return _kernels(fused_module(mod, target))

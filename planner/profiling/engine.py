@@ -27,6 +27,7 @@ from planner.app.targets import Target, get_target
 from planner.profiling import estimate
 from planner.profiling.artifacts import Executables, artifact_key
 from planner.profiling.cache import ProfileCache, make_key
+from planner.profiling.calibrated import calibrated_entry
 from planner.profiling.compile import compile_analyzed
 from planner.profiling.entries import HostModelEntry, HostStepEntry, SiteModelEntry
 from planner.profiling.errors import CompileError, ProfilingInputError
@@ -168,10 +169,12 @@ class Profiler:
                 continue
             if entry.warning:
                 result.warnings.append(f"'{node}' on {site.name}: {entry.warning}")
+            if entry.provenance == "estimated":  # with this run's calibrations, not those of the cached run
+                entry = calibrated_entry(entry, host, self.host, target)
             result.entries.append(NodeProfile(
                 node=node, site=site.name, engine="tvm", target=target.name, latency_ms=entry.latency_ms,
                 memory_mb=entry.memory_mb, provenance=entry.provenance, tuning=entry.tuning,
-                tvm_ms=host.tvm_ms, ort_ms=host.ort_ms, note=entry.note,
+                tvm_ms=host.tvm_ms, ort_ms=host.ort_ms, note=entry.note, expected_error_pct=entry.expected_error_pct,
             ))
         return result
 

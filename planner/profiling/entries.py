@@ -47,6 +47,7 @@ class SiteModelEntry(Record):
     compile_s: float | None = None
     note: str | None = None
     warning: str | None = None
+    expected_error_pct: float | None = None  # estimates: the calibration's stated error
     # an RPC measurement that failed and fell back to an estimate: the device is tried again
     # next run, so the entry is not stored
     retry_next_run: bool = Field(default=False, exclude=True)

@@ -14,7 +14,10 @@ roofline ratio:
     estimate_T = M_host * sum_k c_k r_T(k) / sum_k c_k r_host(k)
 
 so compute-bound kernels scale with peak FLOP/s and memory-bound ones with bandwidth. The
-assumption is that the code reaches the same fraction of the roofline on both targets.
+assumption is that the code reaches the same fraction of the roofline on both targets; it does
+not (README, Profiling, Calibration), so estimates divide the roofline time by a calibrated
+efficiency (planner.profiling.calibrated) and use this host-fraction model only where no
+calibration applies.
 The profiler uses all-core peaks: the planner's default CPU schedule (cpu_schedule.py) runs the
 large loop nests in parallel. (TVM's plain lowering had no parallel loops; for such code
 `single_thread=True` takes one core's share of the peak, kept for that comparison.) Known

@@ -24,3 +24,10 @@ def default_tuning_root() -> Path:
     """$PLANNER_TUNING_DIR, else $XDG_DATA_HOME/planner/tuning (~/.local/share/planner/tuning)."""
     env = os.environ.get("PLANNER_TUNING_DIR")
     return Path(env) if env else _xdg("XDG_DATA_HOME", ".local/share") / "planner" / "tuning"
+
+
+def default_calibration_dir() -> Path:
+    """$PLANNER_CALIBRATION_DIR, else $XDG_DATA_HOME/planner/calibration (~/.local/share/planner/calibration):
+    the user's calibrations (`planner calibrate`), read before the shipped ones."""
+    env = os.environ.get("PLANNER_CALIBRATION_DIR")
+    return Path(env) if env else _xdg("XDG_DATA_HOME", ".local/share") / "planner" / "calibration"

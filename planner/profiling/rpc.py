@@ -25,7 +25,12 @@ class RpcUnavailable(Exception):
 
 def measure_rpc(ex, target: Target, tracker: str, key: str, inputs: list[np.ndarray],
                 repeat: int = REPEAT, timeout_s: float = 30) -> Timing:
-    from tvm import relax, rpc
+    return measure_remote(connect(tracker, key), ex, target, inputs, repeat)
+
+
+def connect(tracker: str, key: str):
+    """A session on a device registered with the tracker under `key` (RpcUnavailable if none)."""
+    from tvm import rpc
 
     host, _, port = tracker.rpartition(":")
     try:
@@ -38,14 +43,22 @@ def measure_rpc(ex, target: Target, tracker: str, key: str, inputs: list[np.ndar
         if key not in keys:
             raise RpcUnavailable(f"RPC tracker {tracker}: no device registered with key {key!r} "
                                  f"(registered: {', '.join(sorted(keys)) or 'none'})")
-        remote = tr.request(key, priority=1, session_timeout=SESSION_TIMEOUT_S, max_retry=3)
+        return tr.request(key, priority=1, session_timeout=SESSION_TIMEOUT_S, max_retry=3)
     except RpcUnavailable:
         raise
     except Exception as exc:
         raise RpcUnavailable(f"RPC tracker {tracker}, key {key!r}: {type(exc).__name__}: "
                              f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}") from None
+
+
+def measure_remote(remote, ex, target: Target, inputs: list[np.ndarray], repeat: int = REPEAT,
+                   stem: str = "model") -> Timing:
+    """Upload the library to the device of an open session and time it there. Libraries uploaded
+    in one session need distinct `stem`s: overwriting a loaded library crashes the server."""
+    from tvm import relax
+
     with tempfile.TemporaryDirectory() as tmp:
-        path, note = export_artifact(ex, target, Path(tmp), "model")
+        path, note = export_artifact(ex, target, Path(tmp), stem)
         if path.suffix != ".so":
             raise RpcUnavailable(note or f"cannot link a library for {target.cpu_arch}")
         remote.upload(str(path))
@@ -56,6 +69,14 @@ def measure_rpc(ex, target: Target, tracker: str, key: str, inputs: list[np.ndar
     vm = relax.VirtualMachine(rlib, dev)
     args = [tvm.runtime.tensor(a, dev) for a in inputs]
     return time_vm(vm, dev, args, repeat=repeat)
+
+
+def remote_threads(remote) -> int | None:
+    """The thread count of the device's TVM runtime (None when it does not say)."""
+    try:
+        return int(remote.get_function("runtime.NumThreads")())
+    except Exception:  # an older runtime without the function
+        return None
 
 
 def _registered(summary: dict) -> list[str]:
