@@ -2,7 +2,7 @@
 source's rate scaled, the slowest path's p50 and its percentile by the queueing model
 (planner.model.queueing), the same terms the evaluator adds. Where the curve bends (the knee)
 is where queueing starts to dominate: the last rate whose percentile stays within KNEE_RATIO
-of the latency with no queue at all."""
+of the percentile at the lightest load on the curve (a quarter of the planned rates)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def load_curve(inst: Instance, evaluation: Evaluation, rates: dict[str, float],
     """Points at SCALES x the planned rates, up to the first one the plan cannot keep up with."""
     service = {m: inst.option(m, s, evaluation.builds[m]).latency_us for m, s in evaluation.placement.items()}
     servers = {m: evaluation.replicas[s] * instances[m] for m, s in evaluation.placement.items()}
-    unloaded = _slowest_path_ms(inst, evaluation, {m: us / 1000 for m, us in service.items()})
+    lightest: float | None = None
     total_rps = sum(rates.get(s, 0.0) for s in inst.sources) or max(rates.values(), default=0.0)
     points: list[LoadPoint] = []
     for scale in SCALES:
@@ -49,8 +49,9 @@ def load_curve(inst: Instance, evaluation: Evaluation, rates: dict[str, float],
             break
         p50, tail = ({m: q.response_ms(p) for m, q in queues.items()} for p in (50, inst.percentile))
         high = _slowest_path_ms(inst, evaluation, tail)
+        lightest = high if lightest is None else lightest
         points.append(LoadPoint(rate_scale=scale, rate_rps=round(total_rps * scale, 6),
                                 max_utilization=round(busiest, 4), stable=True,
                                 p50_ms=round(_slowest_path_ms(inst, evaluation, p50), 3), tail_ms=round(high, 3),
-                                within_knee=high <= KNEE_RATIO * unloaded))
+                                within_knee=high <= KNEE_RATIO * lightest))
     return points

@@ -87,7 +87,7 @@ class LoadPoint(Model):
     stable: bool = Field(description="every queue keeps up; when not, no latency (it grows without bound)")
     p50_ms: float | None = None
     tail_ms: float | None = Field(default=None, description="the slowest path at the plan's percentile")
-    within_knee: bool = Field(default=False, description="tail_ms within 1.5x of the latency with no queue")
+    within_knee: bool = Field(default=False, description="tail_ms within 1.5x of the lightest load's on the curve")
 
 
 class EgressTerm(Model):

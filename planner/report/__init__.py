@@ -17,16 +17,17 @@ def write_reports(plan: Plan, out_dir: Path) -> list[Path]:
     """Write report.md (+ the SVG charts it links) and the self-contained report.html into
     out_dir; link the Pareto plot when `planner pareto` has written one there."""
     from planner.report import html, markdown, sections
-    from planner.report.svg import cost_svg, graph_svg, latency_svg
+    from planner.report.svg import cost_svg, graph_svg, latency_svg, load_svg
 
     out_dir = Path(out_dir)
-    svgs = {"graph.svg": graph_svg(plan), "latency.svg": latency_svg(plan), "cost.svg": cost_svg(plan)}
+    svgs = {"graph.svg": graph_svg(plan), "latency.svg": latency_svg(plan), "cost.svg": cost_svg(plan),
+            "load.svg": load_svg(plan)}
     assets = sorted(p.name for p in out_dir.glob("pareto.*")) if out_dir.is_dir() else []
     if "pareto.svg" in assets:
         svgs["pareto.svg"] = (out_dir / "pareto.svg").read_text(encoding="utf-8")
     blocks = sections.build(plan, assets)
     written = []
-    for name in ("graph.svg", "latency.svg", "cost.svg"):
+    for name in ("graph.svg", "latency.svg", "cost.svg", "load.svg"):
         write_text_atomic(out_dir / name, svgs[name] + "\n")
         written.append(out_dir / name)
     write_text_atomic(out_dir / "report.md", markdown.render(plan, blocks))

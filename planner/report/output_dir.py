@@ -19,7 +19,7 @@ MARKER_TEXT = ("Written by `planner`. `planner solve -o` replaces this directory
 
 # every name a command writes at the top of OUT
 OWN_NAMES = frozenset({
-    MARKER, "plan.json", "report.md", "report.html", "graph.svg", "latency.svg", "cost.svg", "sites", "deploy", "logs",
+    MARKER, "plan.json", "report.md", "report.html", "graph.svg", "latency.svg", "cost.svg", "load.svg", "sites", "deploy", "logs",
     *(f"{stem}.{ext}" for stem in ("pareto", "sweep") for ext in ("json", "md", "png", "svg")),
 })
 # what an interrupted write of ours leaves inside OUT (publish stages, atomic-write temporaries)

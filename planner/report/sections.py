@@ -209,10 +209,10 @@ def _load(plan: Plan) -> list[Block]:
     rows = [[num(p.rate_scale), num(p.rate_rps), num(p.max_utilization),
              _ms(p.p50_ms) if p.stable else "unbounded", _ms(p.tail_ms) if p.stable else "unbounded",
              "yes" if p.within_knee else ""] for p in plan.load_curve]
-    return [Heading(2, "Latency against load"),
+    return [Heading(2, "Latency against load"), Figure("load.svg", "p50 and the plan's percentile against the request rate"),
             Para(["The same plan (placement, builds, replicas) with every source's rate scaled: the slowest "
-                  f"path's p50 and p{plan.percentile:g}. Within the knee: p{plan.percentile:g} at most 1.5x the "
-                  "latency of a request alone; past it, queueing dominates. A row marked unbounded has a queue "
+                  f"path's p50 and p{plan.percentile:g}. Within the knee: p{plan.percentile:g} at most 1.5x its "
+                  "value at a quarter of the planned rates; past it, queueing dominates. A row marked unbounded has a queue "
                   "that cannot keep up."]),
             Table(["x planned rate", "rps", "busiest queue", "p50 ms", f"p{plan.percentile:g} ms", "within the knee"], rows,
                   {1, 2, 3, 4})]

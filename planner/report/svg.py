@@ -14,6 +14,7 @@ from planner.plan.schema import Plan
 PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1", "#edc948", "#9c755f", "#ff9da7",
            "#bab0ac"]
 TRANSFER = "#9aa0a6"
+QUEUE = "#d4a72c"  # a request waiting for a model's instance
 FONT = "font-family='Helvetica, Arial, sans-serif'"
 TIER_ORDER = {"edge": 0, "base-station": 1, "cloud": 2}
 
@@ -274,6 +275,8 @@ def latency_svg(plan: Plan) -> str:
         for t in p.terms:
             if t.kind == "model":
                 segs.append((t.name, t.ms, colors.get(t.site or "", "#888")))
+            elif t.kind == "queue":
+                segs.append((f"{t.name} wait", t.ms, QUEUE))
             elif t.ms > 0:
                 segs.append((t.name, t.ms, TRANSFER))
         via = " > ".join(p.nodes[1:-1])
@@ -281,6 +284,8 @@ def latency_svg(plan: Plan) -> str:
     slo = plan.constraints.get("latency_ms")
     legend = {s: c for s, c in colors.items() if any(m.site == s for m in plan.models.values())}
     legend["transfer"] = TRANSFER
+    if any(t.kind == "queue" for p in plan.paths for t in p.terms):
+        legend[f"queue wait (p{num(plan.percentile)})"] = QUEUE
     return stacked_bars_svg("latency per source->sink path", rows, "ms", slo,
                             f"SLO {num(slo, 3)} ms" if slo is not None else "", legend)
 
@@ -300,3 +305,66 @@ def cost_svg(plan: Plan) -> str:
             rows.append((k, [("egress", v, TRANSFER)]))
     cap = plan.constraints.get("cost_per_hour")
     return stacked_bars_svg("cost per hour", rows, "$/h", cap, f"cap ${num(cap)}/h" if cap is not None else "")
+
+
+def load_svg(plan: Plan) -> str:
+    """The plan's slowest path against its load (plan.load_curve): p50 and the plan's percentile
+    per request rate, the SLO, and the knee (the last rate within 1.5x of a request alone)."""
+    width, height, pad, left, bottom = 960, 360, 16, 70, 46
+    points = [p for p in plan.load_curve if p.stable]
+    title = f"latency against load: p50 and p{num(plan.percentile)} of the slowest path"
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' role='img' aria-label='{_e(title)}' width='{width}' "
+             f"height='{height}' viewBox='0 0 {width} {height}' {FONT} font-size='12'>",
+             f"<rect width='{width}' height='{height}' fill='#ffffff'/>",
+             f"<text x='{pad}' y='{pad + 10}' font-size='14' font-weight='bold' fill='#222'>{_e(title)}</text>"]
+    if not points:
+        parts.append(f"<text x='{pad}' y='{pad + 40}' fill='#555'>no load the plan keeps up with</text></svg>")
+        return "\n".join(parts)
+    slo = plan.constraints.get("latency_ms")
+    x_top = max(p.rate_rps for p in plan.load_curve) * 1.05 or 1.0
+    y_top = max([p.tail_ms or 0.0 for p in points] + [slo or 0.0]) * 1.1 or 1.0
+    x0, y0, plot_w, plot_h = left, pad + 30, width - left - pad - 20, height - pad - 30 - bottom
+
+    def X(v: float) -> float:
+        return x0 + v / x_top * plot_w
+
+    def Y(v: float) -> float:
+        return y0 + plot_h - v / y_top * plot_h
+
+    for t in _ticks(y_top):
+        parts.append(f"<line x1='{x0}' y1='{Y(t):.1f}' x2='{x0 + plot_w}' y2='{Y(t):.1f}' stroke='#e3e3e3'/>"
+                     f"<text x='{x0 - 6}' y='{Y(t) + 4:.1f}' text-anchor='end' fill='#555' font-size='11'>"
+                     f"{num(t, 4)}</text>")
+    for t in _ticks(x_top):
+        parts.append(f"<text x='{X(t):.1f}' y='{y0 + plot_h + 16}' text-anchor='middle' fill='#555' font-size='11'>"
+                     f"{num(t, 4)}</text>")
+    parts.append(f"<text x='{x0 + plot_w}' y='{y0 + plot_h + 34}' text-anchor='end' fill='#555' font-size='11'>"
+                 "requests/s (the sources' rates summed)</text>"
+                 f"<text x='{x0 - 6}' y='{y0 - 8}' text-anchor='end' fill='#555' font-size='11'>ms</text>")
+    for key, color, label in (("p50_ms", PALETTE[0], "p50"), ("tail_ms", PALETTE[3], f"p{num(plan.percentile)}")):
+        xy = " ".join(f"{X(p.rate_rps):.1f},{Y(getattr(p, key)):.1f}" for p in points)
+        parts.append(f"<polyline points='{xy}' fill='none' stroke='{color}' stroke-width='2'/>")
+        for p in points:
+            parts.append(f"<circle cx='{X(p.rate_rps):.1f}' cy='{Y(getattr(p, key)):.1f}' r='3' fill='{color}'>"
+                         f"<title>{label} {num(getattr(p, key), 3)} ms at {num(p.rate_rps)} rps</title></circle>")
+        last = points[-1]
+        parts.append(f"<text x='{X(last.rate_rps) + 6:.1f}' y='{Y(getattr(last, key)) + 4:.1f}' fill='{color}'>"
+                     f"{label}</text>")
+    planned = next((p for p in plan.load_curve if p.rate_scale == 1.0), None)
+    if planned is not None:
+        parts.append(f"<line x1='{X(planned.rate_rps):.1f}' y1='{y0}' x2='{X(planned.rate_rps):.1f}' "
+                     f"y2='{y0 + plot_h}' stroke='#888' stroke-dasharray='3 3'/>"
+                     f"<text x='{X(planned.rate_rps) + 4:.1f}' y='{y0 + 12}' fill='#555' font-size='11'>planned</text>")
+    knee = [p for p in points if p.within_knee]
+    if knee:
+        k = knee[-1]
+        parts.append(f"<circle cx='{X(k.rate_rps):.1f}' cy='{Y(k.tail_ms):.1f}' r='7' fill='none' stroke='#222'/>"
+                     f"<text x='{X(k.rate_rps):.1f}' y='{Y(k.tail_ms) - 11:.1f}' text-anchor='middle' fill='#222' "
+                     f"font-size='11'>knee</text>")
+    if slo is not None:
+        parts.append(f"<line x1='{x0}' y1='{Y(slo):.1f}' x2='{x0 + plot_w}' y2='{Y(slo):.1f}' stroke='#d62728' "
+                     f"stroke-width='2' stroke-dasharray='6 4'/><text x='{x0 + 4}' y='{Y(slo) - 5:.1f}' "
+                     f"fill='#d62728' font-size='11'>SLO {num(slo, 3)} ms</text>")
+    parts.append(f"<line x1='{x0}' y1='{y0 + plot_h}' x2='{x0 + plot_w}' y2='{y0 + plot_h}' stroke='#888'/>")
+    parts.append("</svg>")
+    return "\n".join(parts)

@@ -91,9 +91,9 @@ def knee_line(plan: Plan) -> str | None:
         return None
     unstable = next((p for p in plan.load_curve if not p.stable), None)
     last = within[-1] if within else None
-    text = (f"load: p{plan.percentile:g} stays within 1.5x of the unloaded latency up to "
+    text = (f"load: p{plan.percentile:g} stays within 1.5x of its value at light load up to "
             f"{last.rate_scale:g}x the planned rate ({last.rate_rps:g} rps)" if last else
-            f"load: p{plan.percentile:g} is over 1.5x the unloaded latency even at {plan.load_curve[0].rate_scale:g}x "
+            f"load: p{plan.percentile:g} is over 1.5x its light-load value even at {plan.load_curve[0].rate_scale:g}x "
             "the planned rate")
     if unstable is not None:
         text += f"; at {unstable.rate_scale:g}x ({unstable.rate_rps:g} rps) a queue no longer keeps up"
