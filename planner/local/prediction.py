@@ -5,8 +5,8 @@ plan predicts for the sites' hardware and links is not what a bench can measure.
 re-evaluates the same placement with the same latency model (planner.solver.evaluate) after two
 substitutions: every model's profile is this host's (measured here, as `planner run` compiles
 them), and every pair of sites is joined by a loopback link whose figures come from the
-measured runtime hop (benchmarks/results/runtime_overhead.md: about 1 ms per hop plus
-bytes / 1.7 GB/s for 10 KB .. 8 MB tensors).
+measured runtime hop (benchmarks/results/runtime_overhead.md: about 0.8 ms per hop plus
+bytes / 2.0 GB/s for 10 KB .. 8 MB tensors).
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ from planner.solver.evaluate import evaluate
 from planner_runtime.digest import sha256_file
 
 # A runtime hop on loopback, as measured end to end (serialize, send, deserialize, forward):
-# rtt/2 = 1.0 ms, 8 MB in 5.7 ms -> ~1.7 GB/s.
-LOOPBACK_RTT_MS = 2.0
-LOOPBACK_BANDWIDTH_MBPS = 13_600.0
+# the least-squares line through benchmarks/results/runtime_overhead.json's end-to-end hops
+# (10 KB 0.743 ms, 1 MB 1.317 ms, 8 MB 4.775 ms): 0.775 ms + bytes / 2.0 GB/s.
+# tests/local/test_prediction.py refits the committed file, so these cannot go stale silently.
+LOOPBACK_RTT_MS = 1.549
+LOOPBACK_BANDWIDTH_MBPS = 15_978.0
 
 
 @dataclass

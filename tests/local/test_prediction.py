@@ -62,3 +62,18 @@ def test_host_prediction_is_the_placement_on_loopback(example):
 def test_host_prediction_refuses_a_placement_of_another_app():
     with pytest.raises(InputError, match="ghost"):
         predict_on_host(open_app(CAMERA), {"ghost": "mec"})
+
+
+def test_the_loopback_link_is_the_line_through_the_committed_hops():
+    """The loopback figures are the least-squares line through the measured runtime hops of
+    benchmarks/results/runtime_overhead.json (rerun that benchmark, then these constants)."""
+    import json
+
+    import numpy as np
+
+    from tests import ROOT
+
+    sizes = json.loads((ROOT / "benchmarks" / "results" / "runtime_overhead.json").read_text())["sizes"]
+    per_byte_ms, fixed_ms = np.polyfit([s["bytes"] for s in sizes], [s["runtime_hop_e2e_ms"] for s in sizes], 1)
+    assert LOOPBACK_RTT_MS / 2 == pytest.approx(fixed_ms, rel=0.01)
+    assert LOOPBACK_BANDWIDTH_MBPS == pytest.approx(8 / per_byte_ms / 1000, rel=0.01)
