@@ -46,6 +46,8 @@ class NodeProfile(BaseModel):
     threads: int | None = Field(default=None, description="threads the measurement ran with (as deployed)")
     load_per_core: float | None = Field(default=None, description="the host's 1-minute load average per core when "
                                         "measured (what else ran)")
+    steal_pct: float | None = Field(default=None, description="CPU steal during the host measurement, where the "
+                                    "kernel reports it")
     expected_error_pct: float | None = Field(default=None, description="estimates: the calibration's stated error")
 
     @property
@@ -71,6 +73,7 @@ class Exclusion(BaseModel):
     site: str
     reason: str
     build: str | None = None  # `engine/precision`; None: every build of the pair
+    profile: NodeProfile | None = None  # the build's numbers, where it had some (shown, never used)
 
 
 class ProfileTable(BaseModel):
