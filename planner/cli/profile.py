@@ -51,7 +51,7 @@ def profile(
     order = {(e.node, e.site): i for i, e in enumerate(table.entries)}
     for e, usable in sorted(shown, key=lambda r: order.get((r[0].node, r[0].site), len(order))):
         t.add_row(e.node, e.site, e.target or "-", e.build if e.engine != "given" else "given", num(e.latency_ms),
-                  num(e.memory_mb), e.provenance, e.tuning or "-", verified(e), str(e.threads or "-"), usable)
+                  num(e.memory_mb), e.provenance, e.tuning or "-", e.verification, str(e.threads or "-"), usable)
     # piped or captured output gets the full table rather than truncated cells
     console = out if out.is_terminal else Console(width=max(out.width, 160), soft_wrap=True)
     console.print(t)
@@ -65,9 +65,3 @@ def profile(
               "brackets); unverified: not run here. estimated = host time of the same build scaled by the "
               "roofline model (README, Profiling); `--json` has every field.", highlight=False)
 
-
-def verified(e) -> str:
-    if e.verified is None:
-        return "unverified" if e.engine in ("tvm", "onnxruntime") else "-"
-    err_text = "" if e.max_rel_error is None else f" ({e.max_rel_error:.1e})"
-    return ("yes" if e.verified else "FAILED") + err_text

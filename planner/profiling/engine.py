@@ -17,6 +17,7 @@ import contextlib
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from planner.profiling.artifacts import Executables, artifact_key
 from planner.profiling.cache import ProfileCache, make_key
 from planner.profiling.compile import compile_analyzed
 from planner.profiling.builds import BuildKind, BuildUnavailable, kinds_for
-from planner.profiling.entries import HostBuildEntry, HostModelEntry, HostStepEntry, SiteModelEntry
+from planner.profiling.entries import HostBuildEntry, HostModelEntry, HostStepEntry, ScaleEntry, SiteModelEntry
 from planner.profiling.errors import CompileError, ProfilingInputError
 from planner.profiling.table import Exclusion, NodeProfile, NodeSignature
 from planner.profiling.load import quietest
@@ -172,7 +173,7 @@ class Profiler:
                 if kind.engine == "tvm":
                     found = self.tvm_site(work, site, host, host_key, hb, result)
                 else:
-                    found = ort_site(site, host, hb, self.host)
+                    found = ort_site(site, hb, lambda t: self.scale(host_key, host, t))
                 if isinstance(found, str):
                     profile = None
                     reason = found
@@ -228,6 +229,21 @@ class Profiler:
             return {**found, **host_numbers(hb)}
         return {**found, "latency_ms": hb.ms * entry.scale, "threads": site_threads(target),
                 "note": f"host TVM {hb.ms:.3g} ms x {entry.scale:.3g} ({entry.note}); unverified"}
+
+    def scale(self, host_key: str, host: HostModelEntry, target: Target) -> ScaleEntry:
+        """The host-to-target factor of an ONNX Runtime estimate (cached): the roofline over TVM's
+        kernel analysis of the model (the same operators on the same tensors), else peak compute."""
+        key = make_key(kind="onnx-scale", host=host_key, target=target_json(target))
+        entry = self.cache.get(key, ScaleEntry)
+        if entry is None:
+            if host.kernels:
+                entry = ScaleEntry(scale=estimate.scale_factor(host.kernels, self.host, target),
+                                   how=f"roofline, {len(host.kernels)} kernels")
+            else:
+                entry = ScaleEntry(scale=self.host.peak_gflops / target.peak_gflops,
+                                   how="peak compute ratio: no TVM kernel analysis")
+            self.cache.put(key, entry)
+        return entry
 
     def verdict(self, hb: HostBuildEntry, kind: BuildKind, max_error: float | None, profile: NodeProfile) -> str | None:
         """Why the build may not be used on this site (None: it may). A build whose host run failed
@@ -466,23 +482,20 @@ def site_threads(target: Target) -> int | None:
     return None if target.is_gpu else target.tvm_target.get("num-cores")
 
 
-def ort_site(site: ResolvedSite, host: HostModelEntry, hb: HostBuildEntry, host_target: Target) -> dict | str:
+def ort_site(site: ResolvedSite, hb: HostBuildEntry, scale_to: Callable[[Target], ScaleEntry]) -> dict | str:
     """An ONNX Runtime build's numbers on a site, or why it has none: its host run where the
-    site is this host, else the host time scaled as TVM's is (its kernel analysis: the same
-    operators, the same tensors). No ONNX Runtime build runs over TVM RPC or on a GPU here."""
+    site is this host, else the host time scaled (Profiler.scale). No ONNX Runtime build runs
+    over TVM RPC or on a GPU here."""
     target = site.target
     if hb.ms is None:
         return hb.error or failure(hb.max_rel_error, hb.nonfinite, None) or "it was not timed"
     if target.is_host and site.rpc is None:
         return {**host_numbers(hb), "memory_mb": hb.memory_mb, "provenance": "measured"}
-    if host.kernels:
-        scale, how = estimate.scale_factor(host.kernels, host_target, target), f"roofline, {len(host.kernels)} kernels"
-    else:
-        scale, how = host_target.peak_gflops / target.peak_gflops, "peak compute ratio: no TVM kernel analysis"
-    note = f"host ONNX Runtime {hb.ms:.3g} ms x {scale:.3g} ({how}); unverified"
+    s = scale_to(target)
+    note = f"host ONNX Runtime {hb.ms:.3g} ms x {s.scale:.3g} ({s.how}); unverified"
     if target.is_gpu:
         note += "; CUDA execution provider: no GPU is reachable from this host to run it"
     if site.rpc is not None:
         note += "; ONNX Runtime builds are not run over TVM RPC"
-    return {"latency_ms": hb.ms * scale, "memory_mb": hb.memory_mb, "provenance": "estimated",
+    return {"latency_ms": hb.ms * s.scale, "memory_mb": hb.memory_mb, "provenance": "estimated",
             "threads": site_threads(target), "note": note}

@@ -73,6 +73,14 @@ class SiteModelEntry(Record):
     retry_next_run: bool = Field(default=False, exclude=True)
 
 
+class ScaleEntry(Record):
+    """How a host time scales to a target, kept: the host's detected figures move from run to
+    run, and the same cached measurement must give the same estimate."""
+
+    scale: float
+    how: str
+
+
 class HostStepEntry(HostMeasurement):
     """A python step timed on this host, and the tensors it gave."""
 

@@ -55,6 +55,15 @@ class NodeProfile(BaseModel):
         """`engine/precision`, e.g. `onnxruntime/int8`: one build's name in plans and reports."""
         return f"{self.engine}/{self.precision}"
 
+    @property
+    def verification(self) -> str:
+        """For tables: `yes (<max error>)`, `FAILED (<max error>)`, `unverified` (a build not run
+        here), or `-` (python steps and given numbers: nothing to compare with)."""
+        if self.verified is None:
+            return "unverified" if self.engine in ("tvm", "onnxruntime") else "-"
+        error = "" if self.max_rel_error is None else f" ({self.max_rel_error:.1e})"
+        return ("yes" if self.verified else "FAILED") + error
+
 
 class NodeSignature(BaseModel):
     """The tensors a node takes and gives, in order."""

@@ -283,15 +283,18 @@ def _provenance(plan: Plan) -> list[Block]:
     rows = []
     for p in plan.profiles:
         chosen = plan.placement.get(p.node) == p.site
-        rows.append([p.node, p.site, p.target or "-", _ms(p.latency_ms), num(p.memory_mb), p.provenance,
-                     p.tuning or "-", _ms(p.tvm_ms), _ms(p.ort_ms), "yes" if chosen else "", p.note or ""])
+        rows.append([p.node, p.site, p.target or "-", p.build if p.engine != "given" else "given", _ms(p.latency_ms),
+                     num(p.memory_mb), p.provenance, p.verification, p.tuning or "-", _ms(p.tvm_ms), _ms(p.ort_ms),
+                     "yes" if chosen else "", p.note or ""])
     return [Heading(2, "Provenance of every number"),
             Para(["measured: timed on this host; rpc: timed on the device through TVM's RPC tracker; estimated: "
-                  "host measurement scaled by the roofline model; given: written in app.yaml. Tuning: untuned, or "
-                  "tuned with MetaSchedule (trials). Counts: "
+                  "host measurement of the same build scaled by the roofline model; given: written in app.yaml. "
+                  "Verified: the build's outputs matched the fp32 ONNX Runtime reference on this host (max relative "
+                  "error); unverified: it did not run here. Tuning: untuned, or tuned with MetaSchedule (trials). "
+                  "Counts: "
                   + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + "."]),
-            Table(["node", "site", "target", "latency ms", "memory MB", "provenance", "tuning", "TVM host ms",
-                   "ORT host ms", "chosen", "note"], rows, {3, 4, 7, 8})]
+            Table(["node", "site", "target", "build", "latency ms", "memory MB", "provenance", "verified", "tuning",
+                   "TVM host ms", "ORT host ms", "chosen", "note"], rows, {4, 5, 9, 10})]
 
 
 def _tradeoffs(assets: list[str]) -> list[Block]:
