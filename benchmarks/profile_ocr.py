@@ -141,7 +141,8 @@ def crosscheck(models: list[str]) -> dict:
     cores = host.tvm_target.get("num-cores", 2)
     one_core = host.model_copy(update={"name": "host-1-core", "peak_gflops": host.peak_gflops / cores,
                                        "tvm_target": {**host.tvm_target, "num-cores": 1}})
-    out = {}
+    out: dict = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                 "loadavg_start": os.getloadavg()}
     for name in models:
         runs = {}
         for threads in (cores, 1):
@@ -158,6 +159,7 @@ def crosscheck(models: list[str]) -> dict:
                            "error_pct": 100 * (est - alone) / alone}
         out[name] = row
         print(f"crosscheck {name}: {row}", flush=True)
+    out["loadavg_end"] = os.getloadavg()
     return out
 
 
@@ -201,6 +203,8 @@ def write_md(res: dict, path: Path) -> None:
                   "| model | engine | threads | measured ms | 1 thread measured ms | 1 thread estimated ms | error |",
                   "|---|---|---:|---:|---:|---:|---:|"]
         for name, r in res["crosscheck"].items():
+            if not isinstance(r, dict) or "roofline_factor" not in r:
+                continue
             for engine, label in (("tvm", "TVM"), ("ort", "ONNX Runtime")):
                 e = r.get(engine)
                 if e is None:  # a result written before both engines were cross-checked
@@ -208,6 +212,12 @@ def write_md(res: dict, path: Path) -> None:
                 lines.append(f"| {name} | {label} | {e['threads_used']} | {e['measured_all_threads_ms']:.1f} | "
                              f"{e['measured_1_thread_ms']:.1f} | {e['estimated_1_thread_ms']:.1f} | "
                              f"{e['error_pct']:+.0f}% |")
+        cc = res["crosscheck"]
+        if "date" in cc:
+            lines += ["", f"Cross-check run {cc['date']}; load average at start "
+                      f"{', '.join(f'{x:.2f}' for x in cc['loadavg_start'])}, at end "
+                      f"{', '.join(f'{x:.2f}' for x in cc['loadavg_end'])} (a shared 2-core machine: "
+                      "other jobs ran; the numbers are what it measured)."]
         lines.append("")
     if res.get("notes"):
         lines += ["Notes:", ""] + [f"- {n}" for n in res["notes"]] + [""]

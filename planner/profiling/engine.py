@@ -1,15 +1,17 @@
 """Profile one node on its candidate sites: the per-node work of `planner profile`.
 
-ONNX model, per site:
-  - `rpc`: the site has `rpc: {tracker, key}`: compiled for its target, timed on the device;
-  - `measured`: the site's target is this host: compiled for it, timed with the VM here;
-  - `estimated`: otherwise: compiled for its target (a failure excludes the pair), and the
-    host measurement scaled by the roofline model (planner.profiling.estimate).
-The host numbers (TVM and ONNX Runtime, same inputs) are measured once per model and shown
-beside every site's number. Python steps run on the host; elsewhere they are estimated by the
-ratio of CPU peak compute. Everything is cached (planner.profiling.cache), as the typed records
-of planner.profiling.entries; what was compiled in this run is kept (Profiler.executables) for
-the bundles to export without compiling again."""
+ONNX model: every build (planner.profiling.builds: TVM, ONNX Runtime, int8 with max_error) is
+run once on this host, on the threads a deployment uses, checked against the fp32 reference
+(planner.profiling.verify) and timed with the machine's load (planner.profiling.load). Per site:
+  - `rpc`: the site has `rpc: {tracker, key}`: TVM compiled for its target, timed on the device;
+  - `measured`: the site's target is this host: the host run of the build;
+  - `estimated`: otherwise: the host run scaled by the roofline model (planner.profiling.estimate;
+    TVM's build is compiled for the target first, and a compile failure excludes it there).
+A build that fails verification is excluded where it was run and where an estimate would scale
+it. Python steps run on the host; elsewhere they are estimated by the ratio of CPU peak compute.
+Everything is cached (planner.profiling.cache), as the typed records of planner.profiling.entries;
+what was compiled in this run is kept (Profiler.executables) for the bundles to export without
+compiling again."""
 
 from __future__ import annotations
 

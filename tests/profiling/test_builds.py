@@ -62,7 +62,8 @@ def test_onnxruntime_and_tvm_builds_both_verified_on_the_recorded_threads(tmp_pa
 
     # threads are part of the key: another count measures again, and is what the entries say
     table1, stats1 = run(path, tmp_path / "cache", threads=1)
-    assert stats1["counters"].measures == 2 and table1.get("m", "here", "onnxruntime/fp32").threads == 1
+    assert stats1["counters"].measures == 2
+    assert [e.threads for e in table1.builds("m", "here")] == [1, 1]  # TVM's pool and ONNX Runtime's threads
     _, warm = run(path, tmp_path / "cache", threads=1)
     assert warm["counters"].measures == 0 and warm["counters"].compiles == 0
 
