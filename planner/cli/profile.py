@@ -50,7 +50,7 @@ def profile(
         [(x.profile, f"no: {x.reason}") for x in table.excluded if x.profile is not None]
     order = {(e.node, e.site): i for i, e in enumerate(table.entries)}
     for e, usable in sorted(shown, key=lambda r: order.get((r[0].node, r[0].site), len(order))):
-        t.add_row(e.node, e.site, e.target or "-", e.build if e.engine != "given" else "given", num(e.latency_ms),
+        t.add_row(e.node, e.site, e.target or "-", e.build_label, num(e.latency_ms),
                   num(e.memory_mb), e.provenance, e.tuning or "-", e.verification, str(e.threads or "-"), usable)
     # piped or captured output gets the full table rather than truncated cells
     console = out if out.is_terminal else Console(width=max(out.width, 160), soft_wrap=True)

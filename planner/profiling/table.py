@@ -56,6 +56,11 @@ class NodeProfile(BaseModel):
         return f"{self.engine}/{self.precision}"
 
     @property
+    def build_label(self) -> str:
+        """For tables: the build of an engine's build, else `python` or `given`."""
+        return self.build if self.engine in ("tvm", "onnxruntime") else self.engine
+
+    @property
     def verification(self) -> str:
         """For tables: `yes (<max error>)`, `FAILED (<max error>)`, `unverified` (a build not run
         here), or `-` (python steps and given numbers: nothing to compare with)."""

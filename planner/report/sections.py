@@ -283,7 +283,7 @@ def _provenance(plan: Plan) -> list[Block]:
     rows = []
     for p in plan.profiles:
         chosen = plan.placement.get(p.node) == p.site
-        rows.append([p.node, p.site, p.target or "-", p.build if p.engine != "given" else "given", _ms(p.latency_ms),
+        rows.append([p.node, p.site, p.target or "-", p.build_label, _ms(p.latency_ms),
                      num(p.memory_mb), p.provenance, p.verification, p.tuning or "-", _ms(p.tvm_ms), _ms(p.ort_ms),
                      "yes" if chosen else "", p.note or ""])
     return [Heading(2, "Provenance of every number"),

@@ -140,7 +140,7 @@ def check_report_holds_plan(plan: Plan, md: str) -> None:
         assert base[b.name]["feasible"].startswith("yes" if b.feasible else "no")
     prof = table(md, "node", "Provenance of every number")
     assert [(r["node"], r["site"], r["build"], r["provenance"], r["verified"]) for r in prof] == [
-        (p.node, p.site, p.build if p.engine != "given" else "given", p.provenance, p.verification)
+        (p.node, p.site, p.build_label, p.provenance, p.verification)
         for p in plan.profiles]
     solver = {r["phase"]: r for r in table(md, "phase", "Solver")}
     assert solver["primary"]["status"] == plan.solver.primary.status
