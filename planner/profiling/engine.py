@@ -226,7 +226,7 @@ class Profiler:
         if entry.provenance == "rpc":
             return {**found, "latency_ms": entry.latency_ms, "threads": target.tvm_target.get("num-cores")}
         if hb.ms is None:
-            return f"no host measurement: {hb.error or 'its outputs cannot be right'}"
+            return unmeasured(hb)
         if entry.provenance == "measured":
             return {**found, **host_numbers(hb)}
         return {**found, "latency_ms": hb.ms * entry.scale, "threads": site_threads(target),
@@ -478,6 +478,11 @@ def host_numbers(hb: HostBuildEntry) -> dict:
             "steal_pct": hb.steal_pct}
 
 
+def unmeasured(hb: HostBuildEntry) -> str:
+    """Why a build has no host time: it cannot be built or run here, or its outputs failed."""
+    return hb.error or failure(hb.max_rel_error, hb.nonfinite, None) or "it was not timed on this host"
+
+
 def site_threads(target: Target) -> int | None:
     """The threads a deployment on the target uses: its cores (None on a GPU, whose kernels are
     not run on a CPU thread pool)."""
@@ -490,7 +495,7 @@ def ort_site(site: ResolvedSite, hb: HostBuildEntry, scale_to: Callable[[Target]
     over TVM RPC or on a GPU here."""
     target = site.target
     if hb.ms is None:
-        return hb.error or failure(hb.max_rel_error, hb.nonfinite, None) or "it was not timed"
+        return unmeasured(hb)
     if target.is_host and site.rpc is None:
         return {**host_numbers(hb), "memory_mb": hb.memory_mb, "provenance": "measured"}
     s = scale_to(target)

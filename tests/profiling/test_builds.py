@@ -84,6 +84,8 @@ def _injected(name: str, outputs):
      "NaN or Inf"),
     ("tvm/fp32", lambda outs: [o * 1.01 + 0.01 for o in outs], "tvm/fp32", "onnxruntime/fp32",
      "above the fp32 tolerance"),
+    ("tvm/fp32", lambda outs: [np.where(o > 0, np.inf, o) for o in outs], "tvm/fp32", "onnxruntime/fp32",
+     "NaN or Inf"),
 ])
 def test_a_build_with_nan_or_wrong_outputs_is_excluded_and_the_others_stay(tmp_path, monkeypatch, name, outputs, bad,
                                                                           good, reason):
@@ -141,6 +143,15 @@ def test_engine_option_restricts_the_builds_the_solver_may_use(tmp_path):
     assert result.exit_code == 0
     for word in ("tvm/fp32", "onnxruntime/fp32", "unverified", "yes ("):
         assert word in result.output
+    # solve and sweep pass it to the profiling stage: the plan's numbers are TVM's only
+    result = CliRunner().invoke(cli, ["solve", str(path), "--cache-dir", cache, "--engine", "tvm", "--json",
+                                      "--no-bundles", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output[result.output.index("{"):])
+    assert {p["engine"] for p in plan["profiles"]} == {"tvm", "python"}
+    result = CliRunner().invoke(cli, ["sweep", str(path), "--set", "links.here-pi.bandwidth_mbps=10,100", "--engine",
+                                      "bogus", "-o", str(tmp_path / "sweep")])
+    assert result.exit_code == 2 and "--engine must be one of" in result.output
     result = CliRunner().invoke(cli, ["profile", str(path), "--cache-dir", cache, "--engine", "tensorrt"])
     assert result.exit_code == 2 and "--engine must be one of auto, tvm, onnxruntime" in result.output
 
