@@ -117,7 +117,7 @@ def model_error(checked: CheckedApp, m: str, exc: InputError) -> InputError:
 
 def _tune(checked: CheckedApp, profiler, trials: int) -> None:
     """MetaSchedule on the host for every ONNX model, `trials` trials each."""
-    from planner.profiling.engine import ModelWork
+    from planner.profiling.model_work import ModelWork
     from planner.profiling.tune import tune
 
     for m, node in checked.app.models.items():
