@@ -107,10 +107,11 @@ def timed_with_db(path: Path, shapes: dict, tuning_root: Path) -> dict:
             "tuned_kernels": f"{c.tuned_kernels}/{len(c.kernels)}"}
 
 
-def host_run(name: str) -> dict:
-    """Compile `name` untuned for the host and time it (run in a subprocess for the thread count)."""
+def host_run(name: str, threads: int) -> dict:
+    """Compile `name` untuned for the host and time TVM and ONNX Runtime on `threads` threads, the
+    way the profiler does (planner.profiling.measure; run in a subprocess of its own)."""
     from planner.profiling.compile import compile_analyzed
-    from planner.profiling.measure import measure_tvm, sample_inputs
+    from planner.profiling.measure import measure_ort, measure_tvm, ort_session, sample_inputs, set_tvm_threads
     from planner.profiling.onnx_import import fold_static, import_folded, io_signature, load_checked
     from planner.app.targets import get_target
 
@@ -118,14 +119,18 @@ def host_run(name: str) -> dict:
     folded = fold_static(load_checked(path), shapes)
     inputs = sample_inputs(io_signature(folded).inputs)
     c = compile_analyzed(import_folded(folded), get_target("host"), None)
-    ms = measure_tvm(c.executable, list(inputs.values())).median_ms
-    return {"ms": ms, "kernels": [k.__dict__ for k in c.kernels]}
+    used = set_tvm_threads(threads)
+    tvm_ms = measure_tvm(c.executable, list(inputs.values())).median_ms
+    ort_ms = measure_ort(ort_session(path.read_bytes(), threads), inputs).median_ms
+    return {"tvm_ms": tvm_ms, "ort_ms": ort_ms, "tvm_threads": used, "ort_threads": threads,
+            "kernels": [k.__dict__ for k in c.kernels]}
 
 
 def crosscheck(models: list[str]) -> dict:
-    """The roofline estimator against a measurement it did not see: this host with 1 thread
-    (TVM_NUM_THREADS=1) estimated from the 2-thread measurement as a target with half the peak
-    compute and the same bandwidth."""
+    """The roofline estimator against a measurement it did not see: this host on 1 thread (TVM's
+    pool and ONNX Runtime's intra-op threads), estimated from the measurement on every core (the
+    thread count the profiler measures with) as a target with one core: the host's peak compute
+    divided by its cores, the same bandwidth. Both engines, scaled the way the profiler scales them."""
     import subprocess
 
     from planner.profiling.compile import Kernel
@@ -136,26 +141,25 @@ def crosscheck(models: list[str]) -> dict:
     cores = host.tvm_target.get("num-cores", 2)
     one_core = host.model_copy(update={"name": "host-1-core", "peak_gflops": host.peak_gflops / cores,
                                        "tvm_target": {**host.tvm_target, "num-cores": 1}})
-    out = {}
+    out: dict = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                 "loadavg_start": os.getloadavg()}
     for name in models:
         runs = {}
-        for threads in (2, 1):
-            env = {**os.environ, "TVM_NUM_THREADS": str(threads)}
-            proc = subprocess.run([sys.executable, __file__, "--host-run", name], env=env, capture_output=True,
-                                  text=True, check=True)
+        for threads in (cores, 1):
+            proc = subprocess.run([sys.executable, __file__, "--host-run", name, "--threads", str(threads)],
+                                  capture_output=True, text=True, check=True)
             runs[threads] = json.loads(proc.stdout.strip().splitlines()[-1])
-        kernels = [Kernel(**k) for k in runs[2]["kernels"]]
-        # all-core peaks (the model before the one-core correction) and one-core peaks (what
-        # the profiler uses for untuned code)
-        naive = runs[2]["ms"] * scale_factor(kernels, host, one_core, single_thread=False)
-        factor = scale_factor(kernels, host, one_core, single_thread=True)
-        est = runs[2]["ms"] * factor
-        out[name] = {"measured_2_threads_ms": runs[2]["ms"], "measured_1_thread_ms": runs[1]["ms"],
-                     "estimated_1_thread_ms": est, "roofline_factor": factor,
-                     "error_pct": 100 * (est - runs[1]["ms"]) / runs[1]["ms"],
-                     "estimated_all_core_peak_ms": naive,
-                     "error_all_core_peak_pct": 100 * (naive - runs[1]["ms"]) / runs[1]["ms"]}
-        print(f"crosscheck {name}: {out[name]}", flush=True)
+        factor = scale_factor([Kernel(**k) for k in runs[cores]["kernels"]], host, one_core)
+        row = {"threads": cores, "roofline_factor": factor}
+        for engine in ("tvm", "ort"):
+            measured, alone = runs[cores][f"{engine}_ms"], runs[1][f"{engine}_ms"]
+            est = measured * factor
+            row[engine] = {"measured_all_threads_ms": measured, "threads_used": runs[cores][f"{engine}_threads"],
+                           "measured_1_thread_ms": alone, "estimated_1_thread_ms": est,
+                           "error_pct": 100 * (est - alone) / alone}
+        out[name] = row
+        print(f"crosscheck {name}: {row}", flush=True)
+    out["loadavg_end"] = os.getloadavg()
     return out
 
 
@@ -191,18 +195,29 @@ def write_md(res: dict, path: Path) -> None:
         lines.append(f"| {name} | {r['input']} | {r['tvm_untuned_ms']:.1f} | {t} | {how} | {r['ort_ms']:.1f} | {ratio} |")
     lines += ["", "Goal: tuned det within 1.5x of ONNX Runtime. " + res.get("verdict", ""), ""]
     if res.get("crosscheck"):
-        lines += ["Roofline estimator cross-check (untuned): this host run with TVM_NUM_THREADS=1, estimated "
-                  "from the 2-thread measurement as a target with one core (half the peak compute, the same "
-                  "bandwidth). Estimated with all-core peaks (what the profiler uses: the default CPU schedule "
-                  "runs large loop nests in parallel), and with one core's share of the peak on both sides "
-                  "(the rule that fitted TVM's plain lowering, which had no parallel loops):", "",
-                  "| model | 2 threads ms | 1 thread measured ms | estimate, all-core peaks | error | "
-                  "estimate, per-core peaks | error |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += ["Roofline estimator cross-check (untuned TVM and ONNX Runtime): this host on 1 thread, estimated "
+                  "from its measurement on every core (the threads the profiler measures with: TVM's thread pool "
+                  "and ONNX Runtime's intra-op threads both set to the host's cores) as a target with one core "
+                  "(the peak compute divided by the cores, the same bandwidth), scaled as the profiler scales "
+                  "both engines:", "",
+                  "| model | engine | threads | measured ms | 1 thread measured ms | 1 thread estimated ms | error |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
         for name, r in res["crosscheck"].items():
-            lines.append(f"| {name} | {r['measured_2_threads_ms']:.1f} | {r['measured_1_thread_ms']:.1f} | "
-                         f"{r['estimated_all_core_peak_ms']:.1f} | {r['error_all_core_peak_pct']:+.0f}% | "
-                         f"{r['estimated_1_thread_ms']:.1f} | {r['error_pct']:+.0f}% |")
+            if not isinstance(r, dict) or "roofline_factor" not in r:
+                continue
+            for engine, label in (("tvm", "TVM"), ("ort", "ONNX Runtime")):
+                e = r.get(engine)
+                if e is None:  # a result written before both engines were cross-checked
+                    continue
+                lines.append(f"| {name} | {label} | {e['threads_used']} | {e['measured_all_threads_ms']:.1f} | "
+                             f"{e['measured_1_thread_ms']:.1f} | {e['estimated_1_thread_ms']:.1f} | "
+                             f"{e['error_pct']:+.0f}% |")
+        cc = res["crosscheck"]
+        if "date" in cc:
+            lines += ["", f"Cross-check run {cc['date']}; load average at start "
+                      f"{', '.join(f'{x:.2f}' for x in cc['loadavg_start'])}, at end "
+                      f"{', '.join(f'{x:.2f}' for x in cc['loadavg_end'])} (a shared 2-core machine: "
+                      "other jobs ran; the numbers are what it measured)."]
         lines.append("")
     if res.get("notes"):
         lines += ["Notes:", ""] + [f"- {n}" for n in res["notes"]] + [""]
@@ -220,9 +235,10 @@ def main(argv=None) -> int:
     ap.add_argument("--crosscheck", default="cls,det", help="models for the estimator cross-check ('' skips)")
     ap.add_argument("--crosscheck-only", action="store_true", help="add the cross-check to an existing result")
     ap.add_argument("--host-run", help=argparse.SUPPRESS)
+    ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.host_run:
-        print(json.dumps(host_run(args.host_run)))
+        print(json.dumps(host_run(args.host_run, args.threads)))
         return 0
     if args.crosscheck_only:
         res = json.loads(args.out.with_suffix(".json").read_text())

@@ -106,13 +106,15 @@ def _write_bundles(prepared: Prepared, plan: Plan, stage: Path, out_dir: Path,
     return notes + [f"wrote {out_dir / 'sites'}/ (site bundles) and {out_dir / 'deploy'}/ (manifests)"]
 
 
-def run_sweep(path: Path, key: str, values: list[str], fixed: list[str], config: SolverConfig) -> Sweep:
-    """One solve per value of `key` (the other overrides fixed), and which models moved."""
+def run_sweep(path: Path, key: str, values: list[str], fixed: list[str], config: SolverConfig,
+              engine: str = "auto") -> Sweep:
+    """One solve per value of `key` (the other overrides fixed), and which models moved;
+    `engine` restricts the builds as `planner profile --engine` does."""
     points: list[SweepPoint] = []
     app = ""
     previous: dict[str, str] | None = None
     for value in values:
-        prepared = prepare(path, overrides=[*fixed, f"{key}={value}"])
+        prepared = prepare(path, overrides=[*fixed, f"{key}={value}"], engine=engine)
         app = prepared.checked.app.name
         plan = solve_prepared(prepared, config)
         moved = []

@@ -21,6 +21,14 @@ settings.register_profile("ci", derandomize=True, database=None, deadline=None, 
 settings.register_profile("mutation", settings.get_profile("ci"), phases=[Phase.explicit, Phase.generate])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or settings.get_current_profile_name())
 
+# A measurement on a busy machine is taken again after a bounded wait (planner.profiling.load):
+# tests run on busy machines by design and must not wait; tests of the retry pass their own wait.
+os.environ.setdefault("PLANNER_LOAD_WAIT_S", "0")
+# TVM sizes its thread pool once per process, at the first parallel loop, from this variable
+# (planner.profiling.measure.set_tvm_threads): whichever test runs TVM first, the pool can then
+# give every measurement the host's cores, as in a `planner profile` process.
+os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
+
 # CI sets it (.ci/run): there a missing system part is a failure, not a skip, so that a green
 # run cannot hide tests that never ran.
 REQUIRE_SYSTEM = "PLANNER_REQUIRE_SYSTEM"

@@ -35,6 +35,8 @@ OutArg = Annotated[Path, typer.Argument(help="the output directory of `planner s
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
 TimeLimit = Annotated[float, typer.Option("--time-limit", help="seconds for each solve")]
 Workers = Annotated[Optional[int], typer.Option(help="CP-SAT workers [default: min(8, cores)]")]
+EngineOption = Annotated[str, typer.Option("--engine", help="tvm, onnxruntime or auto: which builds of the ONNX "
+                                           "models the solver may use (auto: any verified one)")]
 CacheDir = Annotated[Optional[Path], typer.Option("--cache-dir", help="profile cache [default: $PLANNER_CACHE_DIR "
                                                   "or ~/.cache/planner]")]
 

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from planner.cli.common import AppPath, CacheDir, SetOption, err, out, solver_config, user_errors
+from planner.cli.common import AppPath, CacheDir, EngineOption, SetOption, err, out, solver_config, user_errors
 from planner.errors import InfeasibleError, InputError, PlannerError
 
 
@@ -38,6 +38,7 @@ def solve(
     refresh: Annotated[bool, typer.Option("--refresh", help="profile again instead of reading the cache")] = False,
     tune_trials: Annotated[int, typer.Option("--tune-trials", help="MetaSchedule trials per model on the host "
                                              "before profiling (as `planner profile --tune-trials`)")] = 0,
+    engine: EngineOption = "auto",
     cache_dir: CacheDir = None,
 ) -> None:
     """Solve the placement exactly and write OUT/plan.json, the site bundles and deploy manifests."""
@@ -49,7 +50,8 @@ def solve(
         raise InputError(f"--tune-trials must be >= 0, got {tune_trials}")
     if output is not None:  # before profiling and solving, which may take long (checked again when writing)
         check_output_dir(output, [path], replace=True)
-    prepared = prepare(path, overrides=overrides or (), refresh=refresh, tune_trials=tune_trials, cache_dir=cache_dir)
+    prepared = prepare(path, overrides=overrides or (), refresh=refresh, tune_trials=tune_trials, cache_dir=cache_dir,
+                       engine=engine)
     config = solver_config(time_limit, workers, objective or prepared.checked.app.objective)
     plan = solve_prepared(prepared, config)
     plan.source = app_source(prepared, overrides or ())

@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from planner.cli.common import AppPath, JsonOption, SetOption, TimeLimit, Workers, out, solver_config, user_errors
+from planner.cli.common import (AppPath, EngineOption, JsonOption, SetOption, TimeLimit, Workers, out, solver_config,
+                                 user_errors)
 from planner.errors import InfeasibleError, InputError
 
 
@@ -94,6 +95,7 @@ def sweep(
     objective: Annotated[Optional[str], typer.Option(help="cost or latency [default: app.yaml's objective]")] = None,
     time_limit: TimeLimit = 30.0,
     workers: Workers = None,
+    engine: EngineOption = "auto",
 ) -> None:
     """Solve once per value of one app.yaml parameter; table and plot (OUT/sweep.{png,svg,md,json})
     of how the placement, latency and cost move. Exit 0 when some value is feasible, 3 when none is."""
@@ -110,7 +112,7 @@ def sweep(
     # every value through the schema's checks first: a bad last value fails before any solve
     loaded = [load_app(path, overrides=[*fixed, f"{key}={value}"]) for value in values]
     chosen = objective or loaded[0].app.objective
-    result = run_sweep(path, key, values, fixed, solver_config(time_limit, workers, chosen))
+    result = run_sweep(path, key, values, fixed, solver_config(time_limit, workers, chosen), engine=engine)
     out_dir = output or Path("out") / f"{result.app}-sweep"
     written = publish(out_dir, {
         "sweep.json": result.model_dump_json(indent=2) + "\n",

@@ -14,7 +14,7 @@ from planner.errors import InputError
 from planner.model.checked_app import CheckedApp
 from planner.profiling.artifacts import Executables
 from planner.profiling.flows import check_flows
-from planner.profiling.table import NodeProfile, ProfileTable
+from planner.profiling.table import Exclusion, NodeProfile, ProfileTable
 
 
 @dataclass
@@ -38,12 +38,19 @@ def given_profiles(checked: CheckedApp) -> ProfileTable:
     return table
 
 
+ENGINES = ("auto", "tvm", "onnxruntime")
+
+
 def profile_app(checked: CheckedApp, *, refresh: bool = False, tune_trials: int = 0, cache_dir: Path | None = None,
-                progress: bool | None = None, tuning_root: Path | None = None,
-                stats: Callable | None = None) -> AppProfiles:
-    """Given profiles, plus measured/rpc/estimated ones for every ONNX model and python step on
-    each candidate site without a given number. `stats`, when given, receives the run's
-    cache and counters (how many compiles and measurements it did)."""
+                progress: bool | None = None, tuning_root: Path | None = None, engine: str = "auto",
+                threads: int | None = None, stats: Callable | None = None) -> AppProfiles:
+    """Given profiles, plus measured/rpc/estimated ones for every build of every ONNX model and
+    python step on each candidate site without a given number. `engine` other than auto leaves
+    the solver only that engine's builds of ONNX models (the others are listed as excluded, with
+    their numbers). `threads`: for the host measurements [default: the host's cores]. `stats`, when
+    given, receives the run's cache and counters (how many compiles and measurements it did)."""
+    if engine not in ENGINES:
+        raise InputError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     table = given_profiles(checked)
     app = checked.app
     todo = {m: [s for s in app.candidate_sites(m) if table.get(m, s) is None] for m in app.models}
@@ -59,7 +66,7 @@ def profile_app(checked: CheckedApp, *, refresh: bool = False, tune_trials: int 
     if progress is None:  # auto: bars when a person watches stderr
         progress = sys.stderr.isatty()
     with Progress(bool(progress)) as bars:
-        profiler = Profiler(cache, bars, tuning_root=tuning_root)
+        profiler = Profiler(cache, bars, tuning_root=tuning_root, threads=threads)
         if tune_trials > 0:
             _tune(checked, profiler, tune_trials)
         for m in needs_work:
@@ -67,7 +74,8 @@ def profile_app(checked: CheckedApp, *, refresh: bool = False, tune_trials: int 
             node_sites = [checked.sites[s] for s in todo[m]]
             try:
                 if node.kind == "onnx":
-                    result = profiler.profile_onnx(m, checked.resolve(node.onnx), node.input_shapes, node_sites)
+                    result = profiler.profile_onnx(m, checked.resolve(node.onnx), node.input_shapes, node_sites,
+                                                   max_error=node.max_error)
                 else:
                     step = node.python_step
                     result = profiler.profile_python(m, checked.resolve(step.file), step.function, node.input_specs,
@@ -81,8 +89,23 @@ def profile_app(checked: CheckedApp, *, refresh: bool = False, tune_trials: int 
                 table.signatures[m] = result.signature
     if stats is not None:
         stats(cache, profiler.counters)
+    if engine != "auto":
+        keep_engine(table, engine)
     check_flows(checked, table)
     return AppProfiles(table, profiler.executables)
+
+
+def keep_engine(table: ProfileTable, engine: str) -> None:
+    """Only `engine`'s builds of ONNX models stay usable; python steps and given numbers are not
+    builds of an engine and stay as they are."""
+    kept = []
+    for e in table.entries:
+        if e.engine in ("tvm", "onnxruntime") and e.engine != engine:
+            table.excluded.append(Exclusion(node=e.node, site=e.site, build=e.build, reason=f"--engine {engine}",
+                                            profile=e))
+        else:
+            kept.append(e)
+    table.entries = kept
 
 
 def model_error(checked: CheckedApp, m: str, exc: InputError) -> InputError:
@@ -94,7 +117,7 @@ def model_error(checked: CheckedApp, m: str, exc: InputError) -> InputError:
 
 def _tune(checked: CheckedApp, profiler, trials: int) -> None:
     """MetaSchedule on the host for every ONNX model, `trials` trials each."""
-    from planner.profiling.engine import ModelWork
+    from planner.profiling.model_work import ModelWork
     from planner.profiling.tune import tune
 
     for m, node in checked.app.models.items():

@@ -21,7 +21,6 @@ from planner.profiling import estimate
 from planner.profiling.calibration import Found, all_calibrations, find, tuning_class
 from planner.profiling.calibration_fit import spread_pct
 from planner.profiling.compile import Kernel
-from planner.profiling.entries import HostModelEntry, SiteModelEntry
 
 
 @dataclass(frozen=True)
@@ -74,16 +73,15 @@ def estimate_for(kernels: list[Kernel], host_ms: float, host: Target, target: Ta
                     note=f"host {engine} {host_ms:.3g} ms x {scale:.3g} (roofline, {len(kernels)} kernels); {basis}")
 
 
-def calibrated_entry(entry: SiteModelEntry, host: HostModelEntry, host_target: Target, target: Target,
-                     user_dir: Path | None = None) -> SiteModelEntry:
-    """A TVM site entry whose estimate is made again with the calibrations of this run (a
-    cached estimate would keep the calibration of the run that stored it). Without one, the
-    cached host-fraction number stays: made again it would move with the detected host's clock
-    and measured bandwidth, which change from run to run."""
-    est = estimate_for(host.kernels, host.tvm_ms, host_target, target, "tvm", host.tuning,
-                       all_calibrations(user_dir))
+def calibrated(found: dict, kernels: list[Kernel], host_ms: float, host_target: Target, target: Target, engine: str,
+               tuning: str | None, user_dir: Path | None = None) -> dict:
+    """An estimated build's numbers (`found`: the host-fraction model's, as the profiler made
+    them) made again with the calibrations of this run (a cached estimate would keep the
+    calibration of the run that stored it). Without one, the host-fraction number stays (made
+    again it would move with the detected host's clock and bandwidth, which change from run to
+    run) and its note and error say which model it is."""
+    est = estimate_for(kernels, host_ms, host_target, target, engine, tuning, all_calibrations(user_dir))
     if est.calibration is None:
-        return entry.model_copy(update={"note": f"{entry.note}; {est.basis}",
-                                        "expected_error_pct": est.expected_error_pct})
-    return entry.model_copy(update={"latency_ms": est.latency_ms, "note": est.note,
-                                    "expected_error_pct": est.expected_error_pct})
+        return {**found, "note": f"{found.get('note') or ''}; {est.basis}", "expected_error_pct": est.expected_error_pct}
+    return {**found, "latency_ms": est.latency_ms, "note": f"{est.note}; unverified",
+            "expected_error_pct": est.expected_error_pct}

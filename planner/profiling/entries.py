@@ -20,27 +20,48 @@ class Record(BaseModel):
 
 
 class HostModelEntry(Record):
-    """An ONNX model on this host: its tensors, TVM's and ONNX Runtime's times on the same
-    input, and the kernels and memory that the estimates for other targets scale from."""
+    """An ONNX model on this host: its tensors, and the kernels and memory TVM's analysis of the
+    host build found (what the estimates for other targets scale from)."""
 
     signature: NodeSignature
     tuning: str
-    tvm_ms: float | None = None  # None: it does not compile for this host (`error` says why)
-    ort_ms: float | None = None  # None: ONNX Runtime cannot run it
-    max_rel_diff_vs_ort: float | None = None
     compile_s: float | None = None
     kernels: list[Kernel] = []
     params_bytes: int | None = None
     activation_bytes: int | None = None
     warning: str | None = None
-    error: str | None = None
+    error: str | None = None  # it does not compile for this host
+
+
+class HostMeasurement(Record):
+    """The setting and the machine's state of a measurement on this host (planner.profiling.load)."""
+
+    threads: int | None = None
+    load_per_core: float | None = None
+    steal_pct: float | None = None
+    others_pct: float | None = None
+    busy: str | None = None  # why the machine counted as busy while it was measured
+
+
+class HostBuildEntry(HostMeasurement):
+    """One build (planner.profiling.builds) run on this host: checked against the fp32
+    reference, then timed."""
+
+    ms: float | None = None  # None: not timed (`error`, or outputs that cannot be right)
+    repeats_ms: list[float] = []
+    memory_mb: float | None = None
+    max_rel_error: float | None = None  # None: no reference to check against
+    nonfinite: bool = False
+    error: str | None = None  # it cannot be built or run here
 
 
 class SiteModelEntry(Record):
-    """An ONNX model on one site: its numbers there, or why it cannot run there."""
+    """The TVM build of an ONNX model for one site: how to get its time there, or why it cannot
+    run there. `scale`: an estimate, the host time times it; else `latency_ms` (rpc) or the host's."""
 
     excluded: str | None = None
     latency_ms: float | None = None
+    scale: float | None = None
     memory_mb: float | None = None
     provenance: SiteProvenance | None = None
     tuning: str | None = None
@@ -53,7 +74,15 @@ class SiteModelEntry(Record):
     retry_next_run: bool = Field(default=False, exclude=True)
 
 
-class HostStepEntry(Record):
+class ScaleEntry(Record):
+    """How a host time scales to a target, kept: the host's detected figures move from run to
+    run, and the same cached measurement must give the same estimate."""
+
+    scale: float
+    how: str
+
+
+class HostStepEntry(HostMeasurement):
     """A python step timed on this host, and the tensors it gave."""
 
     ms: float

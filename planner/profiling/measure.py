@@ -60,6 +60,24 @@ def _to_numpy(value) -> list[np.ndarray]:
     return [value.numpy()]
 
 
+def set_tvm_threads(threads: int) -> int:
+    """Run TVM's CPU code on `threads` threads; returns how many its pool really uses.
+
+    TVM 0.27 sizes its thread pool once, when the first parallel loop runs in a thread, from
+    TVM_NUM_THREADS (else about half the hardware threads: 1 on a 2-vCPU machine);
+    `runtime.config_threadpool(1, n)` then selects n of those workers and can never add any. So
+    the variable is set (when the user has not) to every core before the pool starts, and each
+    measurement selects its own count. A pool started earlier with fewer workers gives fewer:
+    the count returned is the one recorded."""
+    import os
+
+    os.environ.setdefault("TVM_NUM_THREADS", str(max(threads, os.cpu_count() or 1)))
+    import tvm
+
+    tvm.get_global_func("runtime.config_threadpool")(1, threads)
+    return int(tvm.runtime.num_threads())
+
+
 def run_tvm(ex, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """Outputs of `main` on this host's CPU, flattened to a list of arrays."""
     import tvm
@@ -67,6 +85,18 @@ def run_tvm(ex, inputs: list[np.ndarray]) -> list[np.ndarray]:
     dev = tvm.cpu()
     vm = _vm(ex, dev)
     return _to_numpy(vm["main"](*[tvm.runtime.tensor(a, dev) for a in inputs]))
+
+
+def vm_on_host(ex, inputs: list[np.ndarray]):
+    """(VM, device, input tensors) for `main` on this host's CPU."""
+    import tvm
+
+    dev = tvm.cpu()
+    return _vm(ex, dev), dev, [tvm.runtime.tensor(a, dev) for a in inputs]
+
+
+def tvm_outputs(vm, args: list) -> list[np.ndarray]:
+    return _to_numpy(vm["main"](*args))
 
 
 def time_vm(vm, dev, args: list, repeat: int = REPEAT, min_repeat_ms: int = MIN_REPEAT_MS,
@@ -96,11 +126,17 @@ def measure_tvm(ex, inputs: list[np.ndarray], repeat: int = REPEAT, keep_outputs
     return time_vm(vm, dev, [tvm.runtime.tensor(a, dev) for a in inputs], repeat=repeat, keep_outputs=keep_outputs)
 
 
-def ort_session(model_bytes: bytes):
+def ort_session(model_bytes: bytes, threads: int = 0, optimize: bool = True):
+    """A CPU session on `threads` intra-op threads (0: ONNX Runtime's default, one per core);
+    `optimize=False` runs the graph as written (no fusions): the reference the builds are checked against."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
 
 

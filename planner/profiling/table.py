@@ -46,12 +46,28 @@ class NodeProfile(BaseModel):
     threads: int | None = Field(default=None, description="threads the measurement ran with (as deployed)")
     load_per_core: float | None = Field(default=None, description="the host's 1-minute load average per core when "
                                         "measured (what else ran)")
+    steal_pct: float | None = Field(default=None, description="CPU steal during the host measurement, where the "
+                                    "kernel reports it")
     expected_error_pct: float | None = Field(default=None, description="estimates: the calibration's stated error")
 
     @property
     def build(self) -> str:
         """`engine/precision`, e.g. `onnxruntime/int8`: one build's name in plans and reports."""
         return f"{self.engine}/{self.precision}"
+
+    @property
+    def build_label(self) -> str:
+        """For tables: the build of an engine's build, else `python` or `given`."""
+        return self.build if self.engine in ("tvm", "onnxruntime") else self.engine
+
+    @property
+    def verification(self) -> str:
+        """For tables: `yes (<max error>)`, `FAILED (<max error>)`, `unverified` (a build not run
+        here), or `-` (python steps and given numbers: nothing to compare with)."""
+        if self.verified is None:
+            return "unverified" if self.engine in ("tvm", "onnxruntime") else "-"
+        error = "" if self.max_rel_error is None else f" ({self.max_rel_error:.1e})"
+        return ("yes" if self.verified else "FAILED") + error
 
 
 class NodeSignature(BaseModel):
@@ -71,6 +87,7 @@ class Exclusion(BaseModel):
     site: str
     reason: str
     build: str | None = None  # `engine/precision`; None: every build of the pair
+    profile: NodeProfile | None = None  # the build's numbers, where it had some (shown, never used)
 
 
 class ProfileTable(BaseModel):

@@ -312,13 +312,16 @@ def _provenance(plan: Plan) -> list[Block]:
     for p in plan.profiles:
         model = plan.models.get(p.node)
         chosen = model is not None and model.site == p.site and f"{model.engine}/{model.precision}" == p.build
-        verified = {True: "yes", False: "failed", None: "unverified"}[p.verified]
-        rows.append([p.node, p.site, p.target or "-", p.build, _ms(p.latency_ms), num(p.memory_mb), p.provenance,
-                     verified, p.tuning or "-", _ms(p.tvm_ms), _ms(p.ort_ms), "yes" if chosen else "", p.note or ""])
+        rows.append([p.node, p.site, p.target or "-", p.build_label, _ms(p.latency_ms),
+                     num(p.memory_mb), p.provenance, p.verification, p.tuning or "-", _ms(p.tvm_ms), _ms(p.ort_ms),
+                     "yes" if chosen else "", p.note or ""])
     return [Heading(2, "Provenance of every number"),
             Para(["measured: timed on this host; rpc: timed on the device through TVM's RPC tracker; estimated: "
-                  "host measurement scaled by the roofline model; given: written in app.yaml. Tuning: untuned, or "
-                  "tuned with MetaSchedule (trials). Counts: "
+                  "the roofline time on the target over its calibrated efficiency (or the host measurement of the same "
+                  "build scaled by the roofline model, where no calibration applies); given: written in app.yaml. "
+                  "Verified: the build's outputs matched the fp32 ONNX Runtime reference on this host (max relative "
+                  "error); unverified: it did not run here. Tuning: untuned, or tuned with MetaSchedule (trials). "
+                  "Counts: "
                   + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + "."]),
             Table(["node", "site", "target", "build", "latency ms", "memory MB", "provenance", "verified", "tuning",
                    "TVM host ms", "ORT host ms", "chosen", "note"], rows, {4, 5, 9, 10})]

@@ -60,3 +60,17 @@ def checker_failure(path: Path) -> Path:
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
     return path
+
+
+def strided_conv(path: Path, channels: int = 16, size: int = 64, seed: int = 0) -> Path:
+    """x[1, C, S, S] -> 3x3 Conv, stride 2 (C -> 2C) -> Relu: untuned TVM is many times slower
+    than ONNX Runtime at it on a CPU (12-14x on the 2-core development machine, even when busy)."""
+    rng = np.random.default_rng(seed)
+    w = numpy_helper.from_array((rng.standard_normal((2 * channels, channels, 3, 3)) * 0.1).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["h"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Relu", ["h"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2 * channels, size // 2, size // 2])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path

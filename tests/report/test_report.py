@@ -139,8 +139,9 @@ def check_report_holds_plan(plan: Plan, md: str) -> None:
         assert float(base[b.name]["cost $/h"]) == pytest.approx(b.cost_per_hour, abs=1e-6)
         assert base[b.name]["feasible"].startswith("yes" if b.feasible else "no")
     prof = table(md, "node", "Provenance of every number")
-    assert [(r["node"], r["site"], r["provenance"]) for r in prof] == [
-        (p.node, p.site, p.provenance) for p in plan.profiles]
+    assert [(r["node"], r["site"], r["build"], r["provenance"], r["verified"]) for r in prof] == [
+        (p.node, p.site, p.build_label, p.provenance, p.verification)
+        for p in plan.profiles]
     solver = {r["phase"]: r for r in table(md, "phase", "Solver")}
     assert solver["primary"]["status"] == plan.solver.primary.status
 

@@ -1,0 +1,140 @@
+"""The builds of an ONNX model that the profiler measures, verifies and offers the solver.
+
+A build kind says where it runs (CPU and/or GPU targets), whether it is a reduced-precision
+variant (profiled only when the model has `max_error`, and judged against it), and how to load
+it on this host as a Runner: its outputs on the profiling inputs and its timing, on the thread
+count the deployed build will use. KINDS is the registry the profiler reads; tests put a build
+that answers NaN or wrong numbers there to see it excluded.
+
+Memory: a TVM build's is its parameters plus the activations of TVM's static memory plan
+(planner.profiling.compile); an ONNX Runtime build's is the initializers of the ONNX file it
+runs (the quantized file for int8) plus those same planned activations (the same tensors flow
+between the same operators; ONNX Runtime's arena may round up). Cheap, and stable from run to
+run, unlike RSS growth."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from planner.profiling.measure import Timing
+
+
+@dataclass
+class Runner:
+    """One build loaded on this host."""
+
+    run: Callable[[], list[np.ndarray]]  # its outputs on the profiling inputs
+    time: Callable[[], Timing]
+    threads: int  # what it really runs with
+    memory_mb: float
+
+
+@dataclass(frozen=True)
+class BuildKind:
+    engine: str
+    precision: str
+    on_cpu: bool
+    on_gpu: bool
+    reduced: bool  # a reduced-precision variant: only with `max_error`, and judged against it
+    load: Callable[[Any, int], Runner]  # (ModelWork, threads) -> Runner; raises BuildUnavailable
+    version: Callable[[], str]  # what else its numbers depend on (part of the cache key)
+
+    @property
+    def name(self) -> str:
+        return f"{self.engine}/{self.precision}"
+
+
+class BuildUnavailable(Exception):
+    """The build cannot be made or run here (the message says why)."""
+
+
+def _version(package: str) -> Callable[[], str]:
+    def get() -> str:
+        from importlib.metadata import version
+
+        return f"{package} {version(package)}"
+    return get
+
+
+def _tvm_fp32(work, threads: int) -> Runner:
+    from planner.profiling.errors import CompileError
+    from planner.profiling.measure import set_tvm_threads, time_vm, tvm_outputs, vm_on_host
+
+    try:
+        c = work.compiled_host()
+    except CompileError as exc:
+        raise BuildUnavailable(f"TVM compile failed: {exc}") from None
+    used = set_tvm_threads(threads)
+    vm, dev, args = vm_on_host(c.executable, work.inputs())
+
+    def timing() -> Timing:
+        set_tvm_threads(threads)  # the pool setting belongs to the calling thread: set it again
+        return time_vm(vm, dev, args)
+
+    return Runner(run=lambda: tvm_outputs(vm, args), time=timing, threads=used, memory_mb=c.memory_mb)
+
+
+def initializer_bytes(model_bytes: bytes) -> int:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_model_from_string(model_bytes)
+    return sum(numpy_helper.to_array(t).nbytes for t in model.graph.initializer)
+
+
+def ort_runner(model_bytes: bytes, work, threads: int) -> Runner:
+    from planner.profiling.measure import measure_ort, ort_session
+
+    try:
+        session = ort_session(model_bytes, threads)
+    except Exception as exc:  # ONNX Runtime may lack an operator TVM has
+        raise BuildUnavailable(f"ONNX Runtime cannot load it ({type(exc).__name__}: {str(exc)[:200]})") from None
+    feed = work.feed()
+    memory = (initializer_bytes(model_bytes) + work.activation_bytes) / 1e6
+    return Runner(run=lambda: session.run(None, feed), time=lambda: measure_ort(session, feed), threads=threads,
+                  memory_mb=memory)
+
+
+def _ort_fp32(work, threads: int) -> Runner:
+    return ort_runner(work.path.read_bytes(), work, threads)
+
+
+def quantized_int8(path: Path) -> bytes:
+    """The model with dynamically quantized weights (int8; activations quantized per call)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "int8.onnx"
+        try:
+            quantize_dynamic(path, out, weight_type=QuantType.QInt8)
+        except Exception as exc:
+            raise BuildUnavailable(f"dynamic quantization failed ({type(exc).__name__}: {str(exc)[:200]})") from None
+        return out.read_bytes()
+
+
+def _ort_int8(work, threads: int) -> Runner:
+    return ort_runner(quantized_int8(work.path), work, threads)
+
+
+KINDS: dict[str, BuildKind] = {k.name: k for k in (
+    BuildKind("tvm", "fp32", on_cpu=True, on_gpu=True, reduced=False, load=_tvm_fp32,
+              version=_version("apache-tvm")),
+    # on GPU targets: the CUDA execution provider (estimated here: no GPU is reachable to run it)
+    BuildKind("onnxruntime", "fp32", on_cpu=True, on_gpu=True, reduced=False, load=_ort_fp32,
+              version=_version("onnxruntime")),
+    BuildKind("onnxruntime", "int8", on_cpu=True, on_gpu=False, reduced=True, load=_ort_int8,
+              version=_version("onnxruntime")),
+)}
+
+
+def kinds_for(is_gpu: bool, max_error: float | None) -> list[BuildKind]:
+    """The builds to profile on a target, TVM first (where the solver takes one build per
+    site, it takes the first)."""
+    return [k for k in KINDS.values()
+            if (k.on_gpu if is_gpu else k.on_cpu) and (max_error is not None or not k.reduced)]
