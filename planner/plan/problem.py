@@ -52,6 +52,8 @@ def queue_waits(rate_rps: float, latency_us: int, instances: int, percentile: fl
     # more replicas than allowed is still evaluated (and its latency shown) by these waits
     table = wait_table_ms(rate_rps, latency_us / 1000, instances, TABLE_REPLICAS_MAX, percentile,
                           max_utilization=max_utilization)
+    if not table:  # more replicas than anything may run (the solver's limits refuse the app)
+        return least, ()
     waits: list[int] = []
     for r in range(least, max(table) + 1):
         # never rising with more replicas (the solver relies on it), and cut after the last wait

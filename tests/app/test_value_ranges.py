@@ -52,7 +52,7 @@ def assert_one_input_error(code: int, out: str, *fragments: str) -> None:
 # for max_replicas >= 1e10 "no plan found within --time-limit".
 OUT_OF_RANGE = [
     ("rtt_ms: 10", "rtt_ms: 1.0e+308", "links[0].rtt_ms", "must be >= 0 and <= 1e+07"),
-    ("latency_ms: 250", "latency_ms: 1.0e+308", "constraints.latency_ms", "must be > 0 and <= 1e+09"),
+    ("latency_ms: 400", "latency_ms: 1.0e+308", "constraints.latency_ms", "must be > 0 and <= 1e+09"),
     ("cost_per_hour: 0.40", "cost_per_hour: 1.0e+308", "sites.mec.cost_per_hour", "must be >= 0 and <= 1e+06"),
     ("memory_mb: 32768", "memory_mb: 1.0e+308", "sites.mec.memory_mb", "must be > 0 and <= 1e+09"),
     ("rate_rps: 15", "rate_rps: 1.0e+308", "sources.video.rate_rps", "must be > 0 and <= 1e+06"),
@@ -84,7 +84,7 @@ def test_set_override_gets_the_same_check(tmp_path):
 
 def test_sweep_checks_every_value_before_solving_any(tmp_path):
     out_dir = tmp_path / "sweep"
-    code, out = invoke("sweep", EXAMPLE, "--set", "constraints.latency_ms=250,1e308", "-o", out_dir)
+    code, out = invoke("sweep", EXAMPLE, "--set", "constraints.latency_ms=400,1e308", "-o", out_dir)
     assert_one_input_error(code, out, "constraints.latency_ms: must be > 0 and <= 1e+09",
                            "(from --set constraints.latency_ms=1e308)")
     assert not out_dir.exists()
@@ -127,7 +127,7 @@ def test_sums_past_the_solver_integers_are_input_errors(tmp_path, replacements, 
 
 # Each number at the edge of its range: a plan or an infeasibility, never an internal error.
 EDGES = [
-    ("rtt_ms: 10", "rtt_ms: 1.0e+7"), ("latency_ms: 250", "latency_ms: 1.0e+9"),
+    ("rtt_ms: 10", "rtt_ms: 1.0e+7"), ("latency_ms: 400", "latency_ms: 1.0e+9"),
     ("latency_ms: 38", "latency_ms: 1.0e+7"), ("bytes: 1228800", "bytes: 1099511627776"),
     ("bandwidth_mbps: 40", "bandwidth_mbps: 0.001"), ("bandwidth_mbps: 1000", "bandwidth_mbps: 1.0e+9"),
     ("max_replicas: 16", "max_replicas: 1000000"), ("rate_rps: 15", "rate_rps: 1000000"),
@@ -162,7 +162,7 @@ def test_model_invalid_is_an_internal_error_not_a_time_limit(tmp_path, monkeypat
     # past the checks (switched off here), a model CP-SAT refuses: two loads of 4e18 on one site
     monkeypatch.setattr("planner.plan.problem.check_solver_limits", lambda checked, inst: None, raising=False)
     path = write(tmp_path, "rate_rps: 15", "rate_rps: 400000", "latency_ms: 38", "latency_ms: 10000000",
-                 "latency_ms: 55", "latency_ms: 10000000", "constraints: {latency_ms: 250}", "constraints: {}")
+                 "latency_ms: 55", "latency_ms: 10000000", "constraints: {latency_ms: 400}", "constraints: {}")
     code, out = solve(tmp_path, path)
     assert code == 1, out
     assert "internal error: SolverModelError: CP-SAT rejected the model: Possible integer overflow" in out, out
