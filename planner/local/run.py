@@ -144,8 +144,9 @@ def run_app(path: Path, given: dict[str, tuple[str, Path]], *, engine: str | Non
 
     checked = open_app(path, overrides)
     builds = model_builds(checked, engine, plan)
-    profiles = (AppProfiles(reference_signatures(checked)) if all(b.startswith("onnxruntime/") for b in builds.values())
-                else host_profiles(checked))
+    # nothing to compile: the tensors alone (a python-only app keeps the host profiles' cache, as before)
+    only_ort = engine == "onnxruntime" or (builds and all(b.startswith("onnxruntime/") for b in builds.values()))
+    profiles = AppProfiles(reference_signatures(checked)) if only_ort else host_profiles(checked)
     with tempfile.TemporaryDirectory(prefix="planner-run-") as workdir:
         bundle = local_bundle(checked, profiles, builds, progress, Path(workdir))
         graph = Graph(bundle)

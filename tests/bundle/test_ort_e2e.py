@@ -137,3 +137,27 @@ def test_planner_up_serves_onnxruntime_s_answer_to_tritonclient(solved):
     assert proc.returncode == 0
     assert served.shape == truth.shape == (64, 256)
     np.testing.assert_allclose(served, truth, rtol=1e-5, atol=0)
+
+
+def test_planner_run_with_the_plan_runs_its_builds(solved, tmp_path):
+    from planner.local.run import run_app
+    from planner.quantize import quantized_int8
+
+    work, env, _, _, _ = solved
+    x = np.random.default_rng(12).standard_normal((64, 256)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    r = subprocess.run([sys.executable, "-m", "planner", "run", str(work / "app.yaml"), "--input",
+                        f"cam={tmp_path / 'x.npy'}", "--plan", str(work / "out"), "--save", str(tmp_path / "y.npz")],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    truth = ort.InferenceSession(str(work / "m.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(np.load(tmp_path / "y.npz")["y"], truth, rtol=1e-5, atol=0)
+    # the same plan had it chosen onnxruntime/int8: the quantized file runs
+    plan = json.loads((work / "out" / "plan.json").read_text())
+    plan["models"]["m"]["precision"] = "int8"
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    given = {"cam": (f"cam={tmp_path / 'x.npy'}", tmp_path / "x.npy")}
+    y8 = run_app(work / "app.yaml", given, plan=tmp_path / "plan.json")["y"]
+    int8 = ort.InferenceSession(quantized_int8(work / "m.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(y8, int8.run(None, {"x": x})[0])
+    assert not np.allclose(y8, truth, rtol=1e-5, atol=0)
