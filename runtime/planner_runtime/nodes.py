@@ -157,8 +157,9 @@ class OrtNode(_Node):
         except Exception as exc:
             raise ArtifactError(f"node {name!r}: cannot load ONNX model {path}: {exc}") from exc
         used = self._sess.get_providers()[0]
+        offered = ", ".join(ort.get_available_providers())
         self.fallback = None if used == provider else (
-            f"{provider} is not available on this machine (ONNX Runtime offers {', '.join(ort.get_available_providers())}); "
+            f"{provider} is not available on this machine (ONNX Runtime offers {offered}); "
             f"running on {used} instead: slower than the plan assumed")
         self.platform = f"onnxruntime/{used}" + (f" (WARNING: {self.fallback})" if self.fallback else "")
         if self.fallback:

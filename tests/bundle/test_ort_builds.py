@@ -156,3 +156,35 @@ def test_an_int8_bundle_runs_the_quantized_file(app):
     np.testing.assert_allclose(served, fp32, rtol=0, atol=0.05 * np.abs(fp32).max())  # ...but close to it
     plan = yaml.safe_load((out / "plan.json").read_text())
     assert plan["models"]["m"]["precision"] == "int8"
+
+
+def test_a_build_no_bundle_can_ship_is_one_clear_error(app, fp32_out):
+    from planner.bundle.builds import chosen_build
+    from planner.errors import PlannerError
+    from planner.plan.load import load_plan
+
+    plan = load_plan(fp32_out)
+    assert chosen_build(plan, "m") == "onnxruntime/fp32"
+    plan.models["m"].precision = "fp16"  # on a GPU target one day; nothing builds it yet
+    with pytest.raises(PlannerError, match=r"models\.m: build onnxruntime/fp16 cannot be shipped"):
+        chosen_build(plan, "m")
+    plan.models["m"].engine = "given"  # given numbers: the TVM build, as bundles always shipped
+    assert chosen_build(plan, "m") == "tvm/fp32"
+
+
+def test_the_manifests_of_onnxruntime_sites_need_nothing_of_tvm(fp32_out):
+    import math
+
+    import kubernetes_validate
+
+    version = kubernetes_validate.latest_version()
+    plan = yaml.safe_load((fp32_out / "plan.json").read_text())
+    for site in ("edge", "gpu"):
+        deployment, service = yaml.safe_load_all((fp32_out / "deploy" / "k8s" / f"{site}.yaml").read_text())
+        for doc in (deployment, service):
+            kubernetes_validate.validate(doc, version, strict=True)
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        # the plan's memory of the ONNX Runtime build plus the runtime's own 256 MiB
+        memory = math.ceil(plan["sites"][site]["memory_mb_used"] + 256)
+        assert container["resources"]["requests"]["memory"] == f"{memory}Mi"
+        assert container["args"][:2] == ["serve", f"/bundle/{site}"]
