@@ -1,5 +1,5 @@
-"""OUT/sites/<site>/ for a solved plan (bundle.yaml, the compiled libraries and python steps of
-the models placed there) and OUT/deploy/ (Kubernetes, Compose).
+"""OUT/sites/<site>/ for a solved plan (bundle.yaml, the build the plan chose of each model placed
+there: a TVM library or an ONNX file, and python steps) and OUT/deploy/ (Kubernetes, Compose).
 
 Imports the plan, profiling, model and app stages and the runtime's bundle format.
 """

@@ -1,5 +1,5 @@
-"""OUT/sites/<site>/ (bundle.yaml and the artifacts of the models placed there, compiled by
-TVM for the site's target) and OUT/deploy/ (Kubernetes, Compose), for a solved plan."""
+"""OUT/sites/<site>/ (bundle.yaml and the artifacts of the models placed there: each ONNX model's
+build the plan chose, planner.bundle.builds) and OUT/deploy/ (Kubernetes, Compose), for a solved plan."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from planner.app.targets import Target, get_target
 from planner.bundle import manifests
+from planner.bundle.builds import chosen_build, ort_node
 from planner.bundle.wiring import wire
 from planner.model.checked_app import CheckedApp
 from planner.plan.schema import Plan
@@ -90,10 +91,15 @@ def write_bundles(checked: CheckedApp, profiles: AppProfiles, plan: Plan, out: P
             extra: dict = {}
             if spec.kind == "python":
                 extra["artifact"], extra["function"] = _copy_step(checked, name, site_dir)
+            elif (build := chosen_build(plan, name)).startswith("onnxruntime/"):
+                say(f"writing {name} for ONNX Runtime ({build}) on {site}")
+                extra = ort_node(checked, profiles.table, name, site, build, target.is_gpu, site_dir)
             else:
                 say(f"compiling {name} for {site} ({target.name})")
                 extra["artifact"], note = _compile(checked, profiles, name, target, site_dir / "models", name)
                 extra["compiled_for"] = target.name
+                profiled = profiles.table.get(name, site, build)
+                extra["threads"] = profiled.threads if profiled else None  # the pool it was measured on
                 if note:
                     notes.append(f"{site}/{name}: {note}")
                 if host_fallback and not target.is_host:

@@ -18,7 +18,11 @@ def run(
     path: AppPath,
     inputs: Annotated[Optional[list[str]], typer.Option(
         "--input", help="SOURCE=FILE (or SOURCE.TENSOR=FILE): a .npy array, or an image (.png/.jpg) as uint8 RGB")] = None,
-    engine: Annotated[str, typer.Option(help="tvm (models compiled for this host) or onnxruntime (the reference)")] = "tvm",
+    engine: Annotated[Optional[str], typer.Option(
+        help="tvm (models compiled for this host) or onnxruntime (the reference) for every ONNX model; "
+             "default: the builds of --plan, else tvm")] = None,
+    plan: Annotated[Optional[Path], typer.Option(
+        help="OUT (or OUT/plan.json) of `planner solve`: each ONNX model runs the build the plan chose")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the sink tensors as JSON")] = False,
     save: Annotated[Optional[Path], typer.Option(help="also write the sink tensors to this .npz file")] = None,
     overrides: SetOption = None,
@@ -26,10 +30,10 @@ def run(
     """Run the ensemble once on this machine and print what reaches the sinks."""
     from planner.local.run import load_inputs, run_app
 
-    if engine not in ("tvm", "onnxruntime"):
+    if engine not in (None, "tvm", "onnxruntime"):
         raise InputError(f"--engine must be tvm or onnxruntime, got {engine!r}")
     with err.status("profiling and compiling for this host") as status:
-        result = run_app(path, load_inputs(inputs or []), engine=engine, overrides=overrides or (),
+        result = run_app(path, load_inputs(inputs or []), engine=engine, plan=plan, overrides=overrides or (),
                          progress=lambda msg: status.update(msg))
     if save is not None:
         import numpy as np

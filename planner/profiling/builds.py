@@ -14,7 +14,6 @@ run, unlike RSS growth."""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,16 +105,14 @@ def _ort_fp32(work, threads: int) -> Runner:
 
 
 def quantized_int8(path: Path) -> bytes:
-    """The model with dynamically quantized weights (int8; activations quantized per call)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    """The model with dynamically quantized weights (int8; activations quantized per call): the
+    very file a bundle ships for this build (planner.quantize)."""
+    from planner.quantize import QuantizationError, quantized_int8 as quantize
 
-    with tempfile.TemporaryDirectory() as d:
-        out = Path(d) / "int8.onnx"
-        try:
-            quantize_dynamic(path, out, weight_type=QuantType.QInt8)
-        except Exception as exc:
-            raise BuildUnavailable(f"dynamic quantization failed ({type(exc).__name__}: {str(exc)[:200]})") from None
-        return out.read_bytes()
+    try:
+        return quantize(path)
+    except QuantizationError as exc:
+        raise BuildUnavailable(str(exc)) from None
 
 
 def _ort_int8(work, threads: int) -> Runner:

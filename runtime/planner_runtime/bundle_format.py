@@ -4,7 +4,7 @@ TVM imports: the runtime ships without the planner.
 
 Every bundle carries the whole ensemble graph (which node runs on which site, every flow
 with its resolved tensor), so a site knows where each tensor it produces must go; only the
-nodes placed on the bundle's own site have an `artifact` (compiled library or python file).
+nodes placed on the bundle's own site have an `artifact` (compiled library, ONNX file or python file).
 
 Reading a bundle (`Bundle.read`) trusts nothing on disk: bundle.yaml must be this format, every
 path it names must stay inside the bundle's folder, and every file it ships must still have the
@@ -14,7 +14,8 @@ when loaded). Any of these is one BundleError naming the file.
 Format policy: FORMAT_VERSION changes when a reader of the previous format would misread or
 refuse a new bundle (a new required field); a runtime reads only its own format and tells the user
 to re-run `planner solve`. Format 2 added `checksums` (format 1 bundles have none to verify);
-format 3 added `nodes.<n>.instances` and `sites.<s>.replicas`.
+format 3 added `nodes.<n>.instances` and `sites.<s>.replicas`; format 4 added `nodes.<n>.provider` and
+`nodes.<n>.threads` (the ONNX Runtime build a plan chose).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from planner_runtime.digest import sha256_file
 
-FORMAT_VERSION = 3
-_LACKS = {1: "without artifact checksums", 2: "without node instances and site replicas"}  # what each format lacks
+FORMAT_VERSION = 4
+_LACKS = {1: "without artifact checksums", 2: "without node instances and site replicas",
+          3: "without ONNX Runtime providers and threads"}  # what each format lacks
 BUNDLE_FILE = "bundle.yaml"
 DELIVER_MODEL = "__planner_deliver__"  # internal OIP model a site receives forwarded tensors on
 
@@ -86,6 +88,11 @@ class NodeSpec(_Strict):
     )
     instances: int = Field(default=1, ge=1, description="requests the node serves at once in one replica of its "
                            "site; more wait for an instance, first come first served")
+    provider: str | None = Field(default=None, description="`onnx` nodes: the ONNX Runtime execution provider the "
+                                 "plan's build is for (CPUExecutionProvider, CUDAExecutionProvider)")
+    threads: int | None = Field(default=None, ge=1, description="threads of the build as it was profiled: `onnx` "
+                                "nodes' intra-op threads (None: ONNX Runtime's default, one per core); `tvm` "
+                                "nodes' share of TVM's thread pool (None: TVM's default, half the hardware threads)")
 
 
 class SourceSpec(_Strict):

@@ -12,6 +12,8 @@ session and a python step are shared (both may be called concurrently).
 from __future__ import annotations
 
 import importlib.util
+import logging
+import os
 import queue
 import sys
 from pathlib import Path
@@ -20,6 +22,10 @@ import numpy as np
 
 from planner_runtime.bundle_format import Bundle, NodeSpec, Tensor
 from planner_runtime.tvm_noise import without_scope_warnings
+
+
+log = logging.getLogger("planner_runtime")
+CPU_PROVIDER = "CPUExecutionProvider"
 
 
 class ArtifactError(RuntimeError):
@@ -132,21 +138,33 @@ class PythonNode(_Node):
 
 
 class OrtNode(_Node):
-    """An ONNX model run with ONNX Runtime (the reference: `planner run`, tests)."""
+    """An ONNX model run with ONNX Runtime: a bundle's `onnx` node (the build the plan chose), and the
+    reference of `planner run --engine onnxruntime`. It runs on `provider` where this machine has it;
+    a GPU provider missing here falls back to the CPU with a warning in the log and in `platform` (the
+    node's metadata), since its latency is then not the one the plan was made with."""
 
-    platform = "onnxruntime"
-
-    def __init__(self, name: str, path: Path, inputs: list[Tensor], outputs: list[Tensor], threads: int | None = None):
+    def __init__(self, name: str, path: Path, inputs: list[Tensor], outputs: list[Tensor], threads: int | None = None,
+                 provider: str = CPU_PROVIDER):
         super().__init__(name, inputs, outputs)
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        if threads:
+        if threads:  # as the profiler measured it: intra-op threads, operators one at a time
             opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        providers = [provider] if provider == CPU_PROVIDER else [provider, CPU_PROVIDER]
         try:
-            self._sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+            self._sess = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as exc:
             raise ArtifactError(f"node {name!r}: cannot load ONNX model {path}: {exc}") from exc
+        used = self._sess.get_providers()[0]
+        offered = ", ".join(ort.get_available_providers())
+        self.fallback = None if used == provider else (
+            f"{provider} is not available on this machine (ONNX Runtime offers {offered}); "
+            f"running on {used} instead: slower than the plan assumed")
+        self.platform = f"onnxruntime/{used}" + (f" (WARNING: {self.fallback})" if self.fallback else "")
+        if self.fallback:
+            log.warning("node %s: %s", name, self.fallback)
         self._in_names = [i.name for i in self._sess.get_inputs()]
         self._out_names = [o.name for o in self._sess.get_outputs()]
         spec_in = [t.name for t in inputs]
@@ -183,9 +201,21 @@ def make_runner(name: str, spec: NodeSpec, bundle_dir: Path, host_targets: bool 
             raise ArtifactError(f"node {name!r}: python step without `function`")
         return PythonNode(name, path, spec.function, spec.inputs, spec.outputs)
     if spec.kind == "onnx":
-        return OrtNode(name, path, spec.inputs, spec.outputs)
+        return OrtNode(name, path, spec.inputs, spec.outputs, threads=spec.threads,
+                       provider=spec.provider or CPU_PROVIDER)
     raise ArtifactError(f"node {name!r}: unknown kind {spec.kind!r}")
 
 
 def load_runners(bundle: Bundle, bundle_dir: Path, host_targets: bool = False) -> dict:
+    tvm_pool(bundle.nodes[n] for n in bundle.local_nodes())
     return {n: make_runner(n, bundle.nodes[n], bundle_dir, host_targets) for n in bundle.local_nodes()}
+
+
+def tvm_pool(specs) -> None:
+    """Size TVM's thread pool for the most threads a TVM node of this site was profiled with.
+    TVM reads TVM_NUM_THREADS once, when its pool starts (else it takes about half the hardware
+    threads: one on a 2-vCPU machine, half of what the profiler measured with); a value the
+    operator set is kept."""
+    wanted = [s.threads for s in specs if s.kind == "tvm" and s.threads]
+    if wanted:
+        os.environ.setdefault("TVM_NUM_THREADS", str(max(wanted)))

@@ -75,7 +75,7 @@ def test_solve_writes_the_checksum_of_every_file_of_a_bundle(isolated_dirs):
     assert r.returncode == 0, r.stdout + r.stderr
     site = tmp / "out" / "sites" / "here"
     data = yaml.safe_load((site / "bundle.yaml").read_text())
-    assert data["format"] == FORMAT_VERSION == 3
+    assert data["format"] == FORMAT_VERSION == 4
     assert data["nodes"]["step"]["artifact"] == "steps/lib/step.py"  # its place beside app.yaml, `..` resolved
     files = {p.relative_to(site).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
              for p in site.rglob("*") if p.is_file() and p.name != "bundle.yaml"}

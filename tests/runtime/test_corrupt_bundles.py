@@ -58,7 +58,7 @@ def test_an_intact_bundle_reads_with_its_checksums(echo):
 
 
 def test_invalid_yaml_names_the_file_and_the_line(echo):
-    (echo / "bundle.yaml").write_text("format: 3\napp: echo\nsites: {entry: [\n  - x\n")
+    (echo / "bundle.yaml").write_text("format: 4\napp: echo\nsites: {entry: [\n  - x\n")
     line = _one_error(serve(echo))
     assert f"{echo / 'bundle.yaml'}: not valid YAML:" in line and "line 4" in line, line
     assert "ScannerError" not in line and "ParserError" not in line
@@ -67,11 +67,13 @@ def test_invalid_yaml_names_the_file_and_the_line(echo):
 @pytest.mark.parametrize("fmt, words", [(99, "format 99 (not a format this runtime reads)"),
                                         (1, "format 1 (written by an older planner, without artifact checksums)"),
                                         (2, "format 2 (written by an older planner, without node instances and "
-                                            "site replicas)")])
+                                            "site replicas)"),
+                                        (3, "format 3 (written by an older planner, without ONNX Runtime providers "
+                                            "and threads)")])
 def test_other_formats_are_refused_naming_the_one_read(echo, fmt, words):
     _edit(echo, lambda d: d.update(format=fmt))
     line = _one_error(serve(echo))
-    assert words in line and "reads format 3" in line and "re-run `planner solve`" in line, line
+    assert words in line and "reads format 4" in line and "re-run `planner solve`" in line, line
 
 
 @pytest.mark.parametrize("field, path", [("artifact", "../../etc/passwd"), ("artifact", "/etc/passwd"),

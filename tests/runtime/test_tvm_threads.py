@@ -1,0 +1,50 @@
+"""A site runs its TVM builds on the threads they were profiled with: the bundle records them and
+the runtime sizes TVM's pool before TVM starts it (its default is about half the hardware
+threads: one on a 2-vCPU machine, where the profiler measured on two)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from planner_runtime.bundle_format import NodeSpec
+from planner_runtime.nodes import tvm_pool
+
+SPEC = {"site": "a", "inputs": [{"name": "x", "dtype": "float32", "shape": [1]}],
+        "outputs": [{"name": "y", "dtype": "float32", "shape": [1]}]}
+
+
+def spec(kind: str, threads: int | None) -> NodeSpec:
+    return NodeSpec(kind=kind, threads=threads, **SPEC)
+
+
+def test_the_pool_takes_the_most_threads_of_the_tvm_nodes(monkeypatch):
+    monkeypatch.delenv("TVM_NUM_THREADS", raising=False)
+    tvm_pool([spec("tvm", 2), spec("tvm", 4), spec("onnx", 8), spec("python", None)])
+    import os
+
+    assert os.environ["TVM_NUM_THREADS"] == "4"  # ONNX Runtime's threads are its own
+
+
+def test_an_operator_setting_is_kept_and_no_tvm_node_sets_nothing(monkeypatch):
+    import os
+
+    monkeypatch.setenv("TVM_NUM_THREADS", "1")
+    tvm_pool([spec("tvm", 2)])
+    assert os.environ["TVM_NUM_THREADS"] == "1"
+    monkeypatch.delenv("TVM_NUM_THREADS")
+    tvm_pool([spec("onnx", 2), spec("tvm", None)])
+    assert "TVM_NUM_THREADS" not in os.environ
+
+
+def test_tvm_really_starts_its_pool_with_that_many_threads():
+    # two: the most this 2-core machine has (TVM takes no more workers than cores)
+    code = ("from planner_runtime.bundle_format import NodeSpec\n"
+            "from planner_runtime.nodes import tvm_pool\n"
+            f"tvm_pool([NodeSpec(kind='tvm', threads=2, **{SPEC!r})])\n"
+            "import tvm\n"
+            "print(tvm.get_global_func('runtime.NumThreads')())\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TVM_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "2"  # TVM's own default here is 1 (2 vCPUs); it caps at the cores
