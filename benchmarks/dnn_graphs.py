@@ -131,7 +131,7 @@ def generate(name: str, directory: Path = DEFAULT_DIR, slo_factor: float = 1.2, 
     heft = greedy_earliest_finish(inst).evaluation
     phone = [b.evaluation.latency_us for b in single_site(inst) if b.name == "all-on-phone"]
     slo_ms = witness.latency_us / 1000 * slo_factor
-    if phone and slo_ms >= phone[0] / 1000:
+    if phone and slo_ms >= phone[0] / 1000 > witness.latency_us / 1000:  # as gen_dag: the slower of the two
         slo_ms = (witness.latency_us + phone[0]) / 2000
     app["constraints"]["latency_ms"] = round(slo_ms, 3)
     inst, _, _ = instance_of(app)

@@ -198,7 +198,9 @@ def generate(n_models: int, n_sites: int, seed: int, slo_factor: float = 1.2) ->
     edge = [s for s, d in app["sites"].items() if d["tier"] == "edge"]
     all_edge = [b.evaluation.latency_us for b in single_site(inst) if b.name == f"all-on-{edge[0]}"]
     slo_ms = witness.latency_us / 1000 * slo_factor
-    if all_edge and slo_ms >= all_edge[0] / 1000:  # make it bind: halfway between witness and all-edge
+    # make it bind: halfway between the witness and all-edge, where all-edge is the slower (with
+    # queueing a busy witness site can make the all-edge plan the faster one)
+    if all_edge and slo_ms >= all_edge[0] / 1000 > witness.latency_us / 1000:
         slo_ms = (witness.latency_us + all_edge[0]) / 2000
     app["constraints"]["latency_ms"] = round(slo_ms, 3)
     inst, _, _ = instance_of(app)
