@@ -1,13 +1,11 @@
 """The plan's p50 and p99 under load, proven through `planner up` (issue 11, "How it is checked").
 
-An app of one python step of a fixed service time S (30 ms), one instance on one replica of the
-site `mec`; the source and the sink on `edge`, so every request takes two loopback hops (the
-prediction's link model is in the path, as it is in any real plan). Two steps: one that sleeps,
-and one CPU-bound that hashes a 256 KB block until S has passed (hashlib releases the GIL on
-large buffers, as ONNX Runtime and TVM do while they run; bounding it by the clock keeps S fixed
-on a machine whose other jobs take the cores). Solved, served by `planner up`, and driven by
-`planner bench --rate` at 49 % and 80 % utilization (rate = u / S, S the host profile's
-measurement, which is the S the prediction uses).
+The app of tests/load_app.py: one python step of a fixed service time S (30 ms), one instance
+on one replica of the site `mec`, its source and sink on `edge`, so every request takes two
+loopback hops (the prediction's link model is in the path, as in any real plan); the step
+sleeps, or hashes (CPU-bound, the GIL released, as ONNX Runtime and TVM release it). Solved,
+served by `planner up`, driven by `planner bench --rate` at 49 % and 80 % utilization (rate =
+u / S, S the host profile's measurement, which is the S the prediction uses).
 
 Each run is checked twice:
 - against a replay of the same run through an ideal FIFO single server (tests/local/fifo_replay.py,
@@ -53,54 +51,10 @@ import pytest
 from planner.local.load_test import schedule
 from planner.model.queueing import Queue
 from tests import ROOT
+from tests.load_app import SERVICE_MS, STEPS, write_load_app
 from tests.local.fifo_replay import ideal_percentiles, replay_report
 
 pytestmark = pytest.mark.timeout(240)
-
-SERVICE_MS = 30
-STEPS = {
-    "sleep": f'''
-import time
-
-import numpy as np
-
-
-def f(x):
-    time.sleep({SERVICE_MS / 1000!r})
-    return {{"y": (x * 2).astype(np.float32)}}
-''',
-    "cpu": f'''
-import hashlib
-import time
-
-import numpy as np
-
-_BLOCK = bytes(256 * 1024)  # ~0.15 ms of hashing: the clock is checked often, the GIL released meanwhile
-
-
-def f(x):
-    end = time.perf_counter() + {SERVICE_MS / 1000!r}
-    while time.perf_counter() < end:
-        hashlib.sha256(_BLOCK).digest()
-    return {{"y": (x * 2).astype(np.float32)}}
-''',
-}
-
-APP = """name: loaded
-sites:
-  edge: {tier: edge, target: host}
-  mec: {tier: edge, target: host, max_replicas: 1}
-links:
-  - {between: [edge, mec], bandwidth_mbps: 1000, rtt_ms: 1}
-models:
-  s: {python: steps.py:f, inputs: {x: [1, 4]}, sites: [mec]}
-sources: {cam: {site: edge, rate_rps: 1}}
-sinks: {out: {site: edge}}
-flows:
-  - {from: cam, to: s}
-  - {from: s, to: out}
-constraints: {latency_ms: 2000}
-"""
 
 # utilization -> (requests in the schedule, its seed): see the module docstring
 RUNS = {0.49: (200, 87), 0.8: (360, 695)}
@@ -157,14 +111,12 @@ class Served:
     runs: dict = field(default_factory=dict)  # utilization -> the bench report at that load
 
 
-@pytest.fixture(scope="module", params=sorted(STEPS))
+@pytest.fixture(scope="module", params=STEPS)
 def served(request, tmp_path_factory, env):
     """The app with the step `request.param`, solved and served by `planner up`."""
     work = tmp_path_factory.mktemp(f"load-{request.param}")
-    (work / "steps.py").write_text(STEPS[request.param])
-    (work / "app.yaml").write_text(APP)
     out = work / "out"
-    r = planner(env, "solve", work / "app.yaml", "-o", out)
+    r = planner(env, "solve", write_load_app(work / "app", request.param), "-o", out)
     assert r.returncode == 0, r.stdout + r.stderr
     plan = json.loads((out / "plan.json").read_text())
     assert plan["sites"]["mec"]["replicas"] == 1 and plan["models"]["s"]["instances"] == 1
@@ -251,7 +203,7 @@ def test_p50_and_p99_under_load_are_the_prediction_for_this_machine(served, env,
     said = numbers(served, report, replay_report(report))
     [model] = report["models"]
     mean = float(np.mean([q["service_ms"] for q in report["requests"]]))
-    if mean > 1.03 * served.service_ms or model["service_p99_ms"] > 1.2 * served.service_ms:
+    if mean > 1.03 * served.service_ms or model["service_p99_ms"] > 1.25 * served.service_ms:
         pytest.skip(f"the cores were busy: the {served.step} step took {mean:.1f} ms on average and "
                     f"{model['service_p99_ms']} ms at p99 for {served.service_ms} ms profiled")
     predicted_hops, measured_hops = hops_ms(report)
