@@ -53,7 +53,8 @@ def replay_report(report: dict) -> dict[str, float]:
     waits = fifo_waits(np.array(sent)[order], service)
     replayed = measured - queued + waits
     return {"p50_ms": float(np.percentile(replayed, 50)), "p99_ms": float(np.percentile(replayed, 99)),
-            "measured_p50_ms": float(np.percentile(measured, 50)), "measured_p99_ms": float(np.percentile(measured, 99)),
+            "measured_p50_ms": float(np.percentile(measured, 50)),
+            "measured_p99_ms": float(np.percentile(measured, 99)),
             "wait_p50_ms": float(np.percentile(waits, 50)), "wait_p99_ms": float(np.percentile(waits, 99)),
             "measured_wait_p50_ms": float(np.percentile(queued, 50)),
             "measured_wait_p99_ms": float(np.percentile(queued, 99))}
