@@ -152,7 +152,18 @@ def summarize(outcomes: list[Outcome], rate_rps: float, duration_s: float, repli
         "window_s": round(window, 3),
         "sender_late_ms": {"p50": late["p50"], "p99": late["p99"],
                            "max": _ms(max(((o.sent - o.at) * 1000 for o in outcomes), default=None))},
-        "requests": [{"at_ms": _ms(o.at * 1000), "late_ms": _ms((o.sent - o.at) * 1000),
-                      "ms": _ms((o.done - o.at) * 1000) if o.ok else None, "error": None if o.ok else (o.error or "no answer")}
-                     for o in outcomes],
+        "requests": [_request_row(o) for o in outcomes],
     }
+
+
+def _request_row(o: Outcome) -> dict:
+    """One request of the report; `service_ms` and `queue_ms` (its models' run and instance waits,
+    summed) let a reader replay the schedule through a queue of their own (tests/local/lindley.py)."""
+    row = {"at_ms": _ms(o.at * 1000), "late_ms": _ms((o.sent - o.at) * 1000),
+           "ms": _ms((o.done - o.at) * 1000) if o.ok else None, "error": None if o.ok else (o.error or "no answer"),
+           "service_ms": None, "queue_ms": None}
+    if o.ok:
+        times = request_times(o.timings)
+        row["service_ms"] = _ms(sum(times.models.values()))
+        row["queue_ms"] = _ms(sum(times.queues.values()))
+    return row

@@ -106,6 +106,8 @@ def test_summary_of_known_outcomes():
                             "queue_p50_ms": 30.0, "queue_p99_ms": 30.0}]
     assert r["sender_late_ms"]["max"] == 2.0
     assert [q["ms"] for q in r["requests"]] == [200.0, 300.0, None, 1000.0]
+    # each answered request's own model and queue time (what tests/local/fifo_replay.py replays)
+    assert [(q["service_ms"], q["queue_ms"]) for q in r["requests"]] == [(100.0, 30.0)] * 2 + [(None, None), (100.0, 30.0)]
     # no queue timings from the runtime, no prediction at this rate: neither is made up
     for o in outcomes:
         o.timings = [t for t in o.timings if t[0] != "queue"]

@@ -1,0 +1,40 @@
+"""The replay of tests/local/fifo_replay.py against hand-computed waits and against the
+discrete-event simulation of tests/model/queue_sim.py (a heap of server free times, not Lindley)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from tests.local.fifo_replay import fifo_waits, ideal_percentiles, replay_report
+from tests.model.queue_sim import poisson_arrivals, serve
+
+
+def test_waits_by_hand():
+    # arrivals 0, 5, 6, 30 ms; services 10, 4, 2, 1: the second waits 5, the third 5 + 4 - 1 = 8
+    assert fifo_waits([0, 5, 6, 30], [10, 4, 2, 1]).tolist() == [0, 5, 8, 0]
+    assert fifo_waits([0, 1, 2], 3.0).tolist() == [0, 2, 4]
+
+
+def test_constant_service_waits_are_the_simulations():
+    arrivals = poisson_arrivals(40, 5000, random.Random(3))
+    simulated = serve(arrivals, 1, 20.0, 0.0, seed=4)
+    assert fifo_waits(arrivals, 20.0) == pytest.approx(simulated.wait, abs=1e-9)
+    response = np.array(simulated.response)
+    ideal = ideal_percentiles(arrivals, 20.0)
+    assert ideal == pytest.approx({"p50_ms": np.percentile(response, 50), "p99_ms": np.percentile(response, 99)})
+
+
+def test_a_report_replayed_keeps_each_requests_hops_and_service():
+    """Three requests 10 ms apart, 15 ms of service, 2 ms of hops: the runtime waited 1 ms longer
+    than the ideal server for the second (5 ms) and the third (10 ms)."""
+    rows = [{"at_ms": 0.0, "late_ms": 0.0, "ms": 17.0, "queue_ms": 0.0, "service_ms": 15.0, "error": None},
+            {"at_ms": 10.0, "late_ms": 0.0, "ms": 23.0, "queue_ms": 6.0, "service_ms": 15.0, "error": None},
+            {"at_ms": 20.0, "late_ms": 0.0, "ms": 29.0, "queue_ms": 12.0, "service_ms": 15.0, "error": None}]
+    r = replay_report({"requests": rows})
+    assert r["p50_ms"] == pytest.approx(22.0) and r["measured_p50_ms"] == pytest.approx(23.0)
+    assert r["wait_p99_ms"] == pytest.approx(np.percentile([0, 5, 10], 99))
+    with pytest.raises(ValueError, match="1 request"):
+        replay_report({"requests": rows + [{"at_ms": 30.0, "late_ms": 0.0, "ms": None, "error": "INTERNAL: x"}]})
