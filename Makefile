@@ -50,10 +50,13 @@ demo: install models
 	$(BIN)/planner run examples/ocr/app.yaml --input camera=examples/ocr/sample.png
 
 # the layering first (import-linter contracts in pyproject.toml), then the tests; property tests
-# draw the same examples every run (the `ci` hypothesis profile in tests/conftest.py)
+# draw the same examples every run (the `ci` hypothesis profile in tests/conftest.py). The load
+# tests (marker `load`: latency under load against the model) run after the others, alone on the
+# cores: beside other tests they would time the other tests.
 test: install models
 	$(BIN)/lint-imports
-	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -n 2 --dist loadfile -q
+	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -n 2 --dist loadfile -q -m "not load"
+	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -q -m load
 
 # mutation testing of the core math (mutmut, [tool.mutmut] in pyproject.toml; not part of `make
 # test`: a few minutes on 2 cores): the score and the surviving mutants in benchmarks/results/mutation.*

@@ -55,7 +55,8 @@ from tests import ROOT
 from tests.load_app import SERVICE_MS, STEPS, write_load_app
 from tests.local.fifo_replay import ideal_percentiles, replay_report
 
-pytestmark = pytest.mark.timeout(240)
+# timed against the model: on cores other tests share, the run measures them (make test runs it alone)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.load]
 
 # utilization -> (requests in the schedule, its seed): see the module docstring
 RUNS = {0.49: (200, 87), 0.8: (360, 695)}
