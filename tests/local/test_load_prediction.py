@@ -11,7 +11,8 @@ Each run is checked twice:
 - against a replay of the same run through an ideal FIFO single server (tests/local/fifo_replay.py,
   Lindley's recursion over the actual send times and the measured service times): measured p50
   and p99 within 15 %. This is the check that the runtime queues as modeled, for any schedule.
-- against the model's prediction for this machine (the bench report's `predicted`): within 20 %.
+- against the model's prediction for this machine (the bench report's `predicted`), its hops
+  replaced by those the run measured (see the test): within 20 %.
   A model's percentiles are long-run values, and one short run is one sample of them. By the
   same replay with a constant S, over 1000 seeds: at 80 % and 360 requests, a schedule's p99 is
   within 20 % of the model's for 29 % of the seeds, its median 30 % low (a run starts with an
