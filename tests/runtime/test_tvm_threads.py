@@ -48,3 +48,16 @@ def test_tvm_really_starts_its_pool_with_that_many_threads():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-1] == "2"  # TVM's own default here is 1 (2 vCPUs); it caps at the cores
+
+
+def test_on_this_machine_a_build_takes_at_most_its_cores():
+    """planner up --host-targets runs every site here: a 16-core site's threads on this host's cores."""
+    import os
+
+    from planner_runtime.nodes import threads_here
+
+    cores = os.cpu_count() or 1
+    assert threads_here(16 * cores, host_targets=True) == cores
+    assert threads_here(1, host_targets=True) == 1
+    assert threads_here(16 * cores, host_targets=False) == 16 * cores  # on its own hardware: as profiled
+    assert threads_here(None, host_targets=True) is None
