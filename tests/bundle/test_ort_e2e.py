@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -23,6 +22,7 @@ from planner.pipeline import prepare, solve_prepared, write_solution
 from planner.solver.cpsat import SolverConfig
 from planner_runtime.bundle_format import Bundle
 from tests import ROOT
+from tests.up_process import planner_up
 from tests.profiling.onnx_models import mlp
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -95,26 +95,14 @@ def test_planner_up_serves_onnxruntime_s_answer_to_tritonclient(solved):
     out = work / "out"
     x = np.random.default_rng(11).standard_normal((64, 256)).astype(np.float32)
     truth = ort.InferenceSession(str(work / "m.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    proc = subprocess.Popen([sys.executable, "-m", "planner", "up", str(out), "--base-port", "0", "--for", "200"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
-    try:
-        for line in proc.stdout:
-            if line.startswith("ready:"):
-                break
+    with planner_up(out, "--base-port", "0", "--for", "200", env=env) as up:
         address = json.loads((out / "logs" / "endpoints.json").read_text())["edge"]
         client = grpcclient.InferenceServerClient(address)
         assert client.get_model_metadata("m", as_json=True)["platform"] == "onnxruntime/CPUExecutionProvider"
         inp = grpcclient.InferInput("cam", [64, 256], "FP32")
         inp.set_data_from_numpy(x)
         served = client.infer("mm", [inp], client_timeout=60).as_numpy("y")
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-    assert proc.returncode == 0
+    assert up.proc.returncode == 0
     assert served.shape == truth.shape == (64, 256)
     np.testing.assert_allclose(served, truth, rtol=1e-5, atol=0)
 

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -55,6 +54,7 @@ from planner.model.queueing import Queue
 from tests import ROOT
 from tests.load_app import SERVICE_MS, STEPS, write_load_app
 from tests.local.fifo_replay import ideal_percentiles, replay_report
+from tests.up_process import planner_up
 
 # timed against the model: on cores other tests share, the run measures them (make test runs it alone)
 pytestmark = [pytest.mark.timeout(240), pytest.mark.load]
@@ -136,21 +136,9 @@ def served(request, tmp_path_factory, env):
     assert r.returncode == 0, r.stdout + r.stderr
     plan = json.loads((out / "plan.json").read_text())
     assert plan["sites"]["mec"]["replicas"] == 1 and plan["models"]["s"]["instances"] == 1
-    proc = subprocess.Popen([sys.executable, "-m", "planner", "up", str(out), "--base-port", "0", "--for", "600"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
-    try:
-        for line in proc.stdout:
-            if line.startswith("ready:"):
-                break
-        assert proc.poll() is None, proc.stderr.read()
+    with planner_up(out, "--base-port", "0", "--for", "600", env=env) as up:
+        assert up.proc.poll() is None, up.proc.stderr.read()
         yield Served(out, request.param, plan["models"]["s"]["latency_ms"])
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
 
 
 def loaded(served: Served, env, utilization: float) -> dict:

@@ -22,6 +22,7 @@ from planner.local import up
 from planner.local.sites import is_serving, site_bundles
 from planner_runtime.bundle_format import Bundle
 from tests import ROOT
+from tests.up_process import planner_up
 from tests.runtime import fanapp
 
 pytestmark = pytest.mark.timeout(180)
@@ -93,16 +94,9 @@ def test_up_runs_every_replica_and_requests_reach_all_of_them(tmp_path):
     out = _with_replicas(fanapp.echo_bundles(tmp_path / "out", {"entry": 1, "far": 2}, nbytes=16),
                          {"entry": 2, "far": 2})
     logs = out / "logs"
-    proc = subprocess.Popen([sys.executable, "-m", "planner", "up", str(out), "--base-port", "0", "--for", "150",
-                             "--restarts", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=ROOT, env=ENV)
-    try:
-        table = []
-        for line in proc.stdout:
-            table.append(line)
-            if line.startswith("ready:"):
-                break
-        assert "2 site(s), 4 processes" in "".join(table), "".join(table)
+    with planner_up(out, "--base-port", "0", "--for", "150", "--restarts", "1", env=ENV) as up:
+        table = "".join(up.started)
+        assert "2 site(s), 4 processes" in table, table
         services = json.loads((logs / "services.json").read_text())
         assert sorted(services) == ["entry", "far"]
         addresses = [a for s in services.values() for key in ("grpc", "metrics") for a in s[key]]
@@ -129,15 +123,8 @@ def test_up_runs_every_replica_and_requests_reach_all_of_them(tmp_path):
             assert time.monotonic() < end, "far.1 not serving again"
             time.sleep(0.1)
         assert _bench(out, 4)["e2e_ms"]["n"] == 4
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            rest, err = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-    assert proc.returncode == 0, rest + err
-    assert "site far.1 exited with signal SIGKILL; starting it again" in err, err
+    assert up.proc.returncode == 0, up.stdout + up.stderr
+    assert "site far.1 exited with signal SIGKILL; starting it again" in up.stderr, up.stderr
     assert "started again" in (logs / "far.1.log").read_text()
     assert not (logs / "services.json").exists() and not (logs / "endpoints.json").exists()
 
@@ -156,22 +143,10 @@ def test_a_solved_plan_with_several_replicas_runs_a_process_each(tmp_path):
     assert 2 <= replicas <= 4
     bundle = Bundle.read(out / "sites" / "here")
     assert bundle.sites["here"].replicas == replicas and bundle.nodes["s"].instances == 2
-    proc = subprocess.Popen([sys.executable, "-m", "planner", "up", str(out), "--base-port", "0", "--for", "100"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=ENV)
-    try:
-        for line in proc.stdout:
-            if line.startswith("ready:"):
-                break
+    with planner_up(out, "--base-port", "0", "--for", "100", env=ENV) as up:
         services = json.loads((out / "logs" / "services.json").read_text())
         assert len(services["here"]["grpc"]) == len(services["here"]["metrics"]) == replicas
         _bench(out, 2 * replicas)
         assert [_metric(m, "oip_requests_total", site="here", model="steps", code="OK")
                 for m in services["here"]["metrics"]] == [2] * replicas
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-    assert proc.returncode == 0
+    assert up.proc.returncode == 0
