@@ -148,6 +148,7 @@ class PlacementSolver:
         self.assumptions: dict[ConstraintKey, cp_model.IntVar] = {}
         self.model = cp_model.CpModel()
         self.vars = _Vars()
+        self._least: dict[tuple[str, str], int] = {}
         self._build_model()
 
     # -- model ---------------------------------------------------------------------------
@@ -239,9 +240,12 @@ class PlacementSolver:
     def _least_us(self, m: str, s: str) -> int:
         """The least time model m can take on site s in any plan: its fastest build plus its
         wait with the most replicas allowed (when explaining, replicas may exceed the limit:
-        the latency alone)."""
-        most = self.inst.site(s).max_replicas
-        return min(o.latency_us if self.soft else o.least_us(most) for o in self.inst.builds(m, s))
+        the latency alone). Asked for every site pair of every flow: computed once each."""
+        key = (m, s)
+        if key not in self._least:
+            most = self.inst.site(s).max_replicas
+            self._least[key] = min(o.latency_us if self.soft else o.least_us(most) for o in self.inst.builds(m, s))
+        return self._least[key]
 
     def _choices(self, m: str) -> list[Choice]:
         return self._choice[m]
