@@ -73,6 +73,7 @@ class LoadAverage:
 
     def __enter__(self):
         self.samples.append(os.getloadavg()[0])
+        self._cpu = cpu_times()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
@@ -85,10 +86,19 @@ class LoadAverage:
         self._stop.set()
         self._thread.join()
         self.samples.append(os.getloadavg()[0])
+        busy, total = (b - a for a, b in zip(self._cpu, cpu_times()))
+        self.cpu_busy = round(busy / total, 4) if total else None
 
     def summary(self) -> dict:
         return {"mean": round(float(np.mean(self.samples)), 2), "max": round(max(self.samples), 2),
-                "samples": len(self.samples)}
+                "samples": len(self.samples), "cpu_busy": self.cpu_busy}
+
+
+def cpu_times() -> tuple[int, int]:
+    """The machine's busy and total CPU time so far (/proc/stat, all cores): busy is all but idle and iowait."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields) - idle, sum(fields)
 
 
 class Serving:
@@ -122,16 +132,22 @@ def prediction(out: Path, rate: float) -> dict:
 
 
 def rates_for(out: Path, utilizations=UTILIZATIONS) -> tuple[str, dict[float, float]]:
-    """The busiest site by this machine's prediction, and the rate that makes it u busy for each u
-    (utilization is linear in the rate while the replicas stay; checked at the rate found)."""
+    """The busiest resource by this machine's prediction, and the rate that makes it u busy for each u.
+
+    Every site runs on this machine, so its cores are shared by all of them: the resource is the
+    machine's cores (`host` of the prediction: every model's time x threads per request, linear in
+    the rate), unless one site's own queues are busier (a single-server site whose model uses fewer
+    threads than the cores)."""
     probe = 0.1
-    busy = prediction(out, probe)["utilization"]
+    pred = prediction(out, probe)
+    busy = {"this machine's cores": pred["host"]["utilization"], **pred["utilization"]}
     site = max(busy, key=busy.get)
     rates = {}
     for u in utilizations:
         rate = u * probe / busy[site]
-        for _ in range(3):  # more replicas at a higher rate would lower the utilization: aim again
-            got = prediction(out, rate)["utilization"][site]
+        for _ in range(3):  # more replicas at a higher rate would lower a site's utilization: aim again
+            got = prediction(out, rate)
+            got = got["host"]["utilization"] if site == "this machine's cores" else got["utilization"][site]
             if abs(got - u) <= 0.01:
                 break
             rate *= u / got
@@ -155,13 +171,18 @@ def row(report: dict, load: dict, site: str, target_u: float) -> dict:
         "target_utilization": target_u, "site": site, "rate_rps": report["rate_rps"],
         "duration_s": report["duration_s"], "seed": report["seed"], "sent": report["sent"], "ok": report["ok"],
         "errors": report["errors"], "achieved_rps": report["achieved_rps"],
-        "predicted_utilization": (report["predicted_utilization"] or {}).get(site),
-        "measured_utilization": report["utilization"].get(site),
+        "predicted_utilization": (report["host_prediction"].get("host", {}).get("utilization")
+                                  if site == "this machine's cores" else (report["predicted_utilization"] or {}).get(site)),
+        "predicted_long_run": report["host_prediction"].get("long_run"),
+        "independent_queues": report["host_prediction"].get("independent_queues"),
+        "measured_utilization": (load["cpu_busy"] if site == "this machine's cores" else report["utilization"].get(site)),
         "predicted": predicted, "measured": {"p50_ms": report["p50_ms"], "p95_ms": report["p95_ms"],
                                              "p99_ms": report["p99_ms"]},
         "error_pct": error,
         "within_goal": all(e is not None and abs(e) <= GOAL_PCT for e in error.values()),
-        "models": report["models"], "sender_late_ms": report["sender_late_ms"], "loadavg": load,
+        "models": [m | {"profile_ms": report["host_prediction"].get("models", {}).get(m["model"], {}).get("ms")}
+                   for m in report["models"]],
+        "sender_late_ms": report["sender_late_ms"], "loadavg": load,
         "error_messages": report["error_messages"],
     }
 
@@ -242,10 +263,16 @@ def markdown(r: dict) -> str:
                       "modeled one); schedule alone: the schedule through an ideal M/D/1 server, against the model "
                       "(the draw's own share of the error).", ""]
         else:
-            lines += [f"Busiest site: {app['busiest_site']}; replicas {app['replicas']}.", ""]
+            lines += [f"Busiest: {app['busiest_site']} (its utilization below: predicted, and for the cores measured "
+                      "from /proc/stat over the run, the bench's client included); replicas {app['replicas']}. "
+                      "Predicted: the simulation of this machine for the run's own schedule; long run and "
+                      "independent queues (each model its own queue, nothing shared) beside.", ""]
         head = ("| target u | rate rps | duration s | seed | sent / ok | u predicted / measured | p50 predicted / "
                 "measured ms | p99 predicted / measured ms | error p50 / p99 | load avg mean / max |")
         cols = 10
+        if not synthetic:
+            head += " long run p50 / p99 ms | independent queues p50 / p99 ms | service p50 per model ms (profile) |"
+            cols += 3
         if synthetic:
             head += " replay p50 / p99 ms (measured vs) | schedule alone vs model p50 / p99 |"
             cols += 2
@@ -258,6 +285,11 @@ def markdown(r: dict) -> str:
                      f"{x['predicted']['p99_ms']} / {x['measured']['p99_ms']}",
                      f"{_pct(e['p50'])} / {_pct(e['p99'])}{'' if x['within_goal'] else ' (goal missed)'}",
                      f"{x['loadavg']['mean']} / {x['loadavg']['max']}"]
+            if not synthetic:
+                lr, iq = x.get("predicted_long_run") or {}, x.get("independent_queues") or {}
+                cells.append(f"{lr.get('p50_ms')} / {lr.get('p99_ms')}")
+                cells.append(f"{iq.get('p50_ms')} / {iq.get('p99_ms')}")
+                cells.append(", ".join(f"{m['model']} {m['service_p50_ms']} ({m.get('profile_ms')})" for m in x["models"]))
             if synthetic:
                 rp = x.get("replay")
                 cells.append("-" if rp is None else f"{rp['p50_ms']} / {rp['p99_ms']} "

@@ -76,7 +76,8 @@ def bench(
         if not as_json:
             err.print("predicting the plan's placement on this machine (host profiles, loopback links)",
                       highlight=False)
-        host = host_prediction(out_dir, app_file, refresh, rate_rps=rate)
+        host = host_prediction(out_dir, app_file, refresh, rate_rps=rate,
+                               schedule_s=None if rate is None else schedule(rate, duration, arrivals, seed))
     if not entry:
         wait_for_sites(out_dir, wait, lambda: err.print("waiting for the sites to serve (`planner up OUT`)",
                                                         highlight=False))

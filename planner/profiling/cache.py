@@ -16,9 +16,10 @@ from pydantic import BaseModel, ValidationError
 
 from planner.profiling.locations import default_cache_dir
 
-FORMAT = 6  # bump when the meaning of a cached entry changes (3: untuned CPU code got a default schedule;
+FORMAT = 7  # bump when the meaning of a cached entry changes (3: untuned CPU code got a default schedule;
 #            4: estimates use all-core peaks; 5: `tuned:<K>/<N>` counts this model's tuned kernels;
-#            6: one entry per build (engine, precision), verified, timed on a recorded thread count)
+#            6: one entry per build (engine, precision), verified, timed on a recorded thread count;
+#            7: ONNX Runtime timed without spinning, as served: planner_runtime.ort_options)
 
 Entry = TypeVar("Entry", bound=BaseModel)
 

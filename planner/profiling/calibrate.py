@@ -112,15 +112,9 @@ class _Run:
         return measure_tvm(ex, inputs).median_ms
 
     def ort_ms(self, model, feed) -> float:
-        import onnxruntime as ort
+        from planner.profiling.measure import measure_ort, ort_session
 
-        from planner.profiling.measure import measure_ort
-
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        opts.intra_op_num_threads = self.threads
-        session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        return measure_ort(session, feed).median_ms
+        return measure_ort(ort_session(model.SerializeToString(), self.threads), feed).median_ms
 
     def tvm_threads(self) -> int | None:
         if self.remote is not None:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from planner.app.tensors import ALL_DTYPES, TensorSpec
+from planner_runtime.ort_options import session_options
 
 # One repeat lasts at least MIN_REPEAT_MS (several calls when a call is short); REPEAT repeats.
 REPEAT = 5
@@ -131,13 +132,7 @@ def ort_session(model_bytes: bytes, threads: int = 0, optimize: bool = True):
     `optimize=False` runs the graph as written (no fusions): the reference the builds are checked against."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    if not optimize:
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model_bytes, session_options(threads, optimize), providers=["CPUExecutionProvider"])
 
 
 def run_ort(session, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:

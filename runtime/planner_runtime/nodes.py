@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from planner_runtime.bundle_format import Bundle, NodeSpec, Tensor
+from planner_runtime.ort_options import session_options
 from planner_runtime.tvm_noise import without_scope_warnings
 
 
@@ -148,10 +149,7 @@ class OrtNode(_Node):
         super().__init__(name, inputs, outputs)
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        if threads:  # as the profiler measured it: intra-op threads, operators one at a time
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
+        opts = session_options(threads)  # as the profiler measured it
         providers = [provider] if provider == CPU_PROVIDER else [provider, CPU_PROVIDER]
         try:
             self._sess = ort.InferenceSession(str(path), sess_options=opts, providers=providers)

@@ -231,6 +231,10 @@ def test_the_runtime_queues_like_an_ideal_fifo_server(served, env, utilization):
 
 
 @pytest.mark.parametrize("utilization", sorted(RUNS))
+def host_queues(report: dict) -> dict:
+    return report["host_prediction"]["independent_queues"]
+
+
 def test_p50_and_p99_under_load_are_the_prediction_for_this_machine(served, env, utilization):
     """Measured p50 and p99 within 20 % of the bench's prediction at this rate, with the hops as
     this run measured them: the prediction's 3 ms for the client's hop and the two hops is a
@@ -250,6 +254,9 @@ def test_p50_and_p99_under_load_are_the_prediction_for_this_machine(served, env,
     predicted_hops, hops = hops_ms(report)
     queue = Queue(report["rate_rps"], served.service_ms, 1)
     for q in (50, 99):
-        assert report["predicted"][f"p{q}_ms"] - predicted_hops == pytest.approx(queue.response_ms(q), rel=0.01)
+        # the queueing model's own number, and the simulation of this machine the bench predicts with
+        # (one step on one server: nothing shares the cores, so the two differ by the simulation's noise)
+        assert host_queues(report)[f"p{q}_ms"] - predicted_hops == pytest.approx(queue.response_ms(q), rel=0.01)
+        assert report["predicted"][f"p{q}_ms"] - predicted_hops == pytest.approx(queue.response_ms(q), rel=0.05)
         predicted = with_hops(queue, hops, q)
         assert abs(report[f"p{q}_ms"] / predicted - 1) <= MODEL_TOLERANCE, f"p{q} (predicted {predicted:.1f}): {said}"

@@ -1,0 +1,202 @@
+"""The latency of requests through every site at once on ONE machine: a discrete-event simulation.
+
+`planner up` runs every site of a plan on this machine (loopback), so unlike the sites the plan
+was made for, they share this machine's cores: while one model runs, a model of another site,
+or of the same site for an earlier request, runs on the same cores and both slow down. The
+per-model queues of the latency model (planner.model.queueing: each model its own FIFO queue on
+its own servers) do not see that; the OCR example measured 2-8x their prediction here
+(benchmarks/results/load_accuracy_ocr.md). So the prediction for this machine under load
+simulates it, as InferLine (SoCC'20) estimates a pipeline's P99 by simulating it:
+
+- requests arrive as a Poisson stream (one request carries every source's tensors, as `planner
+  bench --rate` sends them); a model is ready when every input has arrived (its producer
+  finished, plus the loopback hop when the producer ran on another site);
+- each model is a FIFO queue with `servers` = replicas x instances, as the runtime gates it;
+- a model that runs needs `service_ms` x `threads` core-milliseconds (its host profile, taken
+  alone, with the threads it is served with) and runs on at most `threads` cores; the machine's
+  `cores` are shared between every running model by processor sharing, max-min fair (water-
+  filling: no model gets more than its threads, the rest is split evenly). Alone on the machine
+  a model takes exactly its profile; k models with 2 threads each on 2 cores take k times as long
+  as alone while they overlap. This assumes the builds' work neither grows nor shrinks when they
+  share cores (no spinning threads burning cores they do not use, no cache thrashing): what the
+  load benchmark checks.
+
+The percentiles are those of the simulated responses (after a warm-up share is dropped), fixed
+by the seed: the same inputs give the same numbers. Pure python; no planner imports.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from dataclasses import dataclass, field
+
+WARMUP_SHARE = 0.05  # of the simulated requests, dropped: the machine starts empty
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One model as this machine serves it."""
+
+    name: str
+    service_ms: float  # alone on the machine, with `threads` threads
+    threads: int = 1
+    servers: int = 1  # replicas x instances: requests it runs at once; more wait in FIFO order
+    inputs: tuple[tuple[str, float], ...] = ()  # (producer stage, or "" for the request's arrival; hop ms)
+
+
+@dataclass
+class HostRun:
+    """The simulated responses (ms from arrival to the last sink's input), after the warm-up."""
+
+    responses_ms: list[float]
+    busy_core_ms: float  # core-milliseconds of work the stages did
+    span_ms: float  # from the first arrival to the last answer
+    cores: int
+    stage_busy_ms: dict[str, float] = field(default_factory=dict)  # per stage: time it had a request running
+
+    def percentile(self, p: float) -> float:
+        """The p-th percentile of the responses (linear interpolation, as numpy's default)."""
+        values = sorted(self.responses_ms)
+        k = (len(values) - 1) * p / 100
+        lo = math.floor(k)
+        hi = min(lo + 1, len(values) - 1)
+        return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+    @property
+    def utilization(self) -> float:
+        """The machine's cores busy over the run."""
+        return self.busy_core_ms / (self.cores * self.span_ms) if self.span_ms > 0 else 0.0
+
+
+def core_utilization(stages: list[Stage], rate_rps: float, cores: int) -> float:
+    """Share of this machine's cores the stages keep busy at this rate (every stage once per request)."""
+    return rate_rps * sum(s.service_ms * s.threads for s in stages) / 1000 / cores
+
+
+def fair_rates(threads: list[int], cores: float) -> list[float]:
+    """Cores each running job gets: max-min fair, none more than its threads (water-filling)."""
+    rates = [0.0] * len(threads)
+    left, n = float(cores), len(threads)
+    for i in sorted(range(n), key=lambda j: threads[j]):
+        share = left / n
+        rates[i] = min(threads[i], share)
+        left -= rates[i]
+        n -= 1
+    return rates
+
+
+@dataclass
+class _Job:
+    request: int
+    stage: str
+    work: float  # core-ms left
+    threads: int
+    rate: float = 0.0
+
+
+def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: float, cores: int,
+             requests: int = 20000, seed: int = 0, arrivals_ms: list[float] | None = None) -> HostRun:
+    """Simulate `requests` Poisson arrivals at `rate_rps` through `stages` (in topological order)
+    on `cores` cores; a request is answered when every (stage, hop ms) of `sinks` has delivered.
+    `arrivals_ms` (rising) replaces the Poisson arrivals: a given schedule, e.g. a load test's, all
+    of whose responses are kept (its run starts empty too)."""
+    if arrivals_ms is None and not rate_rps > 0 or cores < 1 or requests < 1:
+        raise ValueError("rate_rps > 0, cores >= 1 and requests >= 1 required")
+    by_name = {s.name: s for s in stages}
+    consumers: dict[str, list[tuple[str, float]]] = {"": []}
+    for s in stages:
+        for producer, hop in s.inputs:
+            consumers.setdefault(producer, []).append((s.name, hop))
+    for producer, hop in sinks:
+        consumers.setdefault(producer, []).append(("", hop))  # "" as consumer: the answer
+    needed = {s.name: len(s.inputs) for s in stages}
+    needed_answer = len(sinks)
+
+    events: list[tuple[float, int, int, str]] = []  # (time, order, request, stage ready; "" = answered part)
+    order = 0
+    if arrivals_ms is None:
+        rng = random.Random(seed)
+        arrivals, t = [], 0.0
+        for _ in range(requests):
+            t += rng.expovariate(rate_rps / 1000)
+            arrivals.append(t)
+    else:
+        arrivals, requests = list(arrivals_ms), len(arrivals_ms)
+    arrived_inputs: dict[tuple[int, str], int] = {}
+    answered_parts: dict[int, int] = {}
+    done_at: dict[int, float] = {}
+    queues = {s.name: [] for s in stages}  # FIFO of requests waiting, per stage
+    busy_servers = dict.fromkeys(by_name, 0)
+    running: list[_Job] = []
+    stage_busy = dict.fromkeys(by_name, 0.0)
+    busy_core_ms = 0.0
+    next_arrival = 0
+
+    def deliver(now: float, request: int, producer: str) -> None:
+        nonlocal order
+        for consumer, hop in consumers.get(producer, []):
+            heapq.heappush(events, (now + hop, order, request, consumer))
+            order += 1
+
+    def reshare() -> None:
+        for job, r in zip(running, fair_rates([j.threads for j in running], cores)):
+            job.rate = r
+
+    def start_waiting(name: str) -> bool:
+        started = False
+        while queues[name] and busy_servers[name] < by_name[name].servers:
+            request = queues[name].pop(0)
+            s = by_name[name]
+            busy_servers[name] += 1
+            running.append(_Job(request, name, s.service_ms * s.threads, s.threads))
+            started = True
+        return started
+
+    now = 0.0
+    while next_arrival < requests or events or running:
+        t_arrival = arrivals[next_arrival] if next_arrival < requests else math.inf
+        t_event = events[0][0] if events else math.inf
+        t_finish, finishing = math.inf, None
+        for job in running:
+            if job.rate > 0 and now + job.work / job.rate < t_finish:
+                t_finish, finishing = now + job.work / job.rate, job
+        t_next = min(t_arrival, t_event, t_finish)
+        dt = t_next - now
+        for job in running:  # progress up to t_next
+            job.work -= job.rate * dt
+            busy_core_ms += job.rate * dt
+        for name in {j.stage for j in running}:
+            stage_busy[name] += dt  # the stage had at least one request running
+        now = t_next
+        changed = False
+        if t_next == t_finish:
+            running.remove(finishing)
+            busy_servers[finishing.stage] -= 1
+            start_waiting(finishing.stage)
+            deliver(now, finishing.request, finishing.stage)
+            changed = True
+        elif t_next == t_event:
+            _, _, request, stage = heapq.heappop(events)
+            if stage == "":
+                answered_parts[request] = answered_parts.get(request, 0) + 1
+                if answered_parts[request] == needed_answer:
+                    done_at[request] = now
+            else:
+                key = (request, stage)
+                arrived_inputs[key] = arrived_inputs.get(key, 0) + 1
+                if arrived_inputs[key] == needed[stage]:
+                    del arrived_inputs[key]
+                    queues[stage].append(request)
+                    changed = start_waiting(stage)
+        else:
+            deliver(now, next_arrival, "")
+            next_arrival += 1
+        if changed:
+            reshare()
+
+    skip = int(requests * WARMUP_SHARE) if arrivals_ms is None else 0
+    responses = [done_at[i] - arrivals[i] for i in range(skip, requests)]
+    return HostRun(responses_ms=responses, busy_core_ms=busy_core_ms, span_ms=now - arrivals[0], cores=cores,
+                   stage_busy_ms=stage_busy)
