@@ -18,7 +18,7 @@ from pathlib import Path
 
 from planner.app.spec import App, Link
 from planner.errors import InputError
-from planner.local.host_simulation import Stage, core_utilization, simulate
+from planner.model.simulation import Stage, core_utilization, simulate
 from planner.local.run import host_profiles
 from planner.model.checked_app import CheckedApp
 from planner.model.open_app import open_app
@@ -48,7 +48,7 @@ class HostPrediction:
     assumptions: list[str] = field(default_factory=list)
     replicas: dict[str, int] = field(default_factory=dict)
     utilization: dict[str, float] = field(default_factory=dict)  # per site: load / (replicas x capacity)
-    stages: list[Stage] = field(default_factory=list)  # the placement as this machine runs it (host_simulation)
+    stages: list[Stage] = field(default_factory=list)  # the placement as this machine runs it (planner.model.simulation)
     sinks: list[tuple[str, float]] = field(default_factory=list)  # (producer, hop ms) of every flow to a sink
 
     @property
@@ -124,7 +124,7 @@ def predict_on_host(checked: CheckedApp, placement: dict[str, str], profiles: Ap
 
 def host_stages(checked: CheckedApp, inst, placement: dict[str, str], evaluation,
                 profiles: AppProfiles) -> tuple[list[Stage], list[tuple[str, float]]]:
-    """The placement as this machine runs it, for host_simulation: each model's host profile, its
+    """The placement as this machine runs it, for planner.model.simulation: each model's host profile, its
     threads (as served with --host-targets: at most this machine's cores; python steps one), its
     servers (replicas x instances) and its inputs (a loopback hop between sites); the sinks' inputs."""
     app = checked.app
@@ -174,7 +174,7 @@ def host_prediction(out_dir: Path, app_file: Path | None = None, refresh: bool =
 
     Without `rate_rps` (the sequential bench: one request at a time) nothing queues; with it (the
     load `planner bench --rate` offers, every source at that rate: one request carries them all)
-    the p50 and p99 under that load by a simulation of this machine (host_simulation), and each
+    the p50 and p99 under that load by a simulation of this machine (planner.model.simulation), and each
     site's utilization: in the long run, and, given the load test's own send times `schedule_s`,
     for that very schedule (`p50_ms`, `p99_ms`: a short run's percentiles are one draw, and the
     simulation of the same draw is what its measurement is compared with)."""
@@ -232,5 +232,5 @@ def host_prediction(out_dir: Path, app_file: Path | None = None, refresh: bool =
             f"at {rate_rps:g} requests/s: a simulation of this machine (the load test's own send times; the long run: "
             f"{SIMULATED_REQUESTS} Poisson arrivals, seed 0): each model a FIFO queue on replicas x instances servers, "
             f"its host profile as its time alone, every running model sharing the {cores} cores "
-            "(planner.local.host_simulation; README, Queueing)"]
+            "(planner.model.simulation; README, Queueing)"]
     return out

@@ -1,4 +1,4 @@
-"""The simulation of every site on one machine (planner.local.host_simulation), against
+"""The simulation of every site on one machine (planner.model.simulation), against
 independent truths: the queueing model's closed forms where nothing shares the cores, and
 hand-computed processor sharing where everything does."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from planner.local.host_simulation import Stage, core_utilization, fair_rates, simulate
+from planner.model.simulation import Stage, core_utilization, fair_rates, simulate
 from planner.model.queueing import Queue
 
 ARRIVAL = (("", 0.0),)
@@ -135,3 +135,17 @@ def test_the_same_inputs_give_the_same_numbers():
 def test_simulate_refuses_what_it_cannot_run():
     with pytest.raises(ValueError):
         simulate([Stage("a", 1.0, 1, 1, ARRIVAL)], [("a", 0.0)], 0.0, cores=2)
+
+
+def test_models_on_different_sites_do_not_share_cores():
+    """The same two models as above, 2 threads each, on two sites of 2 cores each: nothing shared,
+    30 ms; on one 2-core site, 40 ms."""
+    a, b = Stage("a", 10.0, 2, 1, ARRIVAL, pool="edge"), Stage("b", 30.0, 2, 1, ARRIVAL, pool="mec")
+    sinks = [("a", 0.0), ("b", 0.0)]
+    apart = simulate([a, b], sinks, rate_rps=0.001, cores={"edge": 2, "mec": 2}, requests=10)
+    assert apart.responses_ms == pytest.approx([30.0] * len(apart.responses_ms))
+    together = simulate([a, Stage("b", 30.0, 2, 1, ARRIVAL, pool="edge")], sinks, rate_rps=0.001,
+                        cores={"edge": 2, "mec": 2}, requests=10)
+    assert together.responses_ms == pytest.approx([40.0] * len(together.responses_ms))
+    with pytest.raises(ValueError):
+        simulate([a, b], sinks, 1.0, cores={"edge": 2})

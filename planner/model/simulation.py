@@ -1,25 +1,25 @@
-"""The latency of requests through every site at once on ONE machine: a discrete-event simulation.
+"""Requests through placed models whose sites' cores they share: a discrete-event simulation.
 
-`planner up` runs every site of a plan on this machine (loopback), so unlike the sites the plan
-was made for, they share this machine's cores: while one model runs, a model of another site,
-or of the same site for an earlier request, runs on the same cores and both slow down. The
-per-model queues of the latency model (planner.model.queueing: each model its own FIFO queue on
-its own servers) do not see that; the OCR example measured 2-8x their prediction here
-(benchmarks/results/load_accuracy_ocr.md). So the prediction for this machine under load
-simulates it, as InferLine (SoCC'20) estimates a pipeline's P99 by simulating it:
+The latency model (planner.model.queueing) gives each model its own FIFO queue on its own
+servers. Models placed on one site share its cores, though: while one runs, another model of the
+site, or the same model for an earlier request, runs on the same cores and both slow down. And
+`planner up` runs every site of a plan on ONE machine, so there all models share its cores (the
+OCR example measured 2-8x the per-model queues' prediction here before this was simulated,
+benchmarks/results/load_accuracy_ocr.md). This simulates it, as InferLine (SoCC'20) estimates a
+pipeline's P99 by simulating it:
 
 - requests arrive as a Poisson stream (one request carries every source's tensors, as `planner
   bench --rate` sends them); a model is ready when every input has arrived (its producer
-  finished, plus the loopback hop when the producer ran on another site);
+  finished, plus the hop when the producer ran on another site);
 - each model is a FIFO queue with `servers` = replicas x instances, as the runtime gates it;
-- a model that runs needs `service_ms` x `threads` core-milliseconds (its host profile, taken
-  alone, with the threads it is served with) and runs on at most `threads` cores; the machine's
-  `cores` are shared between every running model by processor sharing, max-min fair (water-
-  filling: no model gets more than its threads, the rest is split evenly). Alone on the machine
-  a model takes exactly its profile; k models with 2 threads each on 2 cores take k times as long
-  as alone while they overlap. This assumes the builds' work neither grows nor shrinks when they
-  share cores (no spinning threads burning cores they do not use, no cache thrashing): what the
-  load benchmark checks.
+- a model that runs needs `service_ms` x `threads` core-milliseconds (its profile, taken alone,
+  with the threads it is served with) and runs on at most `threads` cores; each pool of cores (a
+  site; for `planner up`, this machine) is shared between the models running on it by processor
+  sharing, max-min fair (water-filling: no model gets more than its threads, the rest is split
+  evenly). Alone on its cores a model takes exactly its profile; k models with 2 threads each on
+  2 cores take k times as long as alone while they overlap. This assumes the builds' work
+  neither grows nor shrinks when they share cores (no spinning threads burning cores they do not
+  use, no cache thrashing): what the load benchmark checks.
 
 The percentiles are those of the simulated responses (after a warm-up share is dropped), fixed
 by the seed: the same inputs give the same numbers. Pure python; no planner imports.
@@ -40,14 +40,15 @@ class Stage:
     """One model as this machine serves it."""
 
     name: str
-    service_ms: float  # alone on the machine, with `threads` threads
+    service_ms: float  # alone on its cores, with `threads` threads
     threads: int = 1
     servers: int = 1  # replicas x instances: requests it runs at once; more wait in FIFO order
     inputs: tuple[tuple[str, float], ...] = ()  # (producer stage, or "" for the request's arrival; hop ms)
+    pool: str = ""  # the cores it runs on (a site): simulate's `cores` per pool
 
 
 @dataclass
-class HostRun:
+class SimulatedRun:
     """The simulated responses (ms from arrival to the last sink's input), after the warm-up."""
 
     responses_ms: list[float]
@@ -66,7 +67,7 @@ class HostRun:
 
     @property
     def utilization(self) -> float:
-        """The machine's cores busy over the run."""
+        """The share of all the pools' cores busy over the run."""
         return self.busy_core_ms / (self.cores * self.span_ms) if self.span_ms > 0 else 0.0
 
 
@@ -96,14 +97,17 @@ class _Job:
     rate: float = 0.0
 
 
-def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: float, cores: int,
-             requests: int = 20000, seed: int = 0, arrivals_ms: list[float] | None = None) -> HostRun:
+def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: float, cores: int | dict[str, int],
+             requests: int = 20000, seed: int = 0, arrivals_ms: list[float] | None = None) -> SimulatedRun:
     """Simulate `requests` Poisson arrivals at `rate_rps` through `stages` (in topological order)
-    on `cores` cores; a request is answered when every (stage, hop ms) of `sinks` has delivered.
-    `arrivals_ms` (rising) replaces the Poisson arrivals: a given schedule, e.g. a load test's, all
-    of whose responses are kept (its run starts empty too)."""
-    if arrivals_ms is None and not rate_rps > 0 or cores < 1 or requests < 1:
-        raise ValueError("rate_rps > 0, cores >= 1 and requests >= 1 required")
+    on `cores` cores (one pool), or `cores[pool]` for each stage's pool; a request is answered when
+    every (stage, hop ms) of `sinks` has delivered. `arrivals_ms` (rising) replaces the Poisson
+    arrivals: a given schedule, e.g. a load test's, all of whose responses are kept (its run
+    starts empty too)."""
+    pools = cores if isinstance(cores, dict) else dict.fromkeys({s.pool for s in stages}, cores)
+    if (arrivals_ms is None and not rate_rps > 0) or requests < 1 or any(
+            pools.get(s.pool, 0) < 1 for s in stages):
+        raise ValueError("rate_rps > 0, requests >= 1 and at least one core for every stage's pool required")
     by_name = {s.name: s for s in stages}
     consumers: dict[str, list[tuple[str, float]]] = {"": []}
     for s in stages:
@@ -141,8 +145,12 @@ def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: floa
             order += 1
 
     def reshare() -> None:
-        for job, r in zip(running, fair_rates([j.threads for j in running], cores)):
-            job.rate = r
+        by_pool: dict[str, list[_Job]] = {}
+        for job in running:
+            by_pool.setdefault(by_name[job.stage].pool, []).append(job)
+        for pool, jobs in by_pool.items():
+            for job, r in zip(jobs, fair_rates([j.threads for j in jobs], pools[pool])):
+                job.rate = r
 
     def start_waiting(name: str) -> bool:
         started = False
@@ -198,5 +206,5 @@ def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: floa
 
     skip = int(requests * WARMUP_SHARE) if arrivals_ms is None else 0
     responses = [done_at[i] - arrivals[i] for i in range(skip, requests)]
-    return HostRun(responses_ms=responses, busy_core_ms=busy_core_ms, span_ms=now - arrivals[0], cores=cores,
-                   stage_busy_ms=stage_busy)
+    return SimulatedRun(responses_ms=responses, busy_core_ms=busy_core_ms, span_ms=now - arrivals[0],
+                   cores=sum(pools.values()), stage_busy_ms=stage_busy)
