@@ -131,7 +131,8 @@ def test_solve_writes_a_bundle_per_site_and_valid_manifests(solved):
     for manifest in sorted((out / "deploy" / "k8s").glob("*.yaml")):
         for doc in yaml.safe_load_all(manifest.read_text()):
             kubernetes_validate.validate(doc, version, strict=True)
-    assert set(yaml.safe_load((out / "deploy" / "compose.yaml").read_text())["services"]) == {"edge", "mec", "cloud"}
+    compose = yaml.safe_load((out / "deploy" / "compose.yaml").read_text())
+    assert set(compose["services"]) == {"edge-0", "mec-0", "cloud-0"}  # one replica each
 
 
 def test_served_ensemble_equals_onnxruntime_and_planner_run(solved):
