@@ -101,3 +101,20 @@ def test_compose_has_a_service_per_replica_with_peers_by_service_name():
             assert cmd[cmd.index("--advertise") + 1] == f"{name}:{PORT}"
             assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "--peer"] == \
                 [f"{o.name}={','.join(f'{r}:{PORT}' for r in replicas[o.name])}" for o in SITES]
+
+
+def test_solve_refuses_a_site_named_like_the_app_in_the_manifests(isolated_dirs):
+    import subprocess
+    import sys
+
+    from tests import ROOT
+    from tests.step_app import write_step_app
+
+    app = write_step_app(isolated_dirs / "app")
+    app.write_text(app.read_text().replace("here", "_"))  # Kubernetes name `steps`: the client Service's
+    out = isolated_dirs / "out"
+    r = subprocess.run([sys.executable, "-m", "planner", "solve", str(app), "-o", str(out)], capture_output=True,
+                       text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"{app}:3: sites._: site '_' gets the same name 'steps' in the deploy manifests as the app" in r.stderr
+    assert "Traceback" not in r.stderr and not out.exists()
