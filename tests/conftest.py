@@ -46,13 +46,17 @@ def require_system(what: str, available: bool, how_to_get: str) -> None:
 
 
 @contextmanager
-def refused_ports(n: int) -> Iterator[list[int]]:
+def refused_ports(n: int, servable: bool = False) -> Iterator[list[int]]:
     """n loopback ports held bound but not listening while the context lasts: connecting to one is
-    refused, and no other process can take it (bundle addresses nobody serves)."""
+    refused, and no other process can take it (bundle addresses nobody serves). servable: held with
+    SO_REUSEADDR, so that a server setting it too (gRPC's) may still listen there: fixed ports for
+    the servers a test starts, taken by nothing else meanwhile."""
     socks = []
     try:
         for _ in range(n):
             socks.append(socket.socket())
+            if servable:
+                socks[-1].setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             socks[-1].bind(("127.0.0.1", 0))
         yield [s.getsockname()[1] for s in socks]
     finally:

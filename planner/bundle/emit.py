@@ -72,6 +72,7 @@ def write_bundles(checked: CheckedApp, profiles: AppProfiles, plan: Plan, out: P
     say = progress or (lambda msg: None)
     sources, sinks, nodes, flows = wire(checked, profiles.table, plan.placement)
     used = bundle_sites(checked, plan)
+    deploys = site_deploys(checked, plan, used)  # their names checked before anything is compiled
     # replicas: what `planner up` starts per site (absent from plan.sites: a site that only receives requests)
     endpoints = {s: SiteEndpoint(address=f"127.0.0.1:{BASE_PORT + i}", tier=checked.sites[s].tier,
                                  target=checked.sites[s].target_name,
@@ -110,25 +111,33 @@ def write_bundles(checked: CheckedApp, profiles: AppProfiles, plan: Plan, out: P
         bundle = Bundle(app=checked.app.name, site=site, sites=endpoints, sources=sources, sinks=sinks,
                         nodes=local, flows=flows, runtime=settings)
         bundle.write(site_dir)
-    write_manifests(checked, plan, used, out / "deploy")
+    write_manifests(checked.app.name, deploys, out / "deploy")
     return notes
 
 
 def site_deploys(checked: CheckedApp, plan: Plan, used: list[str]) -> list[manifests.SiteDeploy]:
+    """What the deploy manifests need of each site; an InputError when two sites' names in them clash."""
+    entries = {s.site for s in checked.app.sources.values()}
     out = []
     for s in used:
         report = plan.sites.get(s)  # absent for a site that only receives requests
         out.append(manifests.SiteDeploy(
             name=s, tier=checked.sites[s].tier, target=checked.sites[s].target_name,
             replicas=report.replicas if report else 1, memory_mb=report.memory_mb_used if report else 0,
-            models=tuple(report.models) if report else ()))
+            models=tuple(report.models) if report else (), entry=s in entries))
+    clash = manifests.name_clash(checked.app.name, out)
+    if clash:
+        first, second, name = clash
+        what = f"sites '{first}' and '{second}' get" if first else f"site '{second}' gets"
+        raise checked.error(f"{what} the same name '{name}' in the deploy manifests{'' if first else ' as the app'} "
+                            "(Kubernetes and Compose names: lower case, '-' for other characters); rename one",
+                            ("sites", second))
     return out
 
 
-def write_manifests(checked: CheckedApp, plan: Plan, used: list[str], deploy: Path) -> None:
-    sites = site_deploys(checked, plan, used)
+def write_manifests(app: str, sites: list[manifests.SiteDeploy], deploy: Path) -> None:
     (deploy / "k8s").mkdir(parents=True, exist_ok=True)
     for site in sites:
         (deploy / "k8s" / f"{manifests.dns_name(site.name)}.yaml").write_text(
-            manifests.dump_all(manifests.k8s_site(checked.app.name, site, used)))
-    (deploy / "compose.yaml").write_text(manifests.dump_all([manifests.compose(checked.app.name, sites, BASE_PORT)]))
+            manifests.dump_all(manifests.k8s_site(app, site, sites)))
+    (deploy / "compose.yaml").write_text(manifests.dump_all([manifests.compose(app, sites, BASE_PORT)]))

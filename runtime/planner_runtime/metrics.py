@@ -46,7 +46,7 @@ class Metrics:
         self.admission(0, 0)
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> int:
-        """Serve /metrics on `port` (0: one the system picks); the port it serves on."""
+        """Serve /metrics on `port` of interface `addr` (port 0: one the system picks); the port it serves on."""
         httpd, _ = start_http_server(port, addr=addr, registry=self.registry)
         return httpd.server_port
 

@@ -210,7 +210,8 @@ class SiteServer:
                 self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.metrics_port is not None:
             try:
-                self.metrics_port = self.metrics.serve(self.metrics_port)
+                # on the gRPC port's interface: Prometheus scrapes a pod at its own address, not loopback
+                self.metrics_port = self.metrics.serve(self.metrics_port, addr=self.host)
             except OSError as exc:  # metrics are not worth refusing to serve
                 log.warning("site %s: no metrics: cannot listen on port %s: %s", self.site, self.metrics_port, exc)
                 self.metrics_port = None

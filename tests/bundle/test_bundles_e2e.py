@@ -128,10 +128,17 @@ def test_solve_writes_a_bundle_per_site_and_valid_manifests(solved):
     assert placement == {"a": "edge", "b": "mec", "glue": "mec", "c": "cloud", "d": "cloud"}
     assert (out / "sites" / "mec" / "steps" / "glue.py").is_file()
     version = kubernetes_validate.latest_version()
+    kinds = {}
     for manifest in sorted((out / "deploy" / "k8s").glob("*.yaml")):
-        for doc in yaml.safe_load_all(manifest.read_text()):
+        docs = list(yaml.safe_load_all(manifest.read_text()))
+        for doc in docs:
             kubernetes_validate.validate(doc, version, strict=True)
-    assert set(yaml.safe_load((out / "deploy" / "compose.yaml").read_text())["services"]) == {"edge", "mec", "cloud"}
+        kinds[manifest.stem] = [(d["kind"], d["metadata"]["name"]) for d in docs]
+    expected = {s: [("Service", f"fan-{s}"), ("StatefulSet", f"fan-{s}")] for s in ("cloud", "edge", "mec")}
+    expected["edge"].append(("Service", "fan"))  # the client Service, beside the entry site (the source's)
+    assert kinds == expected
+    compose = yaml.safe_load((out / "deploy" / "compose.yaml").read_text())
+    assert set(compose["services"]) == {"edge-0", "mec-0", "cloud-0"}  # one replica each
 
 
 def test_served_ensemble_equals_onnxruntime_and_planner_run(solved):

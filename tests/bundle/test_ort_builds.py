@@ -180,10 +180,11 @@ def test_the_manifests_of_onnxruntime_sites_need_nothing_of_tvm(fp32_out):
     version = kubernetes_validate.latest_version()
     plan = yaml.safe_load((fp32_out / "plan.json").read_text())
     for site in ("edge", "gpu"):
-        deployment, service = yaml.safe_load_all((fp32_out / "deploy" / "k8s" / f"{site}.yaml").read_text())
-        for doc in (deployment, service):
+        docs = list(yaml.safe_load_all((fp32_out / "deploy" / "k8s" / f"{site}.yaml").read_text()))
+        for doc in docs:
             kubernetes_validate.validate(doc, version, strict=True)
-        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        stateful_set = next(d for d in docs if d["kind"] == "StatefulSet")
+        container = stateful_set["spec"]["template"]["spec"]["containers"][0]
         # the plan's memory of the ONNX Runtime build plus the runtime's own 256 MiB
         memory = math.ceil(plan["sites"][site]["memory_mb_used"] + 256)
         assert container["resources"]["requests"]["memory"] == f"{memory}Mi"

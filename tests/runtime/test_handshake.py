@@ -94,3 +94,22 @@ def test_a_site_waiting_for_its_peers_exits_when_its_launcher_does(tmp_path):
         assert time.monotonic() < end, "the orphaned site still waits for its peers"
         time.sleep(0.1)
     assert "the launcher exited before writing it" in log.read_text()
+
+
+def test_metrics_listen_on_the_interface_of_the_grpc_port(tmp_path):
+    """`--host` other than loopback (a pod's 0.0.0.0): Prometheus reaches the metrics there too."""
+    with refused_ports(1) as [unserved]:
+        fanapp.echo_bundles(tmp_path / "out", {"entry": unserved}, nbytes=16)
+    ports = tmp_path / "entry.ports.json"
+    proc = fanapp.start_site(tmp_path / "out" / "sites" / "entry", log=tmp_path / "entry.log",
+                             extra=["--host", "127.0.0.2", "--port", "0", "--metrics-port", "0", "--port-file",
+                                    str(ports)])  # the later --host wins
+    try:
+        def alive():
+            assert proc.poll() is None, (tmp_path / "entry.log").read_text()
+
+        got = handshake.await_ports(tmp_path, ["entry"], alive, timeout_s=60)["entry"]
+        metrics = urllib.request.urlopen(f"http://127.0.0.2:{got.metrics_port}/metrics", timeout=10).read()
+        assert b'runtime_pending_requests{site="entry"}' in metrics
+    finally:
+        fanapp.stop([proc])
