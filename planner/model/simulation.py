@@ -55,7 +55,6 @@ class SimulatedRun:
     busy_core_ms: float  # core-milliseconds of work the stages did
     span_ms: float  # from the first arrival to the last answer
     cores: int
-    stage_busy_ms: dict[str, float] = field(default_factory=dict)  # per stage: time it had a request running
 
     def percentile(self, p: float) -> float:
         """The p-th percentile of the responses (linear interpolation, as numpy's default)."""
@@ -78,6 +77,8 @@ def core_utilization(stages: list[Stage], rate_rps: float, cores: int) -> float:
 
 def fair_rates(threads: list[int], cores: float) -> list[float]:
     """Cores each running job gets: max-min fair, none more than its threads (water-filling)."""
+    if sum(threads) <= cores:  # nothing to share
+        return [float(k) for k in threads]
     rates = [0.0] * len(threads)
     left, n = float(cores), len(threads)
     for i in sorted(range(n), key=lambda j: threads[j]):
@@ -94,6 +95,7 @@ class _Job:
     stage: str
     work: float  # core-ms left
     threads: int
+    pool: str
     rate: float = 0.0
 
 
@@ -134,7 +136,6 @@ def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: floa
     queues = {s.name: [] for s in stages}  # FIFO of requests waiting, per stage
     busy_servers = dict.fromkeys(by_name, 0)
     running: list[_Job] = []
-    stage_busy = dict.fromkeys(by_name, 0.0)
     busy_core_ms = 0.0
     next_arrival = 0
 
@@ -144,13 +145,10 @@ def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: floa
             heapq.heappush(events, (now + hop, order, request, consumer))
             order += 1
 
-    def reshare() -> None:
-        by_pool: dict[str, list[_Job]] = {}
-        for job in running:
-            by_pool.setdefault(by_name[job.stage].pool, []).append(job)
-        for pool, jobs in by_pool.items():
-            for job, r in zip(jobs, fair_rates([j.threads for j in jobs], pools[pool])):
-                job.rate = r
+    def reshare(pool: str) -> None:
+        jobs = [j for j in running if j.pool == pool]
+        for job, r in zip(jobs, fair_rates([j.threads for j in jobs], pools[pool])):
+            job.rate = r
 
     def start_waiting(name: str) -> bool:
         started = False
@@ -158,7 +156,7 @@ def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: floa
             request = queues[name].pop(0)
             s = by_name[name]
             busy_servers[name] += 1
-            running.append(_Job(request, name, s.service_ms * s.threads, s.threads))
+            running.append(_Job(request, name, s.service_ms * s.threads, s.threads, s.pool))
             started = True
         return started
 
@@ -175,16 +173,14 @@ def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: floa
         for job in running:  # progress up to t_next
             job.work -= job.rate * dt
             busy_core_ms += job.rate * dt
-        for name in {j.stage for j in running}:
-            stage_busy[name] += dt  # the stage had at least one request running
         now = t_next
-        changed = False
+        changed = None  # the pool whose running models changed
         if t_next == t_finish:
             running.remove(finishing)
             busy_servers[finishing.stage] -= 1
             start_waiting(finishing.stage)
             deliver(now, finishing.request, finishing.stage)
-            changed = True
+            changed = finishing.pool
         elif t_next == t_event:
             _, _, request, stage = heapq.heappop(events)
             if stage == "":
@@ -197,14 +193,15 @@ def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: floa
                 if arrived_inputs[key] == needed[stage]:
                     del arrived_inputs[key]
                     queues[stage].append(request)
-                    changed = start_waiting(stage)
+                    if start_waiting(stage):
+                        changed = by_name[stage].pool
         else:
             deliver(now, next_arrival, "")
             next_arrival += 1
-        if changed:
-            reshare()
+        if changed is not None:
+            reshare(changed)
 
     skip = int(requests * WARMUP_SHARE) if arrivals_ms is None else 0
     responses = [done_at[i] - arrivals[i] for i in range(skip, requests)]
     return SimulatedRun(responses_ms=responses, busy_core_ms=busy_core_ms, span_ms=now - arrivals[0],
-                   cores=sum(pools.values()), stage_busy_ms=stage_busy)
+                   cores=sum(pools.values()))

@@ -8,6 +8,7 @@ from planner.model.checked_app import CheckedApp
 from planner.model.graph import EnsembleGraph
 from planner.model.network import Network
 from planner.plan.load_curve import load_curve, model_queue
+from planner.plan.simulated import simulated_check
 from planner.plan.schema import (
     BaselineReport,
     CostReport,
@@ -201,4 +202,12 @@ def make_plan(
     plan.load_curve = load_curve(inst, evaluation, {**graph.rate_rps, **sources},
                                  {m: checked.app.models[m].instances for m in inst.models})
     plan.cost = cost_report(inst, evaluation, graph, network)
+    plan.simulated = simulated_check(checked, inst, evaluation, profiles)
+    if plan.simulated.status == "ok" and inst.slo_us is not None and plan.simulated.tail_ms > inst.slo_us / 1000:
+        busy = plan.simulated.cores_utilization
+        site = max(busy, key=busy.get)
+        plan.warnings.append(
+            f"simulated at the planned rate, p{inst.percentile:g} is {plan.simulated.tail_ms:,.1f} ms, over the "
+            f"{inst.slo_us / 1000:g} ms SLO the plan meets with each model on its own servers: the models of a site "
+            f"share its cores (busiest: {site}, {busy[site]:.0%}), which the solver does not model yet")
     return plan

@@ -90,6 +90,21 @@ class LoadPoint(Model):
     within_knee: bool = Field(default=False, description="tail_ms within 1.5x of the lightest load's on the curve")
 
 
+class SimulatedCheck(Model):
+    """The chosen plan simulated at its planned rate (planner.plan.simulated): each site's models
+    sharing its cores, a request's stages as they overlap. Beside the plan's latency, which the
+    solver bounds by adding each model's percentile along the slowest path."""
+
+    status: Literal["ok", "not simulated"]
+    why: str | None = None
+    requests: int | None = None
+    seed: int | None = None
+    p50_ms: float | None = Field(default=None, description="the whole request: the last sink's input")
+    tail_ms: float | None = Field(default=None, description="the whole request at the plan's percentile")
+    cores_utilization: dict[str, float] = Field(
+        default_factory=dict, description="per site: its models' time x threads per request x rate over its cores")
+
+
 class EgressTerm(Model):
     flow: str
     link: list[str]
@@ -161,6 +176,7 @@ class Plan(Model):
     paths: list[PathReport] = Field(default_factory=list)
     cost: CostReport | None = None
     load_curve: list[LoadPoint] = Field(default_factory=list, description="latency against load, planned rate = 1")
+    simulated: SimulatedCheck | None = Field(default=None, description="the plan simulated at its planned rate")
     baselines: list[BaselineReport] = Field(default_factory=list)
     profiles: list[NodeProfile] = Field(default_factory=list)
     explanation: list[str] = Field(default_factory=list)

@@ -215,7 +215,21 @@ def _load(plan: Plan) -> list[Block]:
                   "value at a quarter of the planned rates; past it, queueing dominates. A row marked unbounded has a queue "
                   "that cannot keep up."]),
             Table(["x planned rate", "rps", "busiest queue", "p50 ms", f"p{plan.percentile:g} ms", "within the knee"], rows,
-                  {1, 2, 3, 4})]
+                  {1, 2, 3, 4}), *_simulated(plan)]
+
+
+def _simulated(plan: Plan) -> list[Block]:
+    s = plan.simulated
+    if s is None:
+        return []
+    if s.status != "ok":
+        return [Para([f"Simulated at the planned rate: not simulated, {s.why}."])]
+    cores = ", ".join(f"{site} {v:.0%}" for site, v in s.cores_utilization.items())
+    return [Para([f"Simulated at the planned rate ({s.requests} Poisson requests, seed {s.seed}; each site's models "
+                  f"sharing its cores, a request's stages overlapping as they do): p50 {_ms(s.p50_ms)} ms, "
+                  f"p{plan.percentile:g} {_ms(s.tail_ms)} ms for the whole request, against the plan's "
+                  f"{_ms(plan.latency_ms)} ms (each model its own servers, percentiles added along the slowest path). "
+                  f"Cores busy: {cores}."])]
 
 
 def _baselines(plan: Plan) -> list[Block]:

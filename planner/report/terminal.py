@@ -73,6 +73,9 @@ def summary_lines(plan: Plan) -> list[str]:
     knee = knee_line(plan)
     if knee:
         lines.append(knee)
+    simulated = simulated_line(plan)
+    if simulated:
+        lines.append(simulated)
     if plan.cost is not None:
         lines.append(f"cost = compute ${plan.cost.compute_per_hour:,.6f}/h + egress ${plan.cost.egress_per_hour:,.6f}/h")
     s = plan.solver
@@ -98,6 +101,19 @@ def knee_line(plan: Plan) -> str | None:
     if unstable is not None:
         text += f"; at {unstable.rate_scale:g}x ({unstable.rate_rps:g} rps) a queue no longer keeps up"
     return text
+
+
+def simulated_line(plan: Plan) -> str | None:
+    """The plan simulated at its rate, each site's models sharing its cores (plan.simulated)."""
+    s = plan.simulated
+    if s is None:
+        return None
+    if s.status != "ok":
+        return f"simulated: not simulated, {s.why}"
+    busiest = max(s.cores_utilization, key=s.cores_utilization.get, default=None)
+    cores = f"; busiest cores {busiest} {s.cores_utilization[busiest]:.0%}" if busiest else ""
+    return (f"simulated ({s.requests} requests, each site's models sharing its cores): p50 {s.p50_ms:,.1f} ms, "
+            f"p{plan.percentile:g} {s.tail_ms:,.1f} ms{cores}")
 
 
 def print_plan(plan: Plan, console: Console | None = None) -> None:
