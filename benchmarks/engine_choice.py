@@ -308,6 +308,10 @@ def main(argv=None) -> int:
     Path(prefix + ".md").write_text(markdown(report))
     print(markdown(report))
     print(f"wrote {prefix}.json and {prefix}.md")
+    busy = result["load_while_measuring"]["busy"]
+    if busy:
+        print(f"warning: measured on a busy machine ({busy}): rerun on a quiet one before committing the results",
+              file=sys.stderr)
     return 0
 
 
