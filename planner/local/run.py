@@ -83,14 +83,18 @@ def match_inputs(given: dict[str, tuple[str, Path]], graph) -> dict[str, np.ndar
     return arrays
 
 
+def on_host(checked: CheckedApp) -> CheckedApp:
+    """The same app with every site on this machine (its target the host, no RPC)."""
+    host = get_target("host")
+    return checked.with_sites({name: replace(site, target=host, target_name=host.name, rpc=None)
+                               for name, site in checked.sites.items()})
+
+
 def host_profiles(checked: CheckedApp, refresh: bool = False) -> AppProfiles:
     """Profiles with every site on this machine: the signatures the executor needs, and each
     model compiled for the host once (its executable kept for the local bundle), not for the
     sites' targets."""
-    host = get_target("host")
-    sites = {name: replace(site, target=host, target_name=host.name, rpc=None)
-             for name, site in checked.sites.items()}
-    return profile_app(checked.with_sites(sites), refresh=refresh)
+    return profile_app(on_host(checked), refresh=refresh)
 
 
 def model_builds(checked: CheckedApp, engine: str | None, plan_path: Path | None) -> dict[str, str]:
