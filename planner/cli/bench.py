@@ -124,9 +124,16 @@ def show_load(report: dict) -> None:
                                   else host.get("status"))
         out.print(f"predicted on this machine: no prediction at this rate ({why})", highlight=False)
     else:
-        out.print("predicted on this machine at this rate: "
+        out.print("predicted on this machine at this rate (simulated over this schedule): "
                   + "  ".join(f"p{q} {_fmt(pred[f'p{q}_ms'])} (measured {pct[f'p{q}']:+g}%)"
                               if pct[f"p{q}"] is not None else f"p{q} {_fmt(pred[f'p{q}_ms'])}" for q in (50, 99)),
+                  highlight=False)
+    host = report["host_prediction"]
+    if host.get("long_run") and host.get("host"):
+        long_run, alone = host["long_run"], host.get("independent_queues") or {}
+        out.print(f"  in the long run p50 {_fmt(long_run['p50_ms'])}  p99 {_fmt(long_run['p99_ms'])}; this machine's "
+                  f"{host['host']['cores']} cores {100 * host['host']['utilization']:.0f}% busy; each model on cores "
+                  f"of its own it would be p50 {_fmt(alone.get('p50_ms'))}  p99 {_fmt(alone.get('p99_ms'))}",
                   highlight=False)
     predicted_util = report["predicted_utilization"] or {}
     t = Table(title="per site: utilization (busy time of its models over the window, per replica)")

@@ -38,8 +38,11 @@ def planned(data: dict):
 
 # Of each property test's examples, at least this share must be feasible and so reach the
 # comparison of optima (the generator builds most apps around a feasible witness); the others
-# check that both sides call the app infeasible.
-MIN_OPTIMA_SHARE = 0.75
+# check that both sides call the app infeasible. The share is ~80 % of 60 examples; drawn at
+# random (a developer's run: new examples each time) it was 72 % at --hypothesis-seed=3, under
+# 0.75, so the floor is 0.6: about four standard deviations of 60 draws below the typical share,
+# and still failing when the generator stops building feasible apps.
+MIN_OPTIMA_SHARE = 0.6
 
 
 def assert_enough_optima(optima: list[bool], examples: int) -> None:

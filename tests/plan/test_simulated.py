@@ -1,0 +1,79 @@
+"""plan.json `simulated`: the chosen plan simulated at its planned rate, each site's models sharing
+its cores (planner.plan.simulated), through `planner solve` on small apps with given profiles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from planner.cli.main import app as cli
+from planner.model.queueing import Queue
+
+# Two models on the phone (an rpi5: 4 cores), each given, so each runs on all 4 cores: the phone
+# is one server for both, while the solver gives each its own.
+SHARED = """
+name: shared
+sites:
+  phone: {{tier: edge, target: rpi5, cost_per_hour: 0, memory_mb: 4096, max_replicas: 1}}
+links: []
+models:
+  a: {{profile: {{phone: {{latency_ms: 40, memory_mb: 10}}}}}}
+  b: {{profile: {{phone: {{latency_ms: 60, memory_mb: 10}}}}}}
+sources: {{cam: {{site: phone, rate_rps: {rate}}}{more}}}
+sinks: {{screen: {{site: phone}}}}
+flows:
+  - {{from: cam, to: a, bytes: 1000}}
+  - {{from: a, to: b, bytes: 1000}}
+  - {{from: b, to: screen, bytes: 100}}{more_flows}
+constraints: {{latency_ms: {slo}}}
+objective: cost
+"""
+
+
+def solve(tmp_path: Path, rate: float, slo: float, second_source_rate: float | None = None) -> dict:
+    more = "" if second_source_rate is None else f", cam2: {{site: phone, rate_rps: {second_source_rate}}}"
+    more_flows = "" if second_source_rate is None else "\n  - {from: cam2, to: b, input: y, bytes: 10}"
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    app = tmp_path / "app.yaml"
+    app.write_text(SHARED.format(rate=rate, slo=slo, more=more, more_flows=more_flows))
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["solve", str(app), "-o", str(out), "--no-bundles"])
+    assert r.exit_code == 0, r.output
+    return json.loads((out / "plan.json").read_text())
+
+
+def test_alone_the_simulation_is_the_plans_latency(tmp_path):
+    """At a rate where requests never meet, a request takes the two models one after the other."""
+    plan = solve(tmp_path, rate=0.01, slo=1000)
+    s = plan["simulated"]
+    assert s["status"] == "ok" and s["requests"] == 10_000
+    assert s["p50_ms"] == pytest.approx(100.0, abs=0.01) and s["tail_ms"] == pytest.approx(100.0, abs=0.01)
+    assert plan["latency_ms"] == pytest.approx(100.0, abs=0.01)
+    assert s["cores_utilization"] == {"phone": pytest.approx(0.01 * 0.1 * 4 / 4)}
+
+
+def test_models_sharing_a_site_wait_for_each_other_where_the_plan_does_not(tmp_path):
+    """7.5 rps x 100 ms: the phone is 75 % busy. The plan's bound adds a's and b's own p99s (30 %
+    and 45 % busy queues); the simulation, where they share the cores, is over the work-conserving
+    floor of one server doing both (M/D/1 at 75 % of 100 ms) and over the plan's bound, so a plan
+    with its SLO between the two carries a warning."""
+    plan = solve(tmp_path, rate=7.5, slo=5000)
+    s = plan["simulated"]
+    bound = Queue(7.5, 40, 1).response_ms(99) + Queue(7.5, 60, 1).response_ms(99)
+    assert plan["latency_ms"] == pytest.approx(bound, abs=0.01)
+    floor = Queue(7.5, 100, 1).response_ms(99)
+    assert s["tail_ms"] > 0.95 * floor > plan["latency_ms"]
+    assert s["cores_utilization"] == {"phone": pytest.approx(0.75)}
+    assert not any("simulated" in w for w in plan["warnings"])
+    between = solve(tmp_path / "slo", rate=7.5, slo=round((plan["latency_ms"] + s["tail_ms"]) / 2))
+    assert any(w.startswith("simulated at the planned rate, p99 is") and "phone, 75%" in w
+               for w in between["warnings"]), between["warnings"]
+
+
+def test_sources_at_different_rates_are_not_simulated(tmp_path):
+    plan = solve(tmp_path, rate=1, slo=1000, second_source_rate=2)
+    assert plan["simulated"]["status"] == "not simulated"
+    assert "different rates" in plan["simulated"]["why"]
