@@ -157,7 +157,6 @@ def main(argv: list[str] | None = None) -> dict:
     import tvm
 
     from planner.app.targets import Target
-    from planner.profiling.gpu_math import integral_powers_as_products
     from planner.profiling.measure import ort_session, sample_inputs
     from planner.profiling.onnx_import import fold_static, import_folded, io_signature, load_checked
 
@@ -185,8 +184,8 @@ def main(argv: list[str] | None = None) -> dict:
     emulate = [emulate_fast_pow] if args.emulate_fast_pow else []
     from planner.profiling import compile as compile_mod
 
-    planner_rewrites = list(compile_mod.GPU_REWRITES) if args.target == "cuda" else [integral_powers_as_products]
-    variants = [("planner", planner_rewrites + emulate), ("unfixed", emulate)]
+    # on a CPU too the planner's GPU rewrites: the build to check is the GPU's
+    variants = [("planner", list(compile_mod.GPU_REWRITES) + emulate), ("unfixed", emulate)]
     result = {"model": str(args.model), "shapes": shapes, "target": target.tvm_target, "device": str(dev),
               "tvm": tvm.__version__, "emulate_fast_pow": args.emulate_fast_pow,
               "variants": [run_variant(n, mod, target, dev, inputs, reference, r) for n, r in variants]}
