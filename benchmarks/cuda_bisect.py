@@ -4,7 +4,10 @@ The model is built as the planner builds it (planner.profiling.compile.compile_a
 default schedules on a GPU) in two variants:
   - `planner`: with the planner's GPU rewrites (planner.profiling.gpu_math: integral powers
     as products);
-  - `unfixed`: without them: the build that answered NaN on the H200 (shared/NOTES.md).
+  - `unfixed`: without them: the build that answered NaN on the H200 (shared/NOTES.md);
+  - `unfixed-precise` (CUDA, where nvcc is on the PATH): the same compiled by nvcc without
+    `--use_fast_math` (TVM_CUDA_COMPILE_MODE=nvcc, TVM_CUDA_NVCC_NO_FAST_MATH=1): finite here and
+    NaN in `unfixed` says fast math is the cause.
 Each runs on the profiler's own inputs (planner.profiling.measure.sample_inputs, seed 0) and is
 compared with the fp32 ONNX Runtime reference (planner.profiling.verify). The Relax VM calls
 every kernel through an instrument that copies its arguments back: the first kernel whose
@@ -30,6 +33,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -114,7 +118,54 @@ class KernelTrace:
         return 0
 
 
-def run_variant(name: str, mod, target, dev, inputs: list[np.ndarray], reference, rewrites) -> dict:
+@contextlib.contextmanager
+def environment(env: dict[str, str]):
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def cuda_source(executable) -> str | None:
+    """The CUDA C of a build (TVM 0.27 compiles it when the module is loaded on a GPU)."""
+    todo = list(executable.mod.imports)
+    while todo:
+        m = todo.pop()
+        if m.kind == "cuda":
+            return m.inspect_source("cuda")
+        todo.extend(m.imports)
+    return None
+
+
+def powf_exponents(source: str) -> dict[str, int]:
+    """How often each exponent is passed to powf in CUDA C (the second argument as written; a
+    constant's value from TVM's comment, e.g. 2.000000e+00)."""
+    found: dict[str, int] = {}
+    at = source.find("powf(")
+    while at >= 0:
+        depth, i, comma = 1, at + len("powf("), None
+        while depth and i < len(source):
+            depth += {"(": 1, ")": -1}.get(source[i], 0)
+            if source[i] == "," and depth == 1:
+                comma = i
+            i += 1
+        arg = source[comma + 1:i - 1].strip() if comma else "?"
+        arg = arg[arg.index("/*") + 2:arg.rindex("*/")] if "/*" in arg else arg
+        found[arg] = found.get(arg, 0) + 1
+        at = source.find("powf(", i)
+    return found
+
+
+def run_variant(name: str, mod, target, dev, inputs: list[np.ndarray], reference, rewrites,
+                env: dict[str, str] | None = None, compile_only: bool = False) -> dict:
+    """Build `mod` after `rewrites`, run it and trace its kernels; `env` holds while the CUDA C is
+    compiled, which happens when the VM loads the module."""
     import tvm
     from tvm import relax
 
@@ -124,22 +175,30 @@ def run_variant(name: str, mod, target, dev, inputs: list[np.ndarray], reference
 
     for rewrite in rewrites:
         mod = rewrite(mod)
-    start = time.perf_counter()
-    with no_gpu_rewrites():
-        compiled = compile_analyzed(mod, target)
-    compile_s = time.perf_counter() - start
-    vm = relax.VirtualMachine(compiled.executable, dev)
-    args = [tvm.runtime.tensor(a, dev) for a in inputs]
-    outputs = _to_numpy(vm["main"](*args))
+    result = {"variant": name, "rewrites": [r.__name__ for r in rewrites], "env": env or {}}
+    with environment(env or {}):
+        start = time.perf_counter()
+        with no_gpu_rewrites():
+            compiled = compile_analyzed(mod, target)
+        result["compile_s"] = round(time.perf_counter() - start, 1)
+        source = cuda_source(compiled.executable)
+        if source is not None:  # each powf is __powf under fast math: NaN for a negative base
+            result["powf_exponents"] = powf_exponents(source)
+        if compile_only:
+            print(f"[{name}] compiled in {result['compile_s']} s; powf calls by exponent: "
+                  f"{result.get('powf_exponents')}")
+            return result
+        vm = relax.VirtualMachine(compiled.executable, dev)
+        args = [tvm.runtime.tensor(a, dev) for a in inputs]
+        outputs = _to_numpy(vm["main"](*args))
     error, nonfinite = max_rel_error(outputs, reference) if reference is not None else (None, False)
     trace = KernelTrace()
     vm.set_instrument(trace)
     vm["main"](*args)
-    result = {"variant": name, "rewrites": [r.__name__ for r in rewrites], "compile_s": round(compile_s, 1),
-              "max_rel_error": error, "nonfinite": nonfinite,
-              "verdict": failure(error, nonfinite, None) or "matches the fp32 ONNX Runtime reference",
-              "outputs": [_stats(o) for o in outputs], "kernels_called": len(trace.calls),
-              "first_nonfinite_kernel": trace.culprit}
+    result.update(max_rel_error=error, nonfinite=nonfinite,
+                  verdict=failure(error, nonfinite, None) or "matches the fp32 ONNX Runtime reference",
+                  outputs=[_stats(o) for o in outputs], kernels_called=len(trace.calls),
+                  first_nonfinite_kernel=trace.culprit)
     print(f"[{name}] {result['verdict']} (max rel error {error})")
     if trace.culprit:
         c = trace.culprit
@@ -166,6 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--target", choices=["cuda", "llvm"], default="cuda")
     ap.add_argument("--arch", default="sm_90")
     ap.add_argument("--emulate-fast-pow", action="store_true")
+    ap.add_argument("--compile-only", action="store_true", help="build and count powf calls; run nothing")
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp")) / "cuda_bisect.json")
     args = ap.parse_args(argv)
     shapes = dict(args.shape or [("x", [8, 3, 48, 320])])
@@ -173,6 +233,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.target == "cuda":
         spec = {"kind": "cuda", "arch": args.arch, "host": {"kind": "llvm", "mtriple": "x86_64-linux-gnu"}}
         target, dev = Target(name="bisect-cuda", memory_mb=1, peak_gflops=1, mem_bandwidth_gbs=1, tvm_target=spec), tvm.cuda(0)
+        if not args.compile_only and not dev.exist:
+            sys.exit("cuda_bisect: no CUDA device here (--compile-only builds without one)")
     else:
         target, dev = Target(name="bisect-llvm", memory_mb=1, peak_gflops=1, mem_bandwidth_gbs=1,
                                      tvm_target={"kind": "llvm"}), tvm.cpu()
@@ -185,10 +247,14 @@ def main(argv: list[str] | None = None) -> dict:
     from planner.profiling import compile as compile_mod
 
     # on a CPU too the planner's GPU rewrites: the build to check is the GPU's
-    variants = [("planner", list(compile_mod.GPU_REWRITES) + emulate), ("unfixed", emulate)]
+    variants = [("planner", list(compile_mod.GPU_REWRITES) + emulate, None), ("unfixed", emulate, None)]
+    if args.target == "cuda" and shutil.which("nvcc"):
+        variants.append(("unfixed-precise", [], {"TVM_CUDA_COMPILE_MODE": "nvcc", "TVM_CUDA_NVCC_NO_FAST_MATH": "1"}))
     result = {"model": str(args.model), "shapes": shapes, "target": target.tvm_target, "device": str(dev),
               "tvm": tvm.__version__, "emulate_fast_pow": args.emulate_fast_pow,
-              "variants": [run_variant(n, mod, target, dev, inputs, reference, r) for n, r in variants]}
+              "cuda_compiler": os.environ.get("TVM_CUDA_COMPILE_MODE", "nvrtc"),
+              "variants": [run_variant(n, mod, target, dev, inputs, reference, r, e, args.compile_only)
+                           for n, r, e in variants]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(f"written: {args.out}")

@@ -81,3 +81,13 @@ def test_cuda_bisect_on_the_cpu_names_the_kernel_that_computes_nan(tmp_path, emu
     assert "log" in culprit["kernel"] and "exp" in culprit["kernel"]
     [inputs] = culprit["inputs"]
     assert 0 < inputs["negative"] < 1 and culprit["result"]["nonfinite"] == pytest.approx(inputs["negative"])
+
+
+def test_cuda_bisect_compile_only_counts_the_powf_calls_of_each_variant(tmp_path):
+    """Its CUDA path up to the GPU: the planner's build keeps only the non-integral power's powf."""
+    model, out = layer_norm_pow(tmp_path / "ln.onnx"), tmp_path / "bisect.json"
+    result = _bisect_module().main(["--model", str(model), "--shape", "x=2,4,8", "--compile-only", "--out", str(out)])
+    planner, unfixed = result["variants"][:2]
+    assert result["target"]["kind"] == "cuda" and "max_rel_error" not in planner
+    assert set(planner["powf_exponents"]) == {"5.000000e-01"}
+    assert {"2.000000e+00", "3.000000e+00", "5.000000e-01"} == set(unfixed["powf_exponents"])
