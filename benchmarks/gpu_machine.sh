@@ -19,8 +19,6 @@ UNPACK=${UNPACK:-/tmp/gpu}
 pack() {
     py=${PYTHON:-/work/main/.venv/bin/python}
     site=$($py -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-    exclude=$(git rev-parse --git-path info/exclude)
-    grep -qx '/.gpu/' "$exclude" 2>/dev/null || echo '/.gpu/' >>"$exclude"
     rm -rf .gpu && mkdir -p .gpu/lib .gpu/rest .gpu/stage/py .gpu/stage/fallback
     # apache-tvm is one build for every Python (py3-none): this venv's, its compiler library apart
     (cd "$site" && tar --exclude=__pycache__ --exclude=tvm/lib/libtvm_compiler.so -cf - tvm) | tar -xf - -C .gpu/stage/py
