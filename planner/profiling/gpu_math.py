@@ -38,6 +38,7 @@ def integral_powers_as_products(mod: "tvm.IRModule") -> "tvm.IRModule":
     """`mod` with every `R.power(x, c)`, c in SMALL_POWERS (a float scalar constant), written as
     products of x, where the result has x's type (a broadcasting exponent is left alone)."""
     import tvm
+    import tvm_ffi
     from tvm import relax
     from tvm.relax.expr_functor import PyExprMutator, mutator
 
@@ -51,7 +52,7 @@ def integral_powers_as_products(mod: "tvm.IRModule") -> "tvm.IRModule":
                 return call
             n = _small_integral_exponent(call.args[1])
             x = call.args[0]
-            if n is None or not isinstance(x.ty, relax.TensorType) or x.ty.dtype != call.args[1].ty.dtype:
+            if n is None or not tvm_ffi.structural_equal(call.ty, x.ty):
                 return call
             out = x
             for _ in range(n - 1):

@@ -91,3 +91,17 @@ def test_cuda_bisect_compile_only_counts_the_powf_calls_of_each_variant(tmp_path
     assert result["target"]["kind"] == "cuda" and "max_rel_error" not in planner
     assert set(planner["powf_exponents"]) == {"5.000000e-01"}
     assert {"2.000000e+00", "3.000000e+00", "5.000000e-01"} == set(unfixed["powf_exponents"])
+
+
+def test_only_a_power_whose_result_has_the_base_type_is_rewritten():
+    from tvm import relax
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((3,), "float32"))
+    with bb.function("main", [x]):
+        wider = bb.emit(relax.op.power(x, relax.const(np.array([[2.0]], "float32"))))  # (1, 3): not x*x
+        cube = bb.emit(relax.op.power(x, relax.const(3.0, "float32")))
+        root = bb.emit(relax.op.power(x, relax.const(2.5, "float32")))
+        bb.emit_func_output(relax.Tuple([wider, cube, root]))
+    text = integral_powers_as_products(bb.get()).script()
+    assert text.count("R.power(") == 2 and text.count("R.multiply(") == 2 and "2.5" in text
