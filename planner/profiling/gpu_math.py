@@ -9,7 +9,8 @@ That is how PP-OCRv4 rec's CUDA build answered NaN on an H200 (profiles/verifica
 and cls, which have no Pow, matched ONNX Runtime.
 
 `R.power(x, c)` with c a scalar constant equal to 1, 2, 3 or 4 is rewritten as products of x:
-exact on every target, and no `powf` is left for the fast-math path. Other exponents keep
+exact on every target, and no `powf` is left for the fast-math path (TVM did the same in topi's
+gelu_tanh for ROCm's pow, apache/tvm#16518; PaddlePaddle's own pow op met this NaN, #13807). Other exponents keep
 `R.power` (a non-integral power of a negative base is NaN in the reference too)."""
 
 from __future__ import annotations
