@@ -66,10 +66,11 @@ def refused_ports(n: int, servable: bool = False) -> Iterator[list[int]]:
 
 @pytest.fixture
 def isolated_dirs(tmp_path, monkeypatch):
-    """The profile cache, the tuning databases and the calibrations in this test's tmp_path, never
-    the user's (a host tuning database there would change every `tuning` state a test checks, a
-    calibration every estimate)."""
+    """The profile cache, the tuning databases, the calibrations and the verification records in
+    this test's tmp_path, never the user's (a host tuning database there would change every
+    `tuning` state a test checks, a calibration every estimate, a record what is excluded)."""
     monkeypatch.setenv("PLANNER_TUNING_DIR", str(tmp_path / "env-tuning"))
     monkeypatch.setenv("PLANNER_CACHE_DIR", str(tmp_path / "env-cache"))
     monkeypatch.setenv("PLANNER_CALIBRATION_DIR", str(tmp_path / "env-calibration"))
+    monkeypatch.setenv("PLANNER_VERIFICATION_DIR", str(tmp_path / "env-verification"))
     return tmp_path

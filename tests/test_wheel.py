@@ -18,17 +18,18 @@ from tests import CAMERA, ROOT
 
 CATALOG = sorted(p.name for p in (ROOT / "profiles" / "targets").glob("*.yaml"))
 CALIBRATIONS = sorted(p.name for p in (ROOT / "profiles" / "calibration").glob("*.yaml"))
+VERIFICATIONS = sorted(p.name for p in (ROOT / "profiles" / "verification").glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     # built from a copy of what the wheel is made of, so that its build/ and egg-info stay out of
     # the checkout (the catalog link, planner/app/catalog -> profiles/targets, copied as a link; the
-    # shipped calibrations likewise)
+    # shipped calibrations and verification records likewise)
     src = tmp_path_factory.mktemp("src")
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, src / name)
-    for folder in ("planner", "runtime", "profiles/targets", "profiles/calibration"):
+    for folder in ("planner", "runtime", "profiles/targets", "profiles/calibration", "profiles/verification"):
         shutil.copytree(ROOT / folder, src / folder, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path_factory.mktemp("dist")
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
@@ -42,6 +43,8 @@ def test_the_wheel_holds_the_catalog_and_the_runtime(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert CATALOG and sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("planner/app/catalog/")) == CATALOG
     assert CALIBRATIONS and CALIBRATIONS == sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("planner/profiling/calibrations/"))
+    assert VERIFICATIONS and VERIFICATIONS == sorted(n.rsplit("/", 1)[1] for n in names
+                                                     if n.startswith("planner/profiling/verifications/"))
     assert "planner_runtime/server.py" in names and "planner_runtime/proto/grpc_predict_v2_pb2.py" in names
     assert "planner/cli/main.py" in names
     # only the two packages: no tests, no checkout folders, no top-level `runtime`

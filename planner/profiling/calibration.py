@@ -20,11 +20,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from planner.app.targets import Target, cpu_model
-from planner.errors import PlannerError
+from planner.profiling.data_files import read_yaml_model, yaml_files
 from planner.profiling.locations import default_calibration_dir
 
 SHIPPED = resources.files("planner.profiling") / "calibrations"
@@ -110,41 +109,16 @@ def tuning_class(tuning: str | None) -> CalTuning:
     return "tuned" if tuning and tuning.startswith("tuned") else "untuned"
 
 
-class CalibrationFileError(PlannerError):
-    """A calibration file that cannot be used: bad input (exit 2), but not the app's, so that no
-    model or key of app.yaml is blamed for it."""
-
-    exit_code = 2
-
-    def __init__(self, path: Path, message: str):
-        super().__init__(f"{path}: {message}")
-
-
 def read_file(path: Path) -> Calibration:
     """One calibration file; an unreadable or malformed one is an error naming it."""
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        return Calibration.model_validate(data)
-    except (OSError, yaml.YAMLError) as exc:
-        raise CalibrationFileError(path, f"calibration file cannot be read: {type(exc).__name__}") from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise CalibrationFileError(path, f"not a calibration file: {where}: {first['msg']}") from None
-
-
-def _folder_files(folder) -> list:
-    try:
-        return sorted((p for p in folder.iterdir() if p.name.endswith(".yaml")), key=lambda p: p.name)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+    return read_yaml_model(path, Calibration, "calibration file")
 
 
 def all_calibrations(user_dir: Path | None = None) -> list[Found]:
     """Every calibration, the user's first (they win over a shipped one for the same target)."""
-    user = [Found(read_file(Path(p)), str(p)) for p in _folder_files(Path(user_dir or default_calibration_dir()))]
+    user = [Found(read_file(Path(p)), str(p)) for p in yaml_files(Path(user_dir or default_calibration_dir()))]
     # a shipped file is named as it is in the source tree, not by where the package is installed
-    shipped = [Found(read_file(Path(str(p))), f"profiles/calibration/{p.name}") for p in _folder_files(SHIPPED)]
+    shipped = [Found(read_file(Path(str(p))), f"profiles/calibration/{p.name}") for p in yaml_files(SHIPPED)]
     return user + shipped
 
 

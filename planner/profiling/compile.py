@@ -2,7 +2,9 @@
 
 The pipeline is TVM's own per-target one (`relax.pipeline.*_passes(target)`), run in two
 halves so the fused module can be inspected in between:
-  1. library dispatch + legalize + fuse (LegalizeOps, FoldConstant, FuseOps, FuseTIR);
+  1. library dispatch + legalize + fuse (LegalizeOps, FoldConstant, FuseOps, FuseTIR); on GPU
+     targets small integral powers are first written as products (planner.profiling.gpu_math:
+     CUDA's fast math makes `powf` of a negative base NaN);
      here each fused PrimFunc's FLOPs and bytes are counted (the roofline estimator's input);
      a MetaSchedule database for this target, when there is one, replaces the fused kernels it
      has records for (MetaScheduleApplyDatabase), GPUs get DLight's default schedules, CPU
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from planner.app.targets import Target
 from planner.profiling.cpu_schedule import cpu_default_schedule
 from planner.profiling.errors import CompileError
+from planner.profiling.gpu_math import integral_powers_as_products
 
 if TYPE_CHECKING:
     import tvm
@@ -210,7 +213,7 @@ def compile_analyzed(mod: "tvm.IRModule", target: Target, tuning_dir: Path | Non
     try:
         tgt = tvm_target(target)
         with tgt, tvm.transform.PassContext(opt_level=3):
-            fused = _fuse(mod, tgt, rp)
+            fused = _fuse(mod, tgt, rp, target.is_gpu)
             kernels = _kernels(fused)
             params = _params_bytes(fused)
             scheduled = fused
@@ -250,7 +253,13 @@ def _gpu_schedule(mod: "tvm.IRModule") -> "tvm.IRModule":
         return dl.ApplyDefaultSchedule(*rest)(mod)
 
 
-def _fuse(mod, tgt, rp):
+# Relax rewrites before a GPU build (benchmarks/cuda_bisect.py empties it to build as before)
+GPU_REWRITES = (integral_powers_as_products,)
+
+
+def _fuse(mod, tgt, rp, gpu: bool):
+    for rewrite in GPU_REWRITES if gpu else ():
+        mod = rewrite(mod)
     return tvm_sequential([*rp.library_dispatch_passes(tgt), *_fuse_passes()])(mod)
 
 
@@ -267,7 +276,7 @@ def fused_module(mod: "tvm.IRModule", target: Target) -> "tvm.IRModule":
 
     tgt = tvm_target(target)
     with tgt, tvm.transform.PassContext(opt_level=3):
-        return _fuse(mod, tgt, _backend(target))
+        return _fuse(mod, tgt, _backend(target), target.is_gpu)
 
 
 def _fuse_passes() -> list:

@@ -8,7 +8,8 @@ run once on this host, on the threads a deployment uses, checked against the fp3
   - `estimated`: otherwise: the host run scaled by the roofline model (planner.profiling.estimate;
     TVM's build is compiled for the target first, and a compile failure excludes it there).
 A build that fails verification is excluded where it was run and where an estimate would scale
-it. Python steps run on the host; elsewhere they are estimated by the ratio of CPU peak compute.
+it; one recorded as failing on real hardware of a site's kind (planner.profiling.hardware_checks:
+rec's TVM build on CUDA) is excluded on such sites, whatever its estimate. Python steps run on the host; elsewhere they are estimated by the ratio of CPU peak compute.
 Everything is cached (planner.profiling.cache), as the typed records of planner.profiling.entries;
 what was compiled in this run is kept (Profiler.executables) for the bundles to export without
 compiling again."""
@@ -32,6 +33,7 @@ from planner.profiling.builds import BuildKind, kinds_for
 from planner.profiling.calibrated import calibrated
 from planner.profiling.entries import HostBuildEntry, HostModelEntry, HostStepEntry, ScaleEntry, SiteModelEntry
 from planner.profiling.errors import ProfilingInputError
+from planner.profiling.hardware_checks import Recorded, all_records, recorded_failure
 from planner.profiling.table import Exclusion, NodeProfile, NodeSignature
 from planner.profiling.load import quietest
 from planner.profiling.model_work import ModelWork
@@ -129,6 +131,7 @@ class Profiler:
         self.counters = Counters()
         self.executables: Executables = {}
         self._tvm_version = None
+        self._records: list[Recorded] | None = None  # read when first needed
 
     @property
     def tvm_version(self) -> str:
@@ -183,7 +186,8 @@ class Profiler:
                 else:
                     profile = NodeProfile(node=node, site=site.name, engine=kind.engine, precision=kind.precision,
                                           target=site.target.name, tvm_ms=tvm_ms, ort_ms=ort_ms, **found)
-                    reason = self.verdict(hb, kind, max_error, profile)
+                    reason = self.verdict(hb, kind, max_error, profile) \
+                        or self.recorded(base["onnx"], kind, site.target, profile)
                 if reason is None:
                     result.entries.append(profile)
                     continue
@@ -259,6 +263,19 @@ class Profiler:
         if reason is not None and profile.provenance == "estimated":
             return f"{reason} (on this host: the build this estimate scales)"
         return None
+
+    def recorded(self, onnx_sha256: str, kind: BuildKind, target: Target, profile: NodeProfile) -> str | None:
+        """Why a build not checked here is excluded by a recorded failure on real hardware of the
+        site's kind (planner.profiling.hardware_checks); a build this host ran and verified is not."""
+        if profile.provenance == "measured":
+            return None
+        if self._records is None:
+            self._records = all_records()
+        found = recorded_failure(onnx_sha256, kind.name, target, self._records)
+        if found is None:
+            return None
+        profile.verified = False
+        return found.reason
 
     # ------------------------------------------------------------------ python steps
 

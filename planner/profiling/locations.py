@@ -31,3 +31,10 @@ def default_calibration_dir() -> Path:
     the user's calibrations (`planner calibrate`), read before the shipped ones."""
     env = os.environ.get("PLANNER_CALIBRATION_DIR")
     return Path(env) if env else _xdg("XDG_DATA_HOME", ".local/share") / "planner" / "calibration"
+
+
+def default_verification_dir() -> Path:
+    """$PLANNER_VERIFICATION_DIR, else $XDG_DATA_HOME/planner/verification (~/.local/share/planner/verification):
+    the user's records of builds checked on real hardware, read before the shipped ones."""
+    env = os.environ.get("PLANNER_VERIFICATION_DIR")
+    return Path(env) if env else _xdg("XDG_DATA_HOME", ".local/share") / "planner" / "verification"

@@ -74,3 +74,21 @@ def strided_conv(path: Path, channels: int = 16, size: int = 64, seed: int = 0) 
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2 * channels, size // 2, size // 2])], [w])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
     return path
+
+
+def layer_norm_pow(path: Path, width: int = 8) -> Path:
+    """x[N, T, width] -> LayerNorm as ONNX exports write it (PP-OCRv4 rec has five): the variance
+    the mean of Pow(x - mean, 2), then Pow(variance + eps, 0.5) for its root, and Pow(d, 3) of the
+    normalized d added, so the model has integral powers of a negative base and a non-integral one."""
+    const = {"two": 2.0, "three": 3.0, "half": 0.5, "eps": 1e-5}
+    inits = [numpy_helper.from_array(np.array(v, np.float32), k) for k, v in const.items()]
+    nodes = [helper.make_node("ReduceMean", ["x"], ["mean"], axes=[-1]), helper.make_node("Sub", ["x", "mean"], ["c"]),
+             helper.make_node("Pow", ["c", "two"], ["sq"]), helper.make_node("ReduceMean", ["sq"], ["var"], axes=[-1]),
+             helper.make_node("Add", ["var", "eps"], ["ve"]), helper.make_node("Pow", ["ve", "half"], ["std"]),
+             helper.make_node("Div", ["c", "std"], ["d"]), helper.make_node("Pow", ["d", "three"], ["d3"]),
+             helper.make_node("Add", ["d", "d3"], ["y"])]
+    graph = helper.make_graph(nodes, "layer_norm_pow",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "T", width])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "T", width])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path

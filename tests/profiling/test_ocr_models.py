@@ -61,3 +61,21 @@ def test_cls_and_rec_need_folding():
     with pytest.raises(ProfilingInputError, match="Reshape"):
         import_folded(pinned)
     assert [i.name for i in graph_inputs(model)] == ["x"]
+
+
+def test_rec_gpu_kernels_have_no_pow_and_rec_is_the_file_the_h200_record_names():
+    """rec's LayerNorms write the variance as Pow(x - mean, 2): its CUDA C had powf(x, 2), NaN for
+    x < 0 under TVM's --use_fast_math (profiles/verification/nvidia-h200.yaml); now its GPU kernels
+    have no pow. The record excludes rec by its sha256: the file fetched here must be the one measured."""
+    from planner.app.targets import get_target
+    from planner.profiling.compile import fused_module
+    from planner.profiling.hardware_checks import all_records
+    from planner.profiling.onnx_import import import_onnx
+    from planner_runtime.digest import sha256_file
+
+    file, shape = OCR["rec"]
+    [record] = [r.failure for r in all_records() if r.failure.model == file]
+    assert record.onnx_sha256 == sha256_file(MODELS / file) and record.shapes == {"x": shape}
+    mod = import_onnx(MODELS / file, {"x": shape})
+    assert mod.script().count("R.power(") == 5
+    assert "T.pow(" not in fused_module(mod, get_target("g6-xlarge")).script()
