@@ -230,11 +230,11 @@ def test_the_runtime_queues_like_an_ideal_fifo_server(served, env, utilization):
         assert abs(report[f"{q}_ms"] / replay[f"{q}_ms"] - 1) <= REPLAY_TOLERANCE, f"{q}: {said}"
 
 
-@pytest.mark.parametrize("utilization", sorted(RUNS))
 def host_queues(report: dict) -> dict:
     return report["host_prediction"]["independent_queues"]
 
 
+@pytest.mark.parametrize("utilization", sorted(RUNS))
 def test_p50_and_p99_under_load_are_the_prediction_for_this_machine(served, env, utilization):
     """Measured p50 and p99 within 20 % of the bench's prediction at this rate, with the hops as
     this run measured them: the prediction's 3 ms for the client's hop and the two hops is a
