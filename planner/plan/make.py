@@ -203,7 +203,10 @@ def make_plan(
                                  {m: checked.app.models[m].instances for m in inst.models})
     plan.cost = cost_report(inst, evaluation, graph, network)
     plan.simulated = simulated_check(checked, inst, evaluation, profiles)
-    if plan.simulated.status == "ok" and inst.slo_us is not None and plan.simulated.tail_ms > inst.slo_us / 1000:
+    if max(plan.simulated.cores_utilization.values(), default=0) >= 1:
+        plan.warnings.append(f"not simulated at the planned rate: {plan.simulated.why}; the solver's queues, each "
+                             "model on its own servers, keep up, but the models of a site share its cores")
+    elif plan.simulated.status == "ok" and inst.slo_us is not None and plan.simulated.tail_ms > inst.slo_us / 1000:
         busy = plan.simulated.cores_utilization
         site = max(busy, key=busy.get)
         plan.warnings.append(

@@ -77,3 +77,21 @@ def test_sources_at_different_rates_are_not_simulated(tmp_path):
     plan = solve(tmp_path, rate=1, slo=1000, second_source_rate=2)
     assert plan["simulated"]["status"] == "not simulated"
     assert "different rates" in plan["simulated"]["why"]
+
+
+def test_a_site_whose_cores_cannot_keep_up_is_not_simulated_and_warns(tmp_path):
+    """2 models x 2 instances on the 4-core phone, each on all 4 cores: the solver counts 4 servers'
+    worth of work at 12 rps x (40 + 60) ms / 2 instances = 60 % of a replica, but the cores do
+    120 % of their capacity."""
+    app = tmp_path / "app.yaml"
+    app.write_text(SHARED.format(rate=12, slo=100000, more="", more_flows="").replace(
+        "latency_ms: 40, memory_mb: 10}}}", "latency_ms: 40, memory_mb: 10}}, instances: 2}").replace(
+        "latency_ms: 60, memory_mb: 10}}}", "latency_ms: 60, memory_mb: 10}}, instances: 2}"))
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["solve", str(app), "-o", str(out), "--no-bundles"])
+    assert r.exit_code == 0, r.output
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["simulated"]["status"] == "not simulated"
+    assert plan["simulated"]["cores_utilization"] == {"phone": pytest.approx(1.2)}
+    assert any(w.startswith("not simulated at the planned rate: site phone's cores would be 120 % busy")
+               for w in plan["warnings"]), plan["warnings"]
