@@ -1,6 +1,7 @@
-"""The int8 build of an ONNX model: ONNX Runtime's dynamic quantization (int8 weights,
-activations quantized per call). One function, so that the build the profiler measures and the
-build a bundle ships are made the same way (same settings, same file for the same model).
+"""The reduced-precision files of an ONNX model: int8 (ONNX Runtime's dynamic quantization: int8
+weights, activations quantized per call) and fp16 (onnxconverter-common's float16 converter). One
+function each, so that the build the profiler checks and the build a bundle ships are made the
+same way (same settings, same file for the same model).
 
 Outside the layers on purpose: the profiler (planner.profiling) and the bundles (planner.bundle)
 both call it; it imports nothing of the planner."""
@@ -19,7 +20,7 @@ def _not_preprocessing_advice(record: logging.LogRecord) -> bool:
 
 
 class QuantizationError(Exception):
-    """ONNX Runtime could not quantize the model (the message says why)."""
+    """The model could not be quantized or converted (the message says why)."""
 
 
 def quantized_int8(path: Path) -> bytes:
@@ -39,3 +40,16 @@ def quantized_int8(path: Path) -> bytes:
             return out.read_bytes()
     finally:
         root.removeFilter(_not_preprocessing_advice)
+
+
+def float16(path: Path) -> bytes:
+    """The model at `path` with its float tensors and arithmetic in fp16; its inputs and outputs
+    stay fp32 (casts at the edges), so that it is fed and read like the fp32 model."""
+    import onnx
+    from onnxconverter_common import float16 as converter
+
+    try:
+        model = converter.convert_float_to_float16(onnx.load_model(str(path)), keep_io_types=True)
+    except Exception as exc:
+        raise QuantizationError(f"fp16 conversion failed ({type(exc).__name__}: {str(exc)[:200]})") from None
+    return model.SerializeToString()

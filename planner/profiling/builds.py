@@ -43,6 +43,9 @@ class BuildKind:
     reduced: bool  # a reduced-precision variant: only with `max_error`, and judged against it
     load: Callable[[Any, int], Runner]  # (ModelWork, threads) -> Runner; raises BuildUnavailable
     version: Callable[[], str]  # what else its numbers depend on (part of the cache key)
+    # the build whose host time its estimates scale, where its own host run only checks its
+    # arithmetic (fp16: a CPU's fp16 time says nothing of a GPU's); None: its own host time
+    times_as: str | None = None
 
     @property
     def name(self) -> str:
@@ -119,6 +122,31 @@ def _ort_int8(work, threads: int) -> Runner:
     return ort_runner(quantized_int8(work.path), work, threads)
 
 
+def float16(path: Path) -> bytes:
+    """The model converted to fp16 (inputs and outputs stay fp32): the very file a bundle ships
+    for this build (planner.quantize)."""
+    from planner.quantize import QuantizationError, float16 as convert
+
+    try:
+        return convert(path)
+    except QuantizationError as exc:
+        raise BuildUnavailable(str(exc)) from None
+
+
+def _ort_fp16(work, threads: int) -> Runner:
+    """The fp16 file run by ONNX Runtime on this CPU: its outputs are the fp16 arithmetic's (an
+    operator without an fp16 CPU kernel is run in fp32 between casts, which ONNX Runtime inserts,
+    so a GPU running it all in fp16 may differ more). Memory: its initializers, and the planned
+    activations at half their fp32 size."""
+    runner = ort_runner(float16(work.path), work, threads)
+    runner.memory_mb -= work.activation_bytes / 2 / 1e6
+    return runner
+
+
+def _versions(*packages: str) -> Callable[[], str]:
+    return lambda: ", ".join(_version(p)() for p in packages)
+
+
 KINDS: dict[str, BuildKind] = {k.name: k for k in (
     BuildKind("tvm", "fp32", on_cpu=True, on_gpu=True, reduced=False, load=_tvm_fp32,
               version=_version("apache-tvm")),
@@ -127,6 +155,10 @@ KINDS: dict[str, BuildKind] = {k.name: k for k in (
               version=_version("onnxruntime")),
     BuildKind("onnxruntime", "int8", on_cpu=True, on_gpu=False, reduced=True, load=_ort_int8,
               version=_version("onnxruntime")),
+    # its error is measured on this CPU (ONNX Runtime running the fp16 file); its time on a GPU is
+    # the fp32 build's estimate scaled by the target's fp16 roofline (planner.profiling.half)
+    BuildKind("onnxruntime", "fp16", on_cpu=False, on_gpu=True, reduced=True, load=_ort_fp16,
+              version=_versions("onnxruntime", "onnxconverter-common"), times_as="onnxruntime/fp32"),
 )}
 
 
