@@ -1,0 +1,108 @@
+"""The fp16 build (issue 10, item 1): ONNX Runtime running the model converted to fp16, offered on
+GPU targets only and only with `max_error`. Its error is measured on this CPU (the same fp16 file)
+and checked here against numpy's fp16 arithmetic on the same network; its GPU time is the fp32
+estimate scaled by the target's fp16 roofline; the GPU build itself stays unverified."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import yaml
+from onnx import numpy_helper
+from typer.testing import CliRunner
+
+from planner.app.targets import get_target
+from planner.app.tensors import TensorSpec
+from planner.cli.main import app as cli
+from planner.profiling.compile import Kernel
+from planner.profiling.half import fp16_ratio
+from planner.profiling.measure import sample_inputs
+from planner.profiling.verify import max_rel_error
+from tests.profiling.onnx_models import mlp
+from tests.profiling.tiny_app import run
+
+SHAPE = [4, 16]
+
+
+def gpu_app(tmp: Path, onnx_file: Path, max_error: float | None, gpu_only: bool = False) -> Path:
+    """source -> m -> sink on this host (`here`), m also (or only) on an L4 (`gpu`, g6-xlarge)."""
+    model = {"onnx": onnx_file.name, "inputs": {"x": SHAPE}, **({"max_error": max_error} if max_error else {}),
+             **({"sites": ["gpu"]} if gpu_only else {})}
+    app = {"name": "half", "sites": {"here": {"tier": "edge", "target": "host"},
+                                     "gpu": {"tier": "cloud", "target": "g6-xlarge"}},
+           "links": [{"between": ["here", "gpu"], "bandwidth_mbps": 1000, "rtt_ms": 1}],
+           "models": {"m": model},
+           "sources": {"cam": {"site": "here", "rate_rps": 1}}, "sinks": {"out": {"site": "here"}},
+           "flows": [{"from": "cam", "to": "m"}, {"from": "m", "to": "out"}]}
+    path = tmp / "app.yaml"
+    path.write_text(yaml.safe_dump(app, sort_keys=False))
+    return path
+
+
+def numpy_fp16_error(onnx_file: Path) -> float:
+    """The MLP's error in fp16, computed by numpy alone: inputs, weights and every intermediate
+    rounded to fp16, against the float64 computation, on the profiling inputs."""
+    w = {t.name: numpy_helper.to_array(t) for t in onnx.load(onnx_file).graph.initializer}
+    x = sample_inputs([TensorSpec(name="x", shape=SHAPE, dtype="float32")])["x"]
+    exact = np.maximum(x.astype(np.float64) @ w["w1"] + w["b1"], 0) @ w["w2"]
+    h = {k: v.astype(np.float16) for k, v in w.items()}
+    half = np.maximum(x.astype(np.float16) @ h["w1"] + h["b1"], 0) @ h["w2"]
+    assert half.dtype == np.float16
+    return max_rel_error([half], [exact])[0]
+
+
+def test_fp16_only_on_gpu_targets_with_max_error_its_cpu_error_checked_and_judged(tmp_path):
+    onnx_file = mlp(tmp_path / "mlp.onnx")
+    table, _ = run(gpu_app(tmp_path, onnx_file, None), tmp_path / "cache")
+    assert "onnxruntime/fp16" not in {e.build for e in table.entries} | {x.build for x in table.excluded}
+
+    table, _ = run(gpu_app(tmp_path, onnx_file, 0.01), tmp_path / "cache")
+    here = {e.build for e in table.builds("m", "here")} | {x.build for x in table.excluded if x.site == "here"}
+    assert "onnxruntime/fp16" not in here and "onnxruntime/int8" in here  # int8 on CPUs, fp16 on GPUs
+    assert "onnxruntime/int8" not in {e.build for e in table.builds("m", "gpu")}
+    fp16, fp32 = table.get("m", "gpu", "onnxruntime/fp16"), table.get("m", "gpu", "onnxruntime/fp32")
+    assert fp16.provenance == "estimated" and fp16.verified is None  # the GPU build did not run
+    assert fp16.verification == f"unverified (CPU {fp16.max_rel_error:.1e})"
+    # its arithmetic ran on this CPU: an fp16 error (fp32 would be ~1e-7), of numpy's fp16 magnitude
+    reference = numpy_fp16_error(onnx_file)
+    assert 1e-5 < fp16.max_rel_error and reference / 3 < fp16.max_rel_error < reference * 3, (fp16, reference)
+    # its time: the fp32 estimate x the L4's fp16/fp32 roofline (this MLP is memory-bound: half the bytes)
+    assert fp16.latency_ms == pytest.approx(fp32.latency_ms / 2, rel=1e-9)
+    assert fp16.expected_error_pct is None and "latency error unknown" in fp16.note
+    assert "measured on this CPU" in fp16.note and "the GPU build unverified" in fp16.note
+    assert fp16.memory_mb < fp32.memory_mb  # fp16 weights and activations
+
+    # the same measurement (cached), a budget below its error: excluded with the reason
+    table, stats = run(gpu_app(tmp_path, onnx_file, fp16.max_rel_error / 2), tmp_path / "cache")
+    assert stats["counters"].measures == 0
+    [ex] = [x for x in table.excluded if x.build == "onnxruntime/fp16"]
+    assert ex.site == "gpu" and "above max_error" in ex.reason and "run on this host's CPU" in ex.reason
+    assert table.get("m", "gpu", "onnxruntime/fp32") is not None
+
+
+def test_fp16_ratio_follows_the_published_peaks():
+    l4 = get_target("g6-xlarge")
+    compute = Kernel("conv", flops=1e12, nbytes=1)
+    memory = Kernel("add", flops=1, nbytes=10**9)
+    assert fp16_ratio([compute], l4) == pytest.approx(l4.peak_gflops / l4.peak_gflops_fp16)  # 30.3 / 121
+    assert fp16_ratio([memory], l4) == pytest.approx(0.5)
+    assert fp16_ratio([], get_target("g4dn-xlarge")) == pytest.approx(8100 / 65000)  # no kernels: peak ratio
+    assert fp16_ratio([compute], get_target("jetson-orin-nano")) is None  # no published fp16 peak: no gain
+
+
+def test_a_solve_takes_fp16_on_the_gpu_and_the_plan_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("PLANNER_CALIBRATION_DIR", str(tmp_path / "calibration"))
+    path = gpu_app(tmp_path, mlp(tmp_path / "mlp.onnx"), 0.01, gpu_only=True)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["solve", str(path), "--cache-dir", str(tmp_path / "cache"), "-o", str(out),
+                                      "--no-bundles"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads((out / "plan.json").read_text())
+    m = plan["models"]["m"]
+    assert (m["site"], m["engine"], m["precision"], m["verified"]) == ("gpu", "onnxruntime", "fp16", None)
+    result = CliRunner().invoke(cli, ["profile", str(path), "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0 and "onnxruntime/fp16" in result.output and "unverified (CPU" in result.output
