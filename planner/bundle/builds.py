@@ -2,8 +2,9 @@
 `models.<m>.engine` and `precision`). `tvm/fp32` (and a model whose site has given numbers): the
 library TVM compiles for the site's target. `onnxruntime/fp32`: the ONNX file, run by ONNX Runtime;
 `onnxruntime/int8`: that file dynamically quantized, `onnxruntime/fp16` (GPU targets): that file
-converted to fp16 (planner.quantize, the files the profiler checked). An ONNX Runtime node names its execution provider (CUDA on GPU targets, else the CPU)
-and the threads its build was profiled with, so that it runs as it was measured."""
+converted to fp16 (planner.quantize, the files the profiler checked). An ONNX Runtime node names
+its execution provider (CUDA on GPU targets, else the CPU) and the threads its build was profiled
+with, so that it runs as it was measured."""
 
 from __future__ import annotations
 

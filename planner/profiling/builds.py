@@ -10,8 +10,7 @@ Memory: a TVM build's is its parameters plus the activations of TVM's static mem
 (planner.profiling.compile); an ONNX Runtime build's is the initializers of the ONNX file it
 runs (the quantized file for int8, the fp16 file for fp16) plus those same planned activations
 (the same tensors flow between the same operators; ONNX Runtime's arena may round up; half of
-them for fp16). Cheap, and stable from run to
-run, unlike RSS growth."""
+them for fp16). Cheap, and stable from run to run, unlike RSS growth."""
 
 from __future__ import annotations
 
