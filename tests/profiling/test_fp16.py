@@ -81,6 +81,7 @@ def test_fp16_only_on_gpu_targets_with_max_error_its_cpu_error_checked_and_judge
     assert stats["counters"].measures == 0
     [ex] = [x for x in table.excluded if x.build == "onnxruntime/fp16"]
     assert ex.site == "gpu" and "above max_error" in ex.reason and "run on this host's CPU" in ex.reason
+    assert ex.profile.verified is False and ex.profile.verification == f"FAILED ({fp16.max_rel_error:.1e})"
     assert table.get("m", "gpu", "onnxruntime/fp32") is not None
 
 
@@ -106,3 +107,27 @@ def test_a_solve_takes_fp16_on_the_gpu_and_the_plan_says_so(tmp_path, monkeypatc
     assert (m["site"], m["engine"], m["precision"], m["verified"]) == ("gpu", "onnxruntime", "fp16", None)
     result = CliRunner().invoke(cli, ["profile", str(path), "--cache-dir", str(tmp_path / "cache")])
     assert result.exit_code == 0 and "onnxruntime/fp16" in result.output and "unverified (CPU" in result.output
+
+
+def test_without_a_published_fp16_peak_no_gain_is_claimed():
+    from planner.profiling.entries import HostBuildEntry
+    from planner.profiling.half import fp16_site
+
+    fp32 = {"latency_ms": 3.0, "memory_mb": 10.0, "provenance": "estimated", "note": "roofline"}
+    found = fp16_site(fp32, HostBuildEntry(memory_mb=5.0, max_rel_error=2e-3), [Kernel("k", 1e9, 10**6)],
+                      get_target("jetson-orin-nano"))
+    assert found["latency_ms"] == 3.0 and found["memory_mb"] == 5.0 and found["max_rel_error"] == 2e-3
+    assert "no fp16 peak for jetson-orin-nano" in found["note"] and "no gain claimed" in found["note"]
+
+
+def test_a_model_the_converter_rejects_has_no_fp16_build_and_says_why(tmp_path, monkeypatch):
+    import planner.quantize as quantize
+
+    def refuse(path):
+        raise quantize.QuantizationError("fp16 conversion failed (ValueError: test)")
+
+    monkeypatch.setattr(quantize, "float16", refuse)
+    table, _ = run(gpu_app(tmp_path, mlp(tmp_path / "mlp.onnx"), 0.01), tmp_path / "cache")
+    [ex] = [x for x in table.excluded if x.build == "onnxruntime/fp16"]
+    assert ex.site == "gpu" and ex.reason == "fp16 conversion failed (ValueError: test)" and ex.profile is None
+    assert table.get("m", "gpu", "onnxruntime/fp32") is not None
