@@ -90,15 +90,16 @@ def initializer_bytes(model_bytes: bytes) -> int:
     return sum(numpy_helper.to_array(t).nbytes for t in model.graph.initializer)
 
 
-def ort_runner(model_bytes: bytes, work, threads: int) -> Runner:
+def ort_runner(model_bytes: bytes, work, threads: int, optimize: bool = True, weights: int | None = None) -> Runner:
+    """`weights`: the initializer bytes of the file a deployment runs, where it is not `model_bytes`."""
     from planner.profiling.measure import measure_ort, ort_session
 
     try:
-        session = ort_session(model_bytes, threads)
+        session = ort_session(model_bytes, threads, optimize)
     except Exception as exc:  # ONNX Runtime may lack an operator TVM has
         raise BuildUnavailable(f"ONNX Runtime cannot load it ({type(exc).__name__}: {str(exc)[:200]})") from None
     feed = work.feed()
-    memory = (initializer_bytes(model_bytes) + work.activation_bytes) / 1e6
+    memory = ((initializer_bytes(model_bytes) if weights is None else weights) + work.activation_bytes) / 1e6
     return Runner(run=lambda: session.run(None, feed), time=lambda: measure_ort(session, feed), threads=threads,
                   memory_mb=memory)
 
@@ -134,17 +135,28 @@ def float16(path: Path) -> bytes:
 
 
 def _ort_fp16(work, threads: int) -> Runner:
-    """The fp16 file run by ONNX Runtime on this CPU: its outputs are the fp16 arithmetic's (an
-    operator without an fp16 CPU kernel is run in fp32 between casts, which ONNX Runtime inserts,
-    so a GPU running it all in fp16 may differ more). Memory: its initializers, and the planned
-    activations at half their fp32 size."""
-    runner = ort_runner(float16(work.path), work, threads)
+    """The fp16 file's arithmetic on this CPU (planner.profiling.fp16_emulation: every fp16 tensor
+    rounded to fp16 where it is made), run as written: its outputs are what the checks compare;
+    its time is not used. Memory: the fp16 file's initializers, and the planned activations at
+    half their fp32 size."""
+    from planner.profiling.fp16_emulation import emulated
+
+    shipped = float16(work.path)
+    try:
+        emulation = emulated(shipped)
+    except Exception as exc:  # a graph the rewrite does not handle: no check, so no build
+        raise BuildUnavailable(f"its fp16 arithmetic cannot be emulated on this CPU ({type(exc).__name__}: "
+                               f"{str(exc)[:200]})") from None
+    runner = ort_runner(emulation, work, threads, optimize=False, weights=initializer_bytes(shipped))
     runner.memory_mb -= work.activation_bytes / 2 / 1e6
     return runner
 
 
-def _versions(*packages: str) -> Callable[[], str]:
-    return lambda: ", ".join(_version(p)() for p in packages)
+FP16_EMULATION = 1  # bump when planner.profiling.fp16_emulation changes what it computes (a cache key part)
+
+
+def _versions(*packages: str, also: str = "") -> Callable[[], str]:
+    return lambda: ", ".join([*(_version(p)() for p in packages), *([also] if also else [])])
 
 
 KINDS: dict[str, BuildKind] = {k.name: k for k in (
@@ -155,10 +167,11 @@ KINDS: dict[str, BuildKind] = {k.name: k for k in (
               version=_version("onnxruntime")),
     BuildKind("onnxruntime", "int8", on_cpu=True, on_gpu=False, reduced=True, load=_ort_int8,
               version=_version("onnxruntime")),
-    # its error is measured on this CPU (ONNX Runtime running the fp16 file); its time on a GPU is
+    # its error is measured on this CPU (the fp16 file's arithmetic emulated); its time on a GPU is
     # the fp32 build's estimate scaled by the target's fp16 roofline (planner.profiling.half)
     BuildKind("onnxruntime", "fp16", on_cpu=False, on_gpu=True, reduced=True, load=_ort_fp16,
-              version=_versions("onnxruntime", "onnxconverter-common"), times_as="onnxruntime/fp32"),
+              version=_versions("onnxruntime", "onnxconverter-common", also=f"fp16 emulation {FP16_EMULATION}"),
+              times_as="onnxruntime/fp32"),
 )}
 
 

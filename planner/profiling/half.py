@@ -12,8 +12,8 @@ unknown: no calibration measured how close fp16 kernels come to that peak (tenso
 harder to feed than the fp32 units), so `expected_error_pct` is None and the note says so.
 
 Its numerical error is a property of the arithmetic, not of the device: it is measured on this
-host (ONNX Runtime on the CPU, the same fp16 file) against the fp32 reference, and judged
-against `max_error`; the GPU build itself stays unverified."""
+host (the same fp16 file, its fp16 arithmetic emulated on the CPU: planner.profiling.fp16_emulation)
+against the fp32 reference, and judged against `max_error`; the GPU build itself stays unverified."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def fp16_site(fp32: dict, fp16_host: HostBuildEntry, kernels: list[Kernel], targ
     else:
         how = f"x {ratio:.3g} (fp16 over fp32 roofline on {target.name}: peak {target.peak_gflops_fp16:g} GFLOP/s fp16)"
     error = "not measured (no fp32 reference)" if fp16_host.max_rel_error is None else \
-        f"{fp16_host.max_rel_error:.2g} measured on this CPU (ONNX Runtime, the same fp16 file)"
+        f"{fp16_host.max_rel_error:.2g} measured on this CPU (the same fp16 file, its arithmetic emulated)"
     return {**fp32, "latency_ms": fp32["latency_ms"] * ratio, "memory_mb": fp16_host.memory_mb,
             "max_rel_error": fp16_host.max_rel_error, "expected_error_pct": None,
             "note": f"fp16: the fp32 estimate {fp32['latency_ms']:.3g} ms {how}; latency error unknown (no fp16 "

@@ -92,3 +92,14 @@ def layer_norm_pow(path: Path, width: int = 8) -> Path:
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "T", width])], inits)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
     return path
+
+
+def scaled_twice(path: Path, factor: float = 300.0, width: int = 4) -> Path:
+    """x[1, width] -> Mul by factor -> Mul by factor: beyond fp16's 65504 for x > 65504 / factor**2
+    (0.73 at 300), well within fp32."""
+    c = numpy_helper.from_array(np.array(factor, np.float32), "c")
+    nodes = [helper.make_node("Mul", ["x", "c"], ["h"]), helper.make_node("Mul", ["h", "c"], ["y"])]
+    graph = helper.make_graph(nodes, "scaled", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, width])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, width])], [c])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path

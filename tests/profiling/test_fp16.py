@@ -22,15 +22,16 @@ from planner.profiling.compile import Kernel
 from planner.profiling.half import fp16_ratio
 from planner.profiling.measure import sample_inputs
 from planner.profiling.verify import max_rel_error
-from tests.profiling.onnx_models import mlp
+from tests.profiling.onnx_models import mlp, scaled_twice
 from tests.profiling.tiny_app import run
 
 SHAPE = [4, 16]
 
 
-def gpu_app(tmp: Path, onnx_file: Path, max_error: float | None, gpu_only: bool = False) -> Path:
+def gpu_app(tmp: Path, onnx_file: Path, max_error: float | None, gpu_only: bool = False,
+            shape: list[int] = SHAPE) -> Path:
     """source -> m -> sink on this host (`here`), m also (or only) on an L4 (`gpu`, g6-xlarge)."""
-    model = {"onnx": onnx_file.name, "inputs": {"x": SHAPE}, **({"max_error": max_error} if max_error else {}),
+    model = {"onnx": onnx_file.name, "inputs": {"x": shape}, **({"max_error": max_error} if max_error else {}),
              **({"sites": ["gpu"]} if gpu_only else {})}
     app = {"name": "half", "sites": {"here": {"tier": "edge", "target": "host"},
                                      "gpu": {"tier": "cloud", "target": "g6-xlarge"}},
@@ -43,16 +44,23 @@ def gpu_app(tmp: Path, onnx_file: Path, max_error: float | None, gpu_only: bool 
     return path
 
 
-def numpy_fp16_error(onnx_file: Path) -> float:
-    """The MLP's error in fp16, computed by numpy alone: inputs, weights and every intermediate
-    rounded to fp16, against the float64 computation, on the profiling inputs."""
-    w = {t.name: numpy_helper.to_array(t) for t in onnx.load(onnx_file).graph.initializer}
-    x = sample_inputs([TensorSpec(name="x", shape=SHAPE, dtype="float32")])["x"]
-    exact = np.maximum(x.astype(np.float64) @ w["w1"] + w["b1"], 0) @ w["w2"]
+def numpy_fp16(w: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """The MLP in numpy's fp16 (its matmul accumulates in fp32, then rounds)."""
     h = {k: v.astype(np.float16) for k, v in w.items()}
     half = np.maximum(x.astype(np.float16) @ h["w1"] + h["b1"], 0) @ h["w2"]
     assert half.dtype == np.float16
-    return max_rel_error([half], [exact])[0]
+    return half
+
+
+def numpy_fp16_error(onnx_file: Path) -> tuple[float, float]:
+    """The MLP's error in fp16, computed by numpy alone (inputs, weights and every intermediate
+    in fp16; numpy's fp16 matmul accumulates in fp32), against the float64 computation on the
+    profiling inputs; and one fp16 step of the output's largest value, in the same relative units."""
+    w = {t.name: numpy_helper.to_array(t) for t in onnx.load(onnx_file).graph.initializer}
+    x = sample_inputs([TensorSpec(name="x", shape=SHAPE, dtype="float32")])["x"]
+    exact = np.maximum(x.astype(np.float64) @ w["w1"] + w["b1"], 0) @ w["w2"]
+    top = float(np.abs(exact).max())
+    return max_rel_error([numpy_fp16(w, x)], [exact])[0], float(np.spacing(np.float16(top))) / max(1.0, top)
 
 
 def test_fp16_only_on_gpu_targets_with_max_error_its_cpu_error_checked_and_judged(tmp_path):
@@ -67,9 +75,10 @@ def test_fp16_only_on_gpu_targets_with_max_error_its_cpu_error_checked_and_judge
     fp16, fp32 = table.get("m", "gpu", "onnxruntime/fp16"), table.get("m", "gpu", "onnxruntime/fp32")
     assert fp16.provenance == "estimated" and fp16.verified is None  # the GPU build did not run
     assert fp16.verification == f"unverified (CPU {fp16.max_rel_error:.1e})"
-    # its arithmetic ran on this CPU: an fp16 error (fp32 would be ~1e-7), of numpy's fp16 magnitude
-    reference = numpy_fp16_error(onnx_file)
-    assert 1e-5 < fp16.max_rel_error and reference / 3 < fp16.max_rel_error < reference * 3, (fp16, reference)
+    # its arithmetic ran on this CPU: numpy's fp16 error, to one fp16 step (fp32 sums in another order)
+    reference, step = numpy_fp16_error(onnx_file)
+    assert fp16.max_rel_error > 1e-4  # an fp16 error: fp32 arithmetic is ~1e-7 off here
+    assert fp16.max_rel_error == pytest.approx(reference, abs=step), (fp16.max_rel_error, reference, step)
     # its time: the fp32 estimate x the L4's fp16/fp32 roofline (this MLP is memory-bound: half the bytes)
     assert fp16.latency_ms == pytest.approx(fp32.latency_ms / 2, rel=1e-9)
     assert fp16.expected_error_pct is None and "latency error unknown" in fp16.note
@@ -131,3 +140,32 @@ def test_a_model_the_converter_rejects_has_no_fp16_build_and_says_why(tmp_path, 
     [ex] = [x for x in table.excluded if x.build == "onnxruntime/fp16"]
     assert ex.site == "gpu" and ex.reason == "fp16 conversion failed (ValueError: test)" and ex.profile is None
     assert table.get("m", "gpu", "onnxruntime/fp32") is not None
+
+
+def test_fp16_overflow_is_caught_on_this_cpu(tmp_path):
+    # e.g. 0.9 * 300 * 300 = 81000: fine in fp32, beyond fp16's 65504 (ONNX Runtime's CPU, running the
+    # fp16 file as it is, would compute this Mul in fp32 and miss it)
+    table, _ = run(gpu_app(tmp_path, scaled_twice(tmp_path / "scaled.onnx", width=16), 0.5, shape=[1, 16]),
+                   tmp_path / "cache")
+    x = sample_inputs([TensorSpec(name="x", shape=[1, 16], dtype="float32")])["x"]
+    assert np.isinf(x.astype(np.float16) * np.float16(300) * np.float16(300)).any()  # numpy agrees: it overflows
+    [ex] = [x for x in table.excluded if x.build == "onnxruntime/fp16"]
+    assert "NaN or Inf" in ex.reason and ex.profile.verified is False
+    assert table.get("m", "gpu", "onnxruntime/fp32") is not None
+
+
+def test_the_cpu_emulation_computes_numpy_s_fp16_arithmetic(tmp_path):
+    from planner.profiling.fp16_emulation import emulated
+    from planner.profiling.measure import ort_session
+    from planner.quantize import float16
+
+    onnx_file = mlp(tmp_path / "mlp.onnx", seed=4)
+    w = {t.name: numpy_helper.to_array(t) for t in onnx.load(onnx_file).graph.initializer}
+    x = np.random.default_rng(4).standard_normal((256, 16)).astype(np.float32)
+    want = numpy_fp16(w, x).astype(np.float32)
+    got = ort_session(emulated(float16(onnx_file)), 1, optimize=False).run(None, {"x": x})[0]
+    # the same fp16 values, but for a rare last-place step where fp32 sums ran in another order
+    assert np.all(np.abs(got - want) <= np.spacing(np.abs(want).astype(np.float16)).astype(np.float32))
+    assert np.mean(got == want) > 0.95
+    as_is = ort_session(float16(onnx_file), 1, optimize=False).run(None, {"x": x})[0]
+    assert np.mean(as_is == want) < np.mean(got == want)  # the fp16 file as ONNX Runtime's CPU runs it: less so
