@@ -1,8 +1,9 @@
 """Profile one node on its candidate sites: the per-node work of `planner profile`.
 
 ONNX model: every build (planner.profiling.builds: TVM, ONNX Runtime, int8 on CPU targets and
-fp16 on GPU targets with max_error) is run once on this host, on the threads a deployment uses, checked against the fp32 reference
-(planner.profiling.verify) and timed with the machine's load (planner.profiling.load). Per site:
+fp16 on GPU targets with max_error) is run once on this host, on the threads a deployment uses,
+checked against the fp32 reference (planner.profiling.verify) and timed with the machine's load
+(planner.profiling.load). Per site:
   - `rpc`: the site has `rpc: {tracker, key}`: TVM compiled for its target, timed on the device;
   - `measured`: the site's target is this host: the host run of the build;
   - `estimated`: otherwise: the host run scaled by the roofline model (planner.profiling.estimate;

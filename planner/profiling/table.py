@@ -63,7 +63,8 @@ class NodeProfile(BaseModel):
     @property
     def verification(self) -> str:
         """For tables: `yes (<max error>)`, `FAILED (<max error>)`, `unverified` (a build not run
-        here; `unverified (CPU <max error>)` where its arithmetic was checked on this CPU), or `-` (python steps and given numbers: nothing to compare with)."""
+        here; `unverified (CPU <max error>)` where its arithmetic was checked on this CPU), or `-`
+        (python steps and given numbers: nothing to compare with)."""
         if self.verified is None:
             if self.engine not in ("tvm", "onnxruntime"):
                 return "-"
