@@ -266,7 +266,7 @@ class Profiler:
             return reason
         if reason is not None and kind.times_as:  # its arithmetic failed: so would the same file on any device
             profile.verified, profile.max_rel_error = False, hb.max_rel_error
-            return f"{reason} (its file run on this host's CPU)"
+            return f"{reason} (its fp16 arithmetic, emulated on this host's CPU)"
         if reason is not None and profile.provenance == "estimated":
             return f"{reason} (on this host: the build this estimate scales)"
         return None
