@@ -152,7 +152,8 @@ def _ort_fp16(work, threads: int) -> Runner:
     return runner
 
 
-FP16_EMULATION = 1  # bump when planner.profiling.fp16_emulation changes what it computes (a cache key part)
+# bump when planner.quantize.float16 or planner.profiling.fp16_emulation change what they make (a cache key part)
+FP16_EMULATION = 2
 
 
 def _versions(*packages: str, also: str = "") -> Callable[[], str]:

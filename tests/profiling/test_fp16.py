@@ -22,7 +22,7 @@ from planner.profiling.compile import Kernel
 from planner.profiling.half import fp16_ratio
 from planner.profiling.measure import sample_inputs
 from planner.profiling.verify import max_rel_error
-from tests.profiling.onnx_models import mlp, scaled_twice
+from tests.profiling.onnx_models import conv_wide_batch_norm, mlp, scaled_twice
 from tests.profiling.tiny_app import run
 
 SHAPE = [4, 16]
@@ -75,7 +75,8 @@ def test_fp16_only_on_gpu_targets_with_max_error_its_cpu_error_checked_and_judge
     fp16, fp32 = table.get("m", "gpu", "onnxruntime/fp16"), table.get("m", "gpu", "onnxruntime/fp32")
     assert fp16.provenance == "estimated" and fp16.verified is None  # the GPU build did not run
     assert fp16.verification == f"unverified (CPU {fp16.max_rel_error:.1e})"
-    # its arithmetic ran on this CPU: numpy's fp16 error, to one fp16 step (fp32 sums in another order)
+    # its arithmetic ran on this CPU: numpy's fp16 error, to one fp16 step (the file folds MatMul and Add
+    # into one Gemm: one rounding less)
     reference, step = numpy_fp16_error(onnx_file)
     assert fp16.max_rel_error > 1e-4  # an fp16 error: fp32 arithmetic is ~1e-7 off here
     assert fp16.max_rel_error == pytest.approx(reference, abs=step), (fp16.max_rel_error, reference, step)
@@ -156,17 +157,40 @@ def test_fp16_overflow_is_caught_on_this_cpu(tmp_path):
 
 
 def test_the_cpu_emulation_computes_numpy_s_fp16_arithmetic(tmp_path):
+    from onnxconverter_common.float16 import convert_float_to_float16
+
     from planner.profiling.fp16_emulation import emulated
     from planner.profiling.measure import ort_session
-    from planner.quantize import float16
 
     onnx_file = mlp(tmp_path / "mlp.onnx", seed=4)
-    w = {t.name: numpy_helper.to_array(t) for t in onnx.load(onnx_file).graph.initializer}
+    model = onnx.load(onnx_file)
+    w = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    # the graph as written (planner.quantize.float16 folds MatMul and Add into one Gemm first: one rounding less)
+    half = convert_float_to_float16(model, keep_io_types=True).SerializeToString()
     x = np.random.default_rng(4).standard_normal((256, 16)).astype(np.float32)
     want = numpy_fp16(w, x).astype(np.float32)
-    got = ort_session(emulated(float16(onnx_file)), 1, optimize=False).run(None, {"x": x})[0]
+    got = ort_session(emulated(half), 1, optimize=False).run(None, {"x": x})[0]
     # the same fp16 values, but for a rare last-place step where fp32 sums ran in another order
     assert np.all(np.abs(got - want) <= np.spacing(np.abs(want).astype(np.float16)).astype(np.float32))
     assert np.mean(got == want) > 0.95
-    as_is = ort_session(float16(onnx_file), 1, optimize=False).run(None, {"x": x})[0]
+    as_is = ort_session(half, 1, optimize=False).run(None, {"x": x})[0]
     assert np.mean(as_is == want) < np.mean(got == want)  # the fp16 file as ONNX Runtime's CPU runs it: less so
+
+
+def test_a_batch_norm_beyond_fp16_is_folded_into_its_conv_before_the_conversion(tmp_path):
+    from onnxconverter_common.float16 import convert_float_to_float16
+
+    from planner.profiling.fp16_emulation import emulated
+    from planner.profiling.measure import ort_session
+
+    onnx_file = conv_wide_batch_norm(tmp_path / "convbn.onnx")
+    table, _ = run(gpu_app(tmp_path, onnx_file, 0.01, shape=[1, 4, 8, 8]), tmp_path / "cache")
+    fp16 = table.get("m", "gpu", "onnxruntime/fp16")
+    assert fp16 is not None and 0 < fp16.max_rel_error < 0.01
+    # the same model converted as written: the converter clamps the variance to 1e4, 10x the output
+    x = sample_inputs([TensorSpec(name="x", shape=[1, 4, 8, 8], dtype="float32")])["x"]
+    want = ort_session(onnx_file.read_bytes(), 1, optimize=False).run(None, {"x": x})
+    with pytest.warns(UserWarning, match="truncated"):
+        as_written = convert_float_to_float16(onnx.load(onnx_file), keep_io_types=True).SerializeToString()
+    got = ort_session(emulated(as_written), 1, optimize=False).run(None, {"x": x})
+    assert max_rel_error(got, want)[0] > 1
