@@ -38,6 +38,10 @@ class Target(BaseModel):
     tvm_target: dict[str, Any] = Field(description="TVM target in JSON-dict form; GPUs carry a `host` part")
     # ranges as for a site's own numbers (planner.app.spec): an estimated latency divides by these
     peak_gflops: float = Field(ge=1e-3, le=1e9, description="published peak FP32 compute, 1e-3 to 1e9 GFLOP/s")
+    # GPUs: the published fp16 peak (tensor cores, dense), what an fp16 build's estimate scales by
+    # (planner.profiling.half); None: not published, no fp16 gain is claimed
+    peak_gflops_fp16: float | None = Field(default=None, ge=1e-3, le=1e9,
+                                           description="published peak FP16 compute (GPUs), 1e-3 to 1e9 GFLOP/s")
     mem_bandwidth_gbs: float = Field(ge=1e-3, le=1e6, description="published memory bandwidth, 1e-3 to 1e6 GB/s")
     memory_mb: float = Field(gt=0, le=MAX_MB, description="up to 1e9 MB")
     cost_per_hour: float = Field(default=0, ge=0, le=MAX_PRICE_PER_HOUR,

@@ -1,9 +1,10 @@
 """What a bundle ships for an ONNX model: the build the plan chose for it (plan.json
 `models.<m>.engine` and `precision`). `tvm/fp32` (and a model whose site has given numbers): the
 library TVM compiles for the site's target. `onnxruntime/fp32`: the ONNX file, run by ONNX Runtime;
-`onnxruntime/int8`: that file dynamically quantized (planner.quantize, the file the profiler
-measured). An ONNX Runtime node names its execution provider (CUDA on GPU targets, else the CPU)
-and the threads its build was profiled with, so that it runs as it was measured."""
+`onnxruntime/int8`: that file dynamically quantized, `onnxruntime/fp16` (GPU targets): that file
+converted to fp16 (planner.quantize, the files the profiler checked). An ONNX Runtime node names
+its execution provider (CUDA on GPU targets, else the CPU) and the threads its build was profiled
+with, so that it runs as it was measured."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from planner.errors import PlannerError
 from planner.model.checked_app import CheckedApp
 from planner.plan.schema import Plan
 from planner.profiling.table import ProfileTable
-from planner.quantize import QuantizationError, quantized_int8
+from planner.quantize import QuantizationError, float16, quantized_int8
 
-SHIPPED = ("tvm/fp32", "onnxruntime/fp32", "onnxruntime/int8")
+SHIPPED = ("tvm/fp32", "onnxruntime/fp32", "onnxruntime/int8", "onnxruntime/fp16")
 CPU_PROVIDER = "CPUExecutionProvider"
 GPU_PROVIDER = "CUDAExecutionProvider"  # onnxruntime-gpu; the runtime falls back to the CPU, loudly, without it
 
@@ -34,15 +35,16 @@ def chosen_build(plan: Plan, name: str) -> str:
 
 
 def ort_artifact(onnx: Path, precision: str, dest: Path, stem: str) -> Path:
-    """The file ONNX Runtime runs for this precision, written as dest/<stem>.onnx (fp32) or <stem>.int8.onnx."""
+    """The file ONNX Runtime runs for this precision, written as dest/<stem>.onnx (fp32),
+    <stem>.int8.onnx or <stem>.fp16.onnx."""
     dest.mkdir(parents=True, exist_ok=True)
     if precision == "fp32":
         return Path(shutil.copy2(onnx, dest / f"{stem}.onnx"))
     try:
-        data = quantized_int8(onnx)
+        data = {"int8": quantized_int8, "fp16": float16}[precision](onnx)
     except QuantizationError as exc:
         raise PlannerError(f"{onnx}: {exc}") from None
-    path = dest / f"{stem}.int8.onnx"
+    path = dest / f"{stem}.{precision}.onnx"
     path.write_bytes(data)
     return path
 

@@ -62,6 +62,7 @@ def profile(
     for w in table.warnings:
         err.print(f"[yellow]warning:[/] {w}", highlight=False)
     out.print("verified: outputs within tolerance of the fp32 ONNX Runtime reference on this host (max error in "
-              "brackets); unverified: not run here. tvm_ms / ort_ms: this host, TVM and ONNX Runtime on the same "
-              "input; estimated = the roofline time on the target over its calibrated efficiency, the note names the "
-              "calibration and its expected error (README, Profiling); `--json` has every field.", highlight=False)
+              "brackets); unverified: not run here (`unverified (CPU e)`: an fp16 GPU build whose arithmetic, "
+              "emulated on this CPU, has error e; the GPU build itself is unchecked). tvm_ms / ort_ms: this host, "
+              "TVM and ONNX Runtime on the same input; estimated = the roofline time on the target over its "
+              "calibrated efficiency, the note names the calibration and its expected error (README, Profiling); `--json` has every field.", highlight=False)

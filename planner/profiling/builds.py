@@ -8,9 +8,9 @@ that answers NaN or wrong numbers there to see it excluded.
 
 Memory: a TVM build's is its parameters plus the activations of TVM's static memory plan
 (planner.profiling.compile); an ONNX Runtime build's is the initializers of the ONNX file it
-runs (the quantized file for int8) plus those same planned activations (the same tensors flow
-between the same operators; ONNX Runtime's arena may round up). Cheap, and stable from run to
-run, unlike RSS growth."""
+runs (the quantized file for int8, the fp16 file for fp16) plus those same planned activations
+(the same tensors flow between the same operators; ONNX Runtime's arena may round up; half of
+them for fp16). Cheap, and stable from run to run, unlike RSS growth."""
 
 from __future__ import annotations
 
@@ -43,6 +43,9 @@ class BuildKind:
     reduced: bool  # a reduced-precision variant: only with `max_error`, and judged against it
     load: Callable[[Any, int], Runner]  # (ModelWork, threads) -> Runner; raises BuildUnavailable
     version: Callable[[], str]  # what else its numbers depend on (part of the cache key)
+    # the build whose host time its estimates scale, where its own host run only checks its
+    # arithmetic (fp16: a CPU's fp16 time says nothing of a GPU's); None: its own host time
+    times_as: str | None = None
 
     @property
     def name(self) -> str:
@@ -87,15 +90,16 @@ def initializer_bytes(model_bytes: bytes) -> int:
     return sum(numpy_helper.to_array(t).nbytes for t in model.graph.initializer)
 
 
-def ort_runner(model_bytes: bytes, work, threads: int) -> Runner:
+def ort_runner(model_bytes: bytes, work, threads: int, optimize: bool = True, weights: int | None = None) -> Runner:
+    """`weights`: the initializer bytes of the file a deployment runs, where it is not `model_bytes`."""
     from planner.profiling.measure import measure_ort, ort_session
 
     try:
-        session = ort_session(model_bytes, threads)
+        session = ort_session(model_bytes, threads, optimize)
     except Exception as exc:  # ONNX Runtime may lack an operator TVM has
         raise BuildUnavailable(f"ONNX Runtime cannot load it ({type(exc).__name__}: {str(exc)[:200]})") from None
     feed = work.feed()
-    memory = (initializer_bytes(model_bytes) + work.activation_bytes) / 1e6
+    memory = ((initializer_bytes(model_bytes) if weights is None else weights) + work.activation_bytes) / 1e6
     return Runner(run=lambda: session.run(None, feed), time=lambda: measure_ort(session, feed), threads=threads,
                   memory_mb=memory)
 
@@ -119,6 +123,43 @@ def _ort_int8(work, threads: int) -> Runner:
     return ort_runner(quantized_int8(work.path), work, threads)
 
 
+def float16(path: Path) -> bytes:
+    """The model converted to fp16 (inputs and outputs stay fp32): the very file a bundle ships
+    for this build (planner.quantize)."""
+    from planner.quantize import QuantizationError, float16 as convert
+
+    try:
+        return convert(path)
+    except QuantizationError as exc:
+        raise BuildUnavailable(str(exc)) from None
+
+
+def _ort_fp16(work, threads: int) -> Runner:
+    """The fp16 file's arithmetic on this CPU (planner.profiling.fp16_emulation: every fp16 tensor
+    rounded to fp16 where it is made), run as written: its outputs are what the checks compare;
+    its time is not used. Memory: the fp16 file's initializers, and the planned activations at
+    half their fp32 size."""
+    from planner.profiling.fp16_emulation import emulated
+
+    shipped = float16(work.path)
+    try:
+        emulation = emulated(shipped)
+    except Exception as exc:  # a graph the rewrite does not handle: no check, so no build
+        raise BuildUnavailable(f"its fp16 arithmetic cannot be emulated on this CPU ({type(exc).__name__}: "
+                               f"{str(exc)[:200]})") from None
+    runner = ort_runner(emulation, work, threads, optimize=False, weights=initializer_bytes(shipped))
+    runner.memory_mb -= work.activation_bytes / 2 / 1e6
+    return runner
+
+
+# bump when planner.quantize.float16 or planner.profiling.fp16_emulation change what they make (a cache key part)
+FP16_EMULATION = 2
+
+
+def _versions(*packages: str, also: str = "") -> Callable[[], str]:
+    return lambda: ", ".join([*(_version(p)() for p in packages), *([also] if also else [])])
+
+
 KINDS: dict[str, BuildKind] = {k.name: k for k in (
     BuildKind("tvm", "fp32", on_cpu=True, on_gpu=True, reduced=False, load=_tvm_fp32,
               version=_version("apache-tvm")),
@@ -127,6 +168,11 @@ KINDS: dict[str, BuildKind] = {k.name: k for k in (
               version=_version("onnxruntime")),
     BuildKind("onnxruntime", "int8", on_cpu=True, on_gpu=False, reduced=True, load=_ort_int8,
               version=_version("onnxruntime")),
+    # its error is measured on this CPU (the fp16 file's arithmetic emulated); its time on a GPU is
+    # the fp32 build's estimate scaled by the target's fp16 roofline (planner.profiling.half)
+    BuildKind("onnxruntime", "fp16", on_cpu=False, on_gpu=True, reduced=True, load=_ort_fp16,
+              version=_versions("onnxruntime", "onnxconverter-common", also=f"fp16 emulation {FP16_EMULATION}"),
+              times_as="onnxruntime/fp32"),
 )}
 
 

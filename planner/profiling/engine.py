@@ -1,8 +1,9 @@
 """Profile one node on its candidate sites: the per-node work of `planner profile`.
 
-ONNX model: every build (planner.profiling.builds: TVM, ONNX Runtime, int8 with max_error) is
-run once on this host, on the threads a deployment uses, checked against the fp32 reference
-(planner.profiling.verify) and timed with the machine's load (planner.profiling.load). Per site:
+ONNX model: every build (planner.profiling.builds: TVM, ONNX Runtime, int8 on CPU targets and
+fp16 on GPU targets with max_error) is run once on this host, on the threads a deployment uses,
+checked against the fp32 reference (planner.profiling.verify) and timed with the machine's load
+(planner.profiling.load). Per site:
   - `rpc`: the site has `rpc: {tracker, key}`: TVM compiled for its target, timed on the device;
   - `measured`: the site's target is this host: the host run of the build;
   - `estimated`: otherwise: the host run scaled by the roofline model (planner.profiling.estimate;
@@ -33,6 +34,7 @@ from planner.profiling.builds import BuildKind, kinds_for
 from planner.profiling.calibrated import calibrated
 from planner.profiling.entries import HostBuildEntry, HostModelEntry, HostStepEntry, ScaleEntry, SiteModelEntry
 from planner.profiling.errors import ProfilingInputError
+from planner.profiling.half import fp16_site
 from planner.profiling.hardware_checks import Recorded, all_records, recorded_failure
 from planner.profiling.table import Exclusion, NodeProfile, NodeSignature
 from planner.profiling.load import quietest
@@ -167,19 +169,21 @@ class Profiler:
             measured[kind.name] = self.host_build(work, kind, host_key, result)
         tvm_ms = measured.get("tvm/fp32", HostBuildEntry()).ms
         ort_ms = measured.get("onnxruntime/fp32", HostBuildEntry()).ms
-        if max_error is not None and any(s.target.is_gpu for s in sites):
-            result.warnings.append(f"'{node}': fp16 builds not profiled: no GPU is reachable from this host to "
-                                   "measure and verify them")
         for site in sites:
             for kind in kinds_for(site.target.is_gpu, max_error):
                 hb = measured[kind.name]
-                if kind.engine == "tvm":
+                timed = measured[kind.times_as] if kind.times_as else hb  # whose host time the estimate scales
+                if kind.times_as and hb.error:  # its file cannot be made or run here
+                    found = hb.error
+                elif kind.engine == "tvm":
                     found = self.tvm_site(work, site, host, host_key, hb, result)
                 else:
-                    found = ort_site(site, hb, lambda t: self.scale(host_key, host, t))
+                    found = ort_site(site, timed, lambda t: self.scale(host_key, host, t))
                 if isinstance(found, dict) and found["provenance"] == "estimated":  # with this run's calibrations
-                    found = calibrated(found, host.kernels, hb.ms, self.host, site.target, kind.engine,
+                    found = calibrated(found, host.kernels, timed.ms, self.host, site.target, kind.engine,
                                        found.get("tuning"))
+                if isinstance(found, dict) and kind.precision == "fp16":
+                    found = fp16_site(found, hb, host.kernels, site.target)
                 if isinstance(found, str):
                     profile = None
                     reason = found
@@ -260,6 +264,9 @@ class Profiler:
             profile.verified = None if hb.max_rel_error is None and not hb.nonfinite else reason is None
             profile.max_rel_error = hb.max_rel_error
             return reason
+        if reason is not None and kind.times_as:  # its arithmetic failed: so would the same file on any device
+            profile.verified, profile.max_rel_error = False, hb.max_rel_error
+            return f"{reason} (its fp16 arithmetic, emulated on this host's CPU)"
         if reason is not None and profile.provenance == "estimated":
             return f"{reason} (on this host: the build this estimate scales)"
         return None

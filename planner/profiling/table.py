@@ -63,9 +63,13 @@ class NodeProfile(BaseModel):
     @property
     def verification(self) -> str:
         """For tables: `yes (<max error>)`, `FAILED (<max error>)`, `unverified` (a build not run
-        here), or `-` (python steps and given numbers: nothing to compare with)."""
+        here; `unverified (CPU <max error>)` where its arithmetic was checked on this CPU), or `-`
+        (python steps and given numbers: nothing to compare with)."""
         if self.verified is None:
-            return "unverified" if self.engine in ("tvm", "onnxruntime") else "-"
+            if self.engine not in ("tvm", "onnxruntime"):
+                return "-"
+            # fp16 on a GPU: not run there, but its arithmetic's error was measured on this CPU
+            return "unverified" if self.max_rel_error is None else f"unverified (CPU {self.max_rel_error:.1e})"
         error = "" if self.max_rel_error is None else f" ({self.max_rel_error:.1e})"
         return ("yes" if self.verified else "FAILED") + error
 

@@ -334,7 +334,9 @@ def _provenance(plan: Plan) -> list[Block]:
                   "the roofline time on the target over its calibrated efficiency (or the host measurement of the same "
                   "build scaled by the roofline model, where no calibration applies); given: written in app.yaml. "
                   "Verified: the build's outputs matched the fp32 ONNX Runtime reference on this host (max relative "
-                  "error); unverified: it did not run here. Tuning: untuned, or tuned with MetaSchedule (trials). "
+                  "error); unverified: it did not run here (`unverified (CPU e)`: an fp16 GPU build, its fp16 "
+                  "arithmetic emulated on this host's CPU with error e, the GPU build itself unchecked). Tuning: "
+                  "untuned, or tuned with MetaSchedule (trials). "
                   "Counts: "
                   + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + "."]),
             Table(["node", "site", "target", "build", "latency ms", "memory MB", "provenance", "verified", "tuning",

@@ -1,5 +1,6 @@
 """Bundles ship the build the plan chose (issue 10, item 2): an `onnxruntime/fp32` model ships its
-ONNX file, `onnxruntime/int8` the dynamically quantized file (planner.quantize), each checksummed,
+ONNX file, `onnxruntime/int8` the dynamically quantized file, `onnxruntime/fp16` (GPU sites) the fp16 file
+(planner.quantize), each checksummed,
 with the provider of its site's hardware and the threads its build was profiled with; the runtime
 runs that file, and refuses a bundle whose ONNX file changed.
 
@@ -8,6 +9,7 @@ given ones), solved by the real solver; the numbers only decide which build the 
 
 from __future__ import annotations
 
+import json
 import logging
 import textwrap
 
@@ -20,7 +22,7 @@ import yaml
 from planner.pipeline import Prepared, prepare, solve_prepared, write_solution
 from planner.plan.problem import build_instance
 from planner.profiling.table import NodeProfile
-from planner.quantize import quantized_int8
+from planner.quantize import float16, quantized_int8
 from planner.solver.cpsat import SolverConfig
 from planner_runtime.bundle_format import Bundle, BundleError
 from planner_runtime.nodes import load_runners
@@ -158,6 +160,27 @@ def test_an_int8_bundle_runs_the_quantized_file(app):
     assert plan["models"]["m"]["precision"] == "int8"
 
 
+def test_an_fp16_bundle_on_a_gpu_site_ships_the_fp16_file_on_cuda(app):
+    out = solve_with(app, "out-fp16", {("m", "edge"): ("onnxruntime/fp32", None),
+                                       ("g", "gpu"): ("onnxruntime/fp16", None)})
+    site = out / "sites" / "gpu"
+    bundle = Bundle.read(site)
+    node = bundle.nodes["g"]
+    assert (node.kind, node.artifact, node.provider) == ("onnx", "models/g.fp16.onnx", "CUDAExecutionProvider")
+    shipped = (site / "models" / "g.fp16.onnx").read_bytes()
+    assert shipped == float16(app / "g.onnx")  # the file the profiler checked
+    model = onnx.load_model_from_string(shipped)
+    assert {t.data_type for t in model.graph.initializer} == {onnx.TensorProto.FLOAT16}
+    assert [i.type.tensor_type.elem_type for i in model.graph.input] == [onnx.TensorProto.FLOAT]  # fed as fp32
+    feeds = _inputs(16, seed=3)
+    served = load_runners(bundle, site)["g"](feeds)["y"]  # no GPU here: ONNX Runtime's CPU, with a warning
+    np.testing.assert_array_equal(served, _ort(shipped, feeds))
+    fp32 = _ort(app / "g.onnx", feeds)
+    assert served.dtype == np.float32 and not np.array_equal(served, fp32)
+    np.testing.assert_allclose(served, fp32, rtol=0, atol=0.01 * np.abs(fp32).max())
+    assert json.loads((out / "plan.json").read_text())["models"]["g"]["precision"] == "fp16"
+
+
 def test_a_build_no_bundle_can_ship_is_one_clear_error(app, fp32_out):
     from planner.bundle.builds import chosen_build
     from planner.errors import PlannerError
@@ -165,8 +188,9 @@ def test_a_build_no_bundle_can_ship_is_one_clear_error(app, fp32_out):
 
     plan = load_plan(fp32_out)
     assert chosen_build(plan, "m") == "onnxruntime/fp32"
-    plan.models["m"].precision = "fp16"  # on a GPU target one day; nothing builds it yet
-    with pytest.raises(PlannerError, match=r"models\.m: build onnxruntime/fp16 cannot be shipped"):
+    plan.models["m"].engine = "tvm"
+    plan.models["m"].precision = "int8"  # no such build: TVM's builds are fp32
+    with pytest.raises(PlannerError, match=r"models\.m: build tvm/int8 cannot be shipped"):
         chosen_build(plan, "m")
     plan.models["m"].engine = "given"  # given numbers: the TVM build, as bundles always shipped
     assert chosen_build(plan, "m") == "tvm/fp32"

@@ -92,3 +92,34 @@ def layer_norm_pow(path: Path, width: int = 8) -> Path:
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "T", width])], inits)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
     return path
+
+
+def scaled_twice(path: Path, factor: float = 300.0, width: int = 4) -> Path:
+    """x[1, width] -> Mul by factor -> Mul by factor: beyond fp16's 65504 for x > 65504 / factor**2
+    (0.73 at 300), well within fp32."""
+    c = numpy_helper.from_array(np.array(factor, np.float32), "c")
+    nodes = [helper.make_node("Mul", ["x", "c"], ["h"]), helper.make_node("Mul", ["h", "c"], ["y"])]
+    graph = helper.make_graph(nodes, "scaled", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, width])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, width])], [c])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path
+
+
+def conv_wide_batch_norm(path: Path, channels: int = 4, size: int = 8, variance: float = 1e6, seed: int = 0) -> Path:
+    """x[1, C, S, S] -> 3x3 Conv -> BatchNormalization whose running variance (1e6) is beyond
+    fp16's 65504 and whose scale (its square root) brings the output back to O(1), as a trained
+    network's batch norm after a near-dead channel can (PP-OCRv4 det's first: up to 9.8e7)."""
+    rng = np.random.default_rng(seed)
+    c = channels
+    inits = [numpy_helper.from_array((rng.standard_normal((c, c, 3, 3)) * 0.3).astype(np.float32), "w"),
+             numpy_helper.from_array(np.full(c, np.sqrt(variance), np.float32), "scale"),
+             numpy_helper.from_array(rng.standard_normal(c).astype(np.float32), "bias"),
+             numpy_helper.from_array(np.zeros(c, np.float32), "mean"),
+             numpy_helper.from_array(np.full(c, variance, np.float32), "var")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["h"], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["h", "scale", "bias", "mean", "var"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "convbn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, size, size])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path
