@@ -21,6 +21,7 @@ from planner_runtime.bundle_format import (Bundle, Endpoint, FlowEdge, NodeSpec,
 from planner_runtime.executor import Executor, NodeError
 from planner_runtime.nodes import ArtifactError, close_runners, load_runners
 from tests import ROOT
+from tests.processes import alive, children, gone
 
 pytestmark = pytest.mark.timeout(120)
 X, Y = Tensor(name="x", dtype="float32", shape=[1, 4]), Tensor(name="y", dtype="float32", shape=[1, 4])
@@ -162,42 +163,6 @@ def test_a_worker_that_dies_fails_its_request_clearly_and_is_replaced(tmp_path):
     finally:
         close_runners(runners)
     assert all(not alive(p) for p in after)
-
-
-def alive(pid: int) -> bool:
-    """Whether the process runs (a zombie, dead but not yet reaped, does not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-            except (FileNotFoundError, ProcessLookupError):
-                pass
-    return found
-
-
-def descendants(pid: int) -> list[int]:
-    found = children(pid)
-    for child in list(found):
-        found.extend(descendants(child))
-    return found
-
-
-def gone(pids, timeout: float = 15.0) -> list[int]:
-    """The pids of `pids` still running after `timeout` s (polled)."""
-    end = time.monotonic() + timeout
-    while any(alive(p) for p in pids) and time.monotonic() < end:
-        time.sleep(0.05)
-    return [p for p in pids if alive(p)]
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
