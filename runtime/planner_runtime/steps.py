@@ -152,7 +152,7 @@ def _exit_with_parent(parent: int) -> None:
 
 def worker_main(argv: list[str]) -> None:
     """`PATH FUNCTION NAME CALLS_FD REPLIES_FD`: the arguments runtime.step_workers starts a worker with."""
-    from planner_runtime.__main__ import tune_malloc
+    from planner_runtime.malloc import tune_malloc
 
     tune_malloc()  # as in the runtime: a tensor-sized buffer per call, not faulted in afresh each time
     path, function, name, calls_fd, replies_fd = argv
