@@ -16,6 +16,7 @@ parent is gone, so none outlives the runtime, however the runtime ends.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import queue
 import signal
@@ -33,7 +34,17 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 _BOOT = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
          f"import sys; sys.path.insert(0, {_ROOT!r})\n"
          "from planner_runtime.steps import worker_main; worker_main(sys.argv[1:])")
+PIPE_BYTES = 1 << 20
 STOP_S = 2.0  # a worker's time to exit after SIGTERM before it is killed
+
+
+def _widen(pipe_fd: int) -> None:
+    """A pipe of 1 MiB instead of 64 KiB (Linux): a large tensor crosses in fewer turns of the
+    writer and the reader (each a wake-up of the other process)."""
+    try:
+        fcntl.fcntl(pipe_fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+    except OSError:  # over /proc/sys/fs/pipe-max-size, or not Linux: the default size works too
+        pass
 
 
 class WorkerLost(Exception):
@@ -46,6 +57,8 @@ class Worker:
     def __init__(self, name: str, path: Path, function: str):
         calls_r, calls_w = os.pipe()
         replies_r, replies_w = os.pipe()
+        for fd in (calls_w, replies_w):
+            _widen(fd)
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", _BOOT, str(path), function, name, str(calls_r), str(replies_w)],
