@@ -48,7 +48,7 @@ def _widen(pipe_fd: int) -> None:
 
 
 class WorkerLost(Exception):
-    pass
+    """The worker's pipe broke during a call: the process is gone (how, the message says)."""
 
 
 class Worker:
