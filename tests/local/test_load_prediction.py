@@ -40,8 +40,9 @@ Two instances (issue 11 item 1, "the planner's model and the runtime agree"): a 
 the GIL (`gil`, plain Python) with `instances: 2` is two servers in the model (M/D/2). Run in
 threads of one process the two took turns on the GIL: one server, each call twice as long, and
 at 60 % of two servers' capacity that one was 120 % busy, the queue growing for the whole run
-(measured before the runtime ran each instance in a worker process of its own: p99 >> the
-model's). The same checks, with a two-server replay and Queue(rate, S, 2), over 400 requests
+(measured before the runtime ran each instance in a worker process of its own: service p50
+103 ms for 30 profiled, p50 4.2 s, 91 of 410 requests past their deadline; the test fails on
+its errors). The same checks, with a two-server replay and Queue(rate, S, 2), over 400 requests
 (10 s at S = 30 ms): seed 2161's ideal replay is within 0.07 % of the model's p50 and p99 for
 S +- 10 % (4 % of seeds are within 3 % there, with a request count within 3 % of 400). At 60 %
 of two servers a request waits with probability 0.45: the p50 is S, clear of the step at 0.5.
@@ -291,7 +292,11 @@ def test_two_instances_of_a_gil_holding_step_are_the_models_two_servers(served_t
     """Two instances of a step that holds the GIL, 60 % busy: measured p50 and p99 within 15 % of
     the run replayed through two FIFO servers, and within 20 % of the model's M/D/2 prediction
     (its hops as measured, as above). In one process's threads the two were one server 120 %
-    busy, and the p99 grew with the run's length (see the module docstring)."""
+    busy, and the p99 grew with the run's length (see the module docstring).
+
+    The two instances take 1.2 cores: on a 2-core machine the sites, the bench client and any
+    other job share the rest, and a step preempted runs longer than its profile (measured here
+    with other jobs about: service means 36-47 ms for 30 profiled); skipped then, saying so."""
     utilization = TWO[0]
     report = loaded(served_twice, env, utilization, servers=2)
     replay = replay_report(report, servers=2)
