@@ -22,7 +22,7 @@ predicted for this machine (host profiles, loopback links: what `planner bench` 
 
 Servers run in subprocesses; this process uses runtime.client (the runtime's own OIP stubs).
 All processes (sites, bare server, this client) use the malloc setting of `python -m planner_runtime serve`
-(runtime.__main__.tune_malloc), so the comparison is like for like.
+(runtime.malloc.tune_malloc), so the comparison is like for like.
 Writes benchmarks/results/runtime_overhead.{json,md}.
 """
 
@@ -276,7 +276,7 @@ def main() -> int:
     ap.add_argument("--note", default="", help="the run's conditions, e.g. 'other jobs shared the 2 cores'")
     ap.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    from planner_runtime.__main__ import tune_malloc
+    from planner_runtime.malloc import tune_malloc
 
     tune_malloc()  # what `python -m planner_runtime serve` does: the bare server and this client get it too
     if args.bare_server:

@@ -102,12 +102,13 @@ def error_pct(measured: float | None, predicted: float | None) -> float | None:
 
 
 def summarize(outcomes: list[Outcome], rate_rps: float, duration_s: float, replicas: dict[str, int],
-              host: dict | None = None) -> dict:
+              host: dict | None = None, instances: dict[str, int] | None = None) -> dict:
     """The report's numbers (`planner bench --rate --json`, beside its context).
 
     The window runs from the start of the schedule to the last answer (at least `duration_s`):
     `achieved_rps` is ok answers per second over it, a site's `utilization` its models' busy
-    time (kind "model" timings of the answered requests) over it per replica. `host` is
+    time (kind "model" timings of the answered requests) over it per replica, each model's
+    divided by its `instances` (the share of its servers busy, as the plan counts it). `host` is
     host_prediction at this rate: its p50_ms, p99_ms and utilization, where it gives them."""
     ok = [o for o in outcomes if o.ok]
     latencies = [(o.done - o.at) * 1000 for o in ok]
@@ -124,7 +125,7 @@ def summarize(outcomes: list[Outcome], rate_rps: float, duration_s: float, repli
         times = request_times(o.timings)
         for (name, site), ms in times.models.items():
             service.setdefault((name, site), []).append(ms)
-            busy[site] = busy.get(site, 0.0) + ms
+            busy[site] = busy.get(site, 0.0) + ms / (instances or {}).get(name, 1)
         for key, ms in times.queues.items():
             queue.setdefault(key, []).append(ms)
     models = []

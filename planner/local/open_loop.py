@@ -103,6 +103,7 @@ def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals
             c.close()
     replicas = {site: len(a) for site, a in services.items()}
     host = host or {"status": "not computed"}
-    report = summarize(outcomes, rate_rps, duration_s, replicas, host if host.get("status") == "ok" else None)
+    report = summarize(outcomes, rate_rps, duration_s, replicas, host if host.get("status") == "ok" else None,
+                       {name: spec.instances for name, spec in b.nodes.items()})
     return {"app": b.app, "entry": {"site": entry_site, "addresses": addresses}, "arrivals": arrivals, "seed": seed,
             "duration_s": duration_s, "warmup": warmup, "timeout_s": timeout_s, "host_prediction": host, **report}

@@ -17,7 +17,7 @@ from planner.profiling.errors import ProfilingInputError
 from planner.profiling.measure import Timing, sample_inputs, time_callable
 from planner.profiling.table import NodeSignature
 from planner.app.tensors import TensorSpec, dtype_name
-from planner_runtime.nodes import step_failure
+from planner_runtime.steps import step_failure
 
 # python steps are cheap to time but may be slow: fewer, shorter repeats than models
 REPEAT = 5

@@ -30,6 +30,7 @@ import numpy as np
 
 from planner_runtime.admission import Admission, Cancellation, Refused
 from planner_runtime.bundle_format import Bundle, FlowEdge, Tensor
+from planner_runtime.steps import StepFailed
 
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -272,6 +273,8 @@ class Executor:
         t0 = time.perf_counter()
         try:
             results = self.runners[node](feeds)
+        except StepFailed as exc:  # in a worker process: already described, as below
+            raise NodeError(node, str(exc)) from exc
         except Exception as exc:  # a node's own failure, named
             raise NodeError(node, f"{type(exc).__name__}: {exc}") from exc
         finally:

@@ -11,17 +11,17 @@ session and a python step are shared (both may be called concurrently).
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import queue
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from planner_runtime.bundle_format import Bundle, NodeSpec, Tensor
 from planner_runtime.ort_options import session_options
+from planner_runtime.step_workers import StepWorkers
+from planner_runtime.steps import StepLoadError, call_step, load_step
 from planner_runtime.tvm_noise import without_scope_warnings
 
 
@@ -94,48 +94,37 @@ def _flatten_tvm(result) -> list[np.ndarray]:
     return out
 
 
-def step_failure(exc: BaseException) -> str:
-    if isinstance(exc, SystemExit):
-        return f"it exited (SystemExit({exc.code!r})); a step must return its outputs or raise an exception"
-    return f"{type(exc).__name__}: {exc}"
-
-
 class PythonNode(_Node):
-    """A python step: `function(**inputs)` in a file, numpy in, dict of output name -> array out."""
+    """A python step: `function(**inputs)` in a file, numpy in, dict of output name -> array out.
+
+    One instance runs in this process: no copy of its tensors, and one server is what the
+    latency model counts. More instances run in worker processes, one each (runtime.step_workers):
+    in threads of one process they would take turns on the GIL, one server where the model
+    counts `instances`. Either way a step's exception fails the request with the same message."""
 
     platform = "python"
 
-    def __init__(self, name: str, path: Path, function: str, inputs: list[Tensor], outputs: list[Tensor]):
+    def __init__(self, name: str, path: Path, function: str, inputs: list[Tensor], outputs: list[Tensor],
+                 instances: int = 1):
         super().__init__(name, inputs, outputs)
-        if not Path(path).is_file():
-            raise ArtifactError(f"node {name!r}: python file {path} not found")
-        mod_name = f"_planner_step_{name}_{abs(hash(str(path)))}"
-        spec = importlib.util.spec_from_file_location(mod_name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.path.insert(0, str(Path(path).parent))  # a step may import its siblings
-        try:
-            spec.loader.exec_module(module)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # sys.exit() in a step's import must not end the site
-            raise ArtifactError(f"node {name!r}: importing {path} failed: {step_failure(exc)}") from exc
-        finally:
-            sys.path.remove(str(Path(path).parent))
         self._path = path
-        self._fn = getattr(module, function, None)
-        if not callable(self._fn):
-            raise ArtifactError(f"node {name!r}: {path} has no function {function!r}")
+        try:
+            if instances > 1:
+                self._workers = StepWorkers(name, path, function, instances)
+            else:
+                self._workers = None
+                self._fn = load_step(name, path, function)
+        except StepLoadError as exc:
+            raise ArtifactError(f"node {name!r}: {exc}") from exc
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        # arrays decoded from the wire are read-only views: a step may write into its inputs
-        kwargs = {k: (v if v.flags.writeable else v.copy()) for k, v in feeds.items()}
-        try:
-            result = self._fn(**kwargs)
-        except (SystemExit, GeneratorExit) as exc:  # a step's sys.exit() fails this request, not the site
-            raise RuntimeError(f"{self._path}: {self._fn.__name__}: {step_failure(exc)}") from None
-        if not isinstance(result, dict):
-            raise TypeError(f"{self._fn.__name__} returned {type(result).__name__}, expected a dict")
-        return result
+        if self._workers is not None:
+            return self._workers(feeds)
+        return call_step(self._fn, self._path, feeds)
+
+    def close(self) -> None:
+        if self._workers is not None:
+            self._workers.close()
 
 
 class OrtNode(_Node):
@@ -197,7 +186,7 @@ def make_runner(name: str, spec: NodeSpec, bundle_dir: Path, host_targets: bool 
     if spec.kind == "python":
         if not spec.function:
             raise ArtifactError(f"node {name!r}: python step without `function`")
-        return PythonNode(name, path, spec.function, spec.inputs, spec.outputs)
+        return PythonNode(name, path, spec.function, spec.inputs, spec.outputs, spec.instances)
     if spec.kind == "onnx":
         return OrtNode(name, path, spec.inputs, spec.outputs, threads=threads_here(spec.threads, host_targets),
                        provider=spec.provider or CPU_PROVIDER)
@@ -216,7 +205,22 @@ def threads_here(threads: int | None, host_targets: bool) -> int | None:
 def load_runners(bundle: Bundle, bundle_dir: Path, host_targets: bool = False) -> dict:
     specs = [bundle.nodes[n] for n in bundle.local_nodes()]
     tvm_pool([s.model_copy(update={"threads": threads_here(s.threads, host_targets)}) for s in specs])
-    return {n: make_runner(n, bundle.nodes[n], bundle_dir, host_targets) for n in bundle.local_nodes()}
+    runners: dict = {}
+    try:
+        for n in bundle.local_nodes():
+            runners[n] = make_runner(n, bundle.nodes[n], bundle_dir, host_targets)
+    except BaseException:  # the worker processes of those already made, not left to the process's exit
+        close_runners(runners)
+        raise
+    return runners
+
+
+def close_runners(runners: dict) -> None:
+    """Release what runners hold beyond memory (a python step's worker processes)."""
+    for runner in runners.values():
+        close = getattr(runner, "close", None)
+        if close is not None:
+            close()
 
 
 def tvm_pool(specs) -> None:

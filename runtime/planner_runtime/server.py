@@ -62,7 +62,7 @@ from planner_runtime.bundle_format import DELIVER_MODEL, Bundle, Tensor
 from planner_runtime.executor import Delivery, Executor, Graph, NodeError, RequestState, Timing, Wait
 from planner_runtime.forward import ForwardError, Forwarder, channel_options
 from planner_runtime.metrics import Metrics
-from planner_runtime.nodes import load_runners
+from planner_runtime.nodes import close_runners, load_runners
 from planner_runtime.proto import grpc_predict_v2_pb2 as pb
 from planner_runtime.proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from planner_runtime.tensors import (TensorError, array_dtype, bundle_dtype, check, from_raw, from_values, oip_datatype,
@@ -231,6 +231,7 @@ class SiteServer:
         if self._server is not None:
             self._server.stop(grace).wait()
         self.forwarder.close()
+        close_runners(self.runners)
 
     def _reap(self) -> None:
         while not self._stopping.wait(0.2):

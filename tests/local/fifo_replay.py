@@ -1,43 +1,51 @@
-"""An open-loop run replayed through an ideal FIFO single server: what the latencies of that exact
-schedule would have been had the site queued its requests exactly as the latency model assumes.
+"""An open-loop run replayed through an ideal FIFO queue of c servers (one by default): what the
+latencies of that exact schedule would have been had the site queued its requests exactly as the
+latency model assumes.
 
-Lindley's recursion: request i arrives at a_i and needs S_i of service; it waits
-W_i = max(0, W_{i-1} + S_{i-1} - (a_i - a_{i-1})), W_0 = 0. No queueing formula, no
-distribution: the schedule and the service times the runtime measured, nothing else. It is the
-independent check that the runtime's queue (one instance, FIFO) is the modeled one, and, fed
+Request i arrives at a_i and needs S_i of service; it starts when it has arrived and the
+earliest-free server frees (FIFO: requests start in arrival order), W_i = max(0, F_i - a_i). With
+one server that is Lindley's recursion, W_i = max(0, W_{i-1} + S_{i-1} - (a_i - a_{i-1})). No
+queueing formula, no distribution: the schedule and the service times the runtime measured,
+nothing else. It is the independent check that the runtime's queue (FIFO over a model's
+instances) is the modeled one, and, fed
 with a constant service time, what one schedule's percentiles are worth against the model's
 long-run ones (a short run starts empty, and its p99 rests on a handful of busy periods).
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 
 import numpy as np
 
 
-def fifo_waits(arrivals_ms: Sequence[float], service_ms: Sequence[float] | float) -> np.ndarray:
-    """Each request's wait (ms) in one FIFO server, by Lindley's recursion; `arrivals_ms` sorted,
-    `service_ms` one per request or one for all."""
+def fifo_waits(arrivals_ms: Sequence[float], service_ms: Sequence[float] | float, servers: int = 1) -> np.ndarray:
+    """Each request's wait (ms) in a FIFO queue of `servers`; `arrivals_ms` sorted, `service_ms`
+    one per request or one for all."""
     arrivals = np.asarray(arrivals_ms, dtype=float)
     service = np.broadcast_to(np.asarray(service_ms, dtype=float), arrivals.shape)
     waits = np.zeros(len(arrivals))
-    for i in range(1, len(arrivals)):
-        waits[i] = max(0.0, waits[i - 1] + service[i - 1] - (arrivals[i] - arrivals[i - 1]))
+    free = [float("-inf")] * servers  # when each server frees, a heap
+    for i, at in enumerate(arrivals):
+        start = max(at, heapq.heappop(free))
+        waits[i] = start - at
+        heapq.heappush(free, start + service[i])
     return waits
 
 
-def ideal_percentiles(arrivals_ms: Sequence[float], service_ms: float) -> dict[str, float]:
-    """p50 and p99 (ms) of the response (wait + service) of a constant-service FIFO server on this schedule."""
-    response = fifo_waits(arrivals_ms, service_ms) + service_ms
+def ideal_percentiles(arrivals_ms: Sequence[float], service_ms: float, servers: int = 1) -> dict[str, float]:
+    """p50 and p99 (ms) of the response (wait + service) of a constant-service FIFO queue of
+    `servers` on this schedule."""
+    response = fifo_waits(arrivals_ms, service_ms, servers) + service_ms
     return {"p50_ms": float(np.percentile(response, 50)), "p99_ms": float(np.percentile(response, 99))}
 
 
-def replay_report(report: dict) -> dict[str, float]:
+def replay_report(report: dict, servers: int = 1) -> dict[str, float]:
     """The run of a `planner bench --rate --json` report replayed: each answered request left when
     it actually left (its scheduled time plus the sender's lateness) and kept its measured
     service time and the rest of its latency (hops, the client, the server's own work), but
-    waited what the ideal FIFO server makes it wait instead of what the runtime's queue did.
+    waited what the ideal FIFO queue of `servers` makes it wait instead of what the runtime's did.
 
     The p50 and p99 (ms) of the replayed and of the measured latencies, and of the two waits.
     Every request of the report must have been answered (a failed one has no service time)."""
@@ -50,7 +58,7 @@ def replay_report(report: dict) -> dict[str, float]:
     service = np.array([q["service_ms"] for q in requests])[order]
     measured = np.array([q["ms"] for q in requests])[order]
     queued = np.array([q["queue_ms"] for q in requests])[order]
-    waits = fifo_waits(np.array(sent)[order], service)
+    waits = fifo_waits(np.array(sent)[order], service, servers)
     replayed = measured - queued + waits
     return {"p50_ms": float(np.percentile(replayed, 50)), "p99_ms": float(np.percentile(replayed, 99)),
             "measured_p50_ms": float(np.percentile(measured, 50)),

@@ -115,6 +115,9 @@ def test_summary_of_known_outcomes():
     assert "queue_p50_ms" not in r["models"][0]
     assert r["predicted"] == {"p50_ms": None, "p99_ms": None} and r["error_pct"] == {"p50": None, "p99": None}
     assert r["utilization"] == {"m": pytest.approx(0.3 / 2.5)}  # one replica without services.json
+    # a model of two instances is two servers busy half as much
+    r = summarize(outcomes, 2.0, 2.0, {"m": 2}, None, {"s": 2})
+    assert r["utilization"] == {"m": pytest.approx(0.3 / 2.5 / 2 / 2)}
 
 
 # -- through real site servers ------------------------------------------------------------------

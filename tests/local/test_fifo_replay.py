@@ -1,5 +1,5 @@
 """The replay of tests/local/fifo_replay.py against hand-computed waits and against the
-discrete-event simulation of tests/model/queue_sim.py (a heap of server free times, not Lindley)."""
+discrete-event simulation of tests/model/queue_sim.py (its own code, one and two servers)."""
 
 from __future__ import annotations
 
@@ -18,12 +18,20 @@ def test_waits_by_hand():
     assert fifo_waits([0, 1, 2], 3.0).tolist() == [0, 2, 4]
 
 
-def test_constant_service_waits_are_the_simulations():
-    arrivals = poisson_arrivals(40, 5000, random.Random(3))
-    simulated = serve(arrivals, 1, 20.0, 0.0, seed=4)
-    assert fifo_waits(arrivals, 20.0) == pytest.approx(simulated.wait, abs=1e-9)
+def test_two_servers_waits_by_hand():
+    # four at once, 10 ms each: two start, two wait for them; a fifth at 15 takes the first free (20)
+    assert fifo_waits([0, 0, 0, 0, 15], 10.0, servers=2).tolist() == [0, 0, 10, 10, 5]
+    # the second server takes the second request while the first is busy; nobody waits
+    assert fifo_waits([0, 5, 12], [10, 10, 1], servers=2).tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize("servers", [1, 2])
+def test_constant_service_waits_are_the_simulations(servers):
+    arrivals = poisson_arrivals(40 * servers, 5000, random.Random(3))
+    simulated = serve(arrivals, servers, 20.0, 0.0, seed=4)
+    assert fifo_waits(arrivals, 20.0, servers) == pytest.approx(simulated.wait, abs=1e-9)
     response = np.array(simulated.response)
-    ideal = ideal_percentiles(arrivals, 20.0)
+    ideal = ideal_percentiles(arrivals, 20.0, servers)
     assert ideal == pytest.approx({"p50_ms": np.percentile(response, 50), "p99_ms": np.percentile(response, 99)})
 
 

@@ -35,6 +35,17 @@ one half (u = 0.5, reported), so at exactly 0.5 rounding would decide between tw
 18 % apart.
 At 80 % the p99 wait grows like 1 / (1 - u): a host profile 5 % off S moves the predicted p99
 by about 25 %; a failure's message prints the measured service times and utilization.
+
+Two instances (issue 11 item 1, "the planner's model and the runtime agree"): a step that holds
+the GIL (`gil`, plain Python) with `instances: 2` is two servers in the model (M/D/2). Run in
+threads of one process the two took turns on the GIL: one server, each call twice as long, and
+at 60 % of two servers' capacity that one was 120 % busy, the queue growing for the whole run
+(measured before the runtime ran each instance in a worker process of its own: service p50
+103 ms for 30 profiled, p50 4.2 s, 91 of 410 requests past their deadline; the test fails on
+its errors). The same checks, with a two-server replay and Queue(rate, S, 2), over 400 requests
+(10 s at S = 30 ms): seed 2161's ideal replay is within 0.07 % of the model's p50 and p99 for
+S +- 10 % (4 % of seeds are within 3 % there, with a request count within 3 % of 400). At 60 %
+of two servers a request waits with probability 0.45: the p50 is S, clear of the step at 0.5.
 """
 
 from __future__ import annotations
@@ -61,15 +72,16 @@ pytestmark = [pytest.mark.timeout(240), pytest.mark.load]
 
 # utilization -> (requests in the schedule, its seed): see the module docstring
 RUNS = {0.49: (200, 87), 0.8: (360, 695)}
+TWO = (0.6, 400, 2161)  # two instances: each server's utilization, requests, seed
 IDEAL_TOLERANCE = 0.03  # the chosen schedules against the model, before any runtime is involved
 REPLAY_TOLERANCE = 0.15  # measured against the replay of the same run
 MODEL_TOLERANCE = 0.20  # measured against the model's prediction for this machine
 
 
-def rate_and_duration(utilization: float, service_ms: float) -> tuple[float, float]:
-    """The rate that keeps one server `utilization` busy, and the duration of the run's requests."""
-    requests, _ = RUNS[utilization]
-    rate = utilization * 1000 / service_ms
+def rate_and_duration(utilization: float, service_ms: float, servers: int = 1) -> tuple[float, float]:
+    """The rate that keeps `servers` `utilization` busy, and the duration of the run's requests."""
+    requests = RUNS[utilization][0] if servers == 1 else TWO[1]
+    rate = utilization * servers * 1000 / service_ms
     return rate, requests / rate
 
 
@@ -92,6 +104,18 @@ def test_the_seeds_are_representative_schedules(utilization):
     others = [ideal_percentiles(np.array(schedule(rate, duration, "poisson", s)) * 1000, SERVICE_MS)["p99_ms"]
               for s in range(20)]
     assert sum(abs(p / model_p99 - 1) <= IDEAL_TOLERANCE for p in others) <= 10, others
+
+
+def test_the_two_server_seed_is_a_representative_schedule():
+    utilization, requests, seed = TWO
+    for service_ms in (SERVICE_MS * 0.9, SERVICE_MS, SERVICE_MS * 1.1):
+        rate, duration = rate_and_duration(utilization, service_ms, 2)
+        times = schedule(rate, duration, "poisson", seed)
+        assert abs(len(times) - requests) <= 0.06 * requests
+        ideal = ideal_percentiles(np.array(times) * 1000, service_ms, 2)
+        queue = Queue(rate, service_ms, 2)
+        for q in (50, 99):
+            assert abs(ideal[f"p{q}_ms"] / queue.response_ms(q) - 1) <= IDEAL_TOLERANCE, (service_ms, q, ideal)
 
 
 @pytest.mark.parametrize("utilization", sorted(RUNS))
@@ -130,22 +154,31 @@ class Served:
 @pytest.fixture(scope="module", params=STEPS)
 def served(request, tmp_path_factory, env):
     """The app with the step `request.param`, solved and served by `planner up`."""
-    work = tmp_path_factory.mktemp(f"load-{request.param}")
+    yield from serve(tmp_path_factory.mktemp(f"load-{request.param}"), env, request.param, 1)
+
+
+@pytest.fixture(scope="module")
+def served_twice(tmp_path_factory, env):
+    """The app with the `gil` step and two instances, solved and served by `planner up`."""
+    yield from serve(tmp_path_factory.mktemp("load-gil-2"), env, "gil", 2)
+
+
+def serve(work: Path, env, step: str, instances: int):
     out = work / "out"
-    r = planner(env, "solve", write_load_app(work / "app", request.param), "-o", out)
+    r = planner(env, "solve", write_load_app(work / "app", step, instances=instances), "-o", out)
     assert r.returncode == 0, r.stdout + r.stderr
     plan = json.loads((out / "plan.json").read_text())
-    assert plan["sites"]["mec"]["replicas"] == 1 and plan["models"]["s"]["instances"] == 1
+    assert plan["sites"]["mec"]["replicas"] == 1 and plan["models"]["s"]["instances"] == instances
     with planner_up(out, "--base-port", "0", "--for", "600", env=env) as up:
         assert up.proc.poll() is None, up.proc.stderr.read()
-        yield Served(out, request.param, plan["models"]["s"]["latency_ms"])
+        yield Served(out, step, plan["models"]["s"]["latency_ms"])
 
 
-def loaded(served: Served, env, utilization: float) -> dict:
-    """The bench report at `utilization` (run once per step and load, shared by the tests)."""
+def loaded(served: Served, env, utilization: float, servers: int = 1) -> dict:
+    """The bench report at `utilization` of `servers` (run once per step and load, shared by the tests)."""
     if utilization not in served.runs:
-        requests, seed = RUNS[utilization]
-        rate, duration = rate_and_duration(utilization, served.service_ms)
+        seed = RUNS[utilization][1] if servers == 1 else TWO[2]
+        rate, duration = rate_and_duration(utilization, served.service_ms, servers)
         r = planner(env, "bench", served.out, "--rate", repr(rate), "--duration", repr(duration), "--arrivals",
                     "poisson", "--seed", seed, "--json")
         assert r.returncode == 0, r.stdout + r.stderr
@@ -258,5 +291,30 @@ def test_p50_and_p99_under_load_are_the_prediction_for_this_machine(served, env,
         # (one step on one server: nothing shares the cores, so the two differ by the simulation's noise)
         assert host_queues(report)[f"p{q}_ms"] - predicted_hops == pytest.approx(queue.response_ms(q), rel=0.01)
         assert report["predicted"][f"p{q}_ms"] - predicted_hops == pytest.approx(queue.response_ms(q), rel=0.05)
+        predicted = with_hops(queue, hops, q)
+        assert abs(report[f"p{q}_ms"] / predicted - 1) <= MODEL_TOLERANCE, f"p{q} (predicted {predicted:.1f}): {said}"
+
+
+def test_two_instances_of_a_gil_holding_step_are_the_models_two_servers(served_twice, env):
+    """Two instances of a step that holds the GIL, 60 % busy: measured p50 and p99 within 15 % of
+    the run replayed through two FIFO servers, and within 20 % of the model's M/D/2 prediction
+    (its hops as measured, as above). In one process's threads the two were one server 120 %
+    busy, and the p99 grew with the run's length (see the module docstring).
+
+    The two instances take 1.2 cores: on a 2-core machine the sites, the bench client and any
+    other job share the rest, and a step preempted runs longer than its profile (measured here
+    with other jobs about: service means 36-47 ms for 30 profiled); skipped then, saying so."""
+    utilization = TWO[0]
+    report = loaded(served_twice, env, utilization, servers=2)
+    replay = replay_report(report, servers=2)
+    said = numbers(served_twice, report, replay)
+    print(said)
+    skip_if_the_cores_were_taken(served_twice, report, 1.25)
+    assert report["utilization"]["mec"] == pytest.approx(utilization, abs=0.1), said
+    predicted_hops, hops = hops_ms(report)
+    queue = Queue(report["rate_rps"], served_twice.service_ms, 2)
+    for q in (50, 99):
+        assert abs(report[f"p{q}_ms"] / replay[f"p{q}_ms"] - 1) <= REPLAY_TOLERANCE, f"p{q} replayed: {said}"
+        assert report["predicted"][f"p{q}_ms"] - predicted_hops == pytest.approx(queue.response_ms(q), rel=0.01)
         predicted = with_hops(queue, hops, q)
         assert abs(report[f"p{q}_ms"] / predicted - 1) <= MODEL_TOLERANCE, f"p{q} (predicted {predicted:.1f}): {said}"

@@ -22,6 +22,7 @@ from planner.local import up
 from planner.local.sites import is_serving, site_bundles
 from planner_runtime.bundle_format import Bundle
 from tests import ROOT
+from tests.processes import children, gone
 from tests.up_process import planner_up
 from tests.runtime import fanapp
 
@@ -149,4 +150,9 @@ def test_a_solved_plan_with_several_replicas_runs_a_process_each(tmp_path):
         _bench(out, 2 * replicas)
         assert [_metric(m, "oip_requests_total", site="here", model="steps", code="OK")
                 for m in services["here"]["metrics"]] == [2] * replicas
+        # each replica runs the step's two instances in two worker processes of its own
+        sites = children(up.proc.pid)
+        workers = [w for site in sites for w in children(site)]
+        assert len(sites) == replicas and len(workers) == 2 * replicas
     assert up.proc.returncode == 0
+    assert gone(sites + workers) == [], "processes left running after planner up stopped (Ctrl-C)"

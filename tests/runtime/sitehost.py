@@ -18,7 +18,8 @@ HOLD_GATE (a deterministic stall: it goes on the moment the test unlocks) and th
 HOLD_SLEEP_S seconds (a fixed service time), and appends x[0, 0] to HOLD_ORDER (the order in which
 requests ran) and "x[0, 0] start end" (time.monotonic(), the same clock in every process) to
 HOLD_TIMES. With far == entry every node is at one site. `hold` has `hold_instances` instances
-(default 64: the admission tests want every admitted request inside the step at once).
+(default 32: the admission tests want every admitted request, at most 32, inside the step at
+once; each instance beyond one is a worker process, so a test that needs fewer asks for fewer).
 
 The client side (`infer_request`, `call`) builds OIP messages with tritonclient's stubs: this
 process must not import planner_runtime.proto, whose stubs clash with tritonclient's.
@@ -90,7 +91,7 @@ def _edge(src: tuple[str, str, str], dst: tuple[str, str, str], tensor: Tensor) 
                     dst=Endpoint(kind=dst[0], name=dst[1], tensor=dst[2]), tensor=tensor)
 
 
-def write_app(out: Path, far: str = "far", deadline_ms: float = 600_000, hold_instances: int = 64) -> Path:
+def write_app(out: Path, far: str = "far", deadline_ms: float = 600_000, hold_instances: int = 32) -> Path:
     """OUT/sites/<site>/ of the guard app: sites `entry` and `far` (or `entry` alone when far == "entry")."""
     out = Path(out)
     sites = sorted({"entry", far})

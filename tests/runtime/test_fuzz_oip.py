@@ -149,7 +149,7 @@ def requests(draw):
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """`python -m planner_runtime serve` on a port the system picks, every node of the guard app at one site."""
-    out = sitehost.write_app(tmp_path_factory.mktemp("fuzz"), far="entry", deadline_ms=2000)
+    out = sitehost.write_app(tmp_path_factory.mktemp("fuzz"), far="entry", deadline_ms=2000, hold_instances=1)
     log = out / "site.log"
     with open(log, "wb") as err:
         proc = subprocess.Popen([sys.executable, "-m", "planner_runtime", "serve", str(out / "sites" / "entry"),

@@ -249,7 +249,7 @@ def test_queued_request_leaves_at_its_deadline(sites, channel, gate):
 
 
 def test_queue_is_first_come_first_served(tmp_path, gate):
-    out = sitehost.write_app(tmp_path / "fifo")
+    out = sitehost.write_app(tmp_path / "fifo", hold_instances=1)
     order = tmp_path / "order"
     hosted = sitehost.Hosted(out, out / "sites.log", env={"HOLD_GATE": gate.path, "HOLD_ORDER": str(order)},
                              extra=["--max-inflight", "1", "--max-queue", "3"])
