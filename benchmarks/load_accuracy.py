@@ -264,7 +264,7 @@ def markdown(r: dict) -> str:
                       "(the draw's own share of the error).", ""]
         else:
             lines += [f"Busiest: {app['busiest_site']} (its utilization below: predicted, and for the cores measured "
-                      "from /proc/stat over the run, the bench's client included); replicas {app['replicas']}. "
+                      f"from /proc/stat over the run, the bench's client included); replicas {app['replicas']}. "
                       "Predicted: the simulation of this machine for the run's own schedule; long run and "
                       "independent queues (each model its own queue, nothing shared) beside.", ""]
         head = ("| target u | rate rps | duration s | seed | sent / ok | u predicted / measured | p50 predicted / "

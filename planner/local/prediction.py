@@ -143,8 +143,9 @@ def host_stages(checked: CheckedApp, inst, placement: dict[str, str], evaluation
             continue
         s, build = placement[m], evaluation.builds[m]
         option = inst.option(m, s, build)
-        stages.append(Stage(name=m, service_ms=option.latency_us / 1000,
-                            threads=max(1, min(threads.get((m, s, build)) or 1, cores)),
+        # a python step runs on one core (the GIL), whatever threads its profile recorded
+        own = 1 if build.startswith("python/") else (threads.get((m, s, build)) or 1)
+        stages.append(Stage(name=m, service_ms=option.latency_us / 1000, threads=max(1, min(own, cores)),
                             servers=evaluation.replicas.get(s, 1) * app.models[m].instances,
                             inputs=tuple(inputs[m])))
     return stages, sinks

@@ -55,6 +55,7 @@ class SimulatedRun:
     busy_core_ms: float  # core-milliseconds of work the stages did
     span_ms: float  # from the first arrival to the last answer
     cores: int
+    runs_ms: dict[str, list[float]] = field(default_factory=dict)  # per stage: each run, from its start to its end
 
     def percentile(self, p: float) -> float:
         """The p-th percentile of the responses (linear interpolation, as numpy's default)."""
@@ -96,6 +97,7 @@ class _Job:
     work: float  # core-ms left
     threads: int
     pool: str
+    started: float = 0.0
     rate: float = 0.0
 
 
@@ -137,6 +139,7 @@ def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: floa
     busy_servers = dict.fromkeys(by_name, 0)
     running: list[_Job] = []
     busy_core_ms = 0.0
+    runs_ms: dict[str, list[float]] = {s.name: [] for s in stages}  # each stage's runs, start to end
     next_arrival = 0
 
     def deliver(now: float, request: int, producer: str) -> None:
@@ -156,7 +159,7 @@ def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: floa
             request = queues[name].pop(0)
             s = by_name[name]
             busy_servers[name] += 1
-            running.append(_Job(request, name, s.service_ms * s.threads, s.threads, s.pool))
+            running.append(_Job(request, name, s.service_ms * s.threads, s.threads, s.pool, now))
             started = True
         return started
 
@@ -177,6 +180,7 @@ def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: floa
         changed = None  # the pool whose running models changed
         if t_next == t_finish:
             running.remove(finishing)
+            runs_ms[finishing.stage].append(now - finishing.started)
             busy_servers[finishing.stage] -= 1
             start_waiting(finishing.stage)
             deliver(now, finishing.request, finishing.stage)
@@ -204,4 +208,4 @@ def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: floa
     skip = int(requests * WARMUP_SHARE) if arrivals_ms is None else 0
     responses = [done_at[i] - arrivals[i] for i in range(skip, requests)]
     return SimulatedRun(responses_ms=responses, busy_core_ms=busy_core_ms, span_ms=now - arrivals[0],
-                   cores=sum(pools.values()))
+                   cores=sum(pools.values()), runs_ms=runs_ms)

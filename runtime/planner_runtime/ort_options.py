@@ -5,9 +5,9 @@ Spinning is off. ONNX Runtime's intra-op workers spin after each parallel sectio
 next one; a site (or `planner up` on one machine) runs several sessions on the same cores, and
 the idle workers of one session spin on the cores another session needs. Measured here (OCR
 det, cls, rec, 2 threads each on 2 cores, run one after another in one process; spinning on:
-det 84 ms against 47 alone, rec 128 against 84; off: 53 and 89, alike whether interleaved or
-alone): benchmarks/results/ort_spinning.md. A build alone on its cores loses a few percent
-without spinning; it is measured that way, so its profile is still what is served.
+det 81 ms against 47 alone, rec 127 against 83; off: 51 and 87, alike whether interleaved or
+alone; benchmarks/results/ort_spinning.md, quiet machine). A build alone on its cores loses 5-9 %
+without spinning (cls gains); it is measured that way, so its profile is still what is served.
 """
 
 from __future__ import annotations

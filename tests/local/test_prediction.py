@@ -77,3 +77,18 @@ def test_the_loopback_link_is_the_line_through_the_committed_hops():
     per_byte_ms, fixed_ms = np.polyfit([s["bytes"] for s in sizes], [s["runtime_hop_e2e_ms"] for s in sizes], 1)
     assert LOOPBACK_RTT_MS / 2 == pytest.approx(fixed_ms, rel=0.01)
     assert LOOPBACK_BANDWIDTH_MBPS == pytest.approx(8 / per_byte_ms / 1000, rel=0.01)
+
+
+def test_the_simulated_machine_runs_a_python_step_on_one_core(tmp_path):
+    """The profile of a python step records the profiler's threads (this host's cores); the
+    simulation of this machine runs it on one (the GIL), with the plan's servers and hops."""
+    from tests.load_app import SERVICE_MS, write_load_app
+
+    path = write_load_app(tmp_path / "app", "sleep", instances=2)
+    checked = open_app(path)
+    pred = predict_on_host(checked, {"s": "mec"})
+    [stage] = pred.stages
+    assert (stage.name, stage.threads, stage.servers) == ("s", 1, 2)
+    assert stage.service_ms == pytest.approx(pred.models["s"]["ms"]) and stage.service_ms >= SERVICE_MS
+    assert [hop for _, hop in stage.inputs] == [pytest.approx(pred.transfers[k]["ms"], abs=0.001) for k in pred.transfers
+                                                if k.endswith("->s")]

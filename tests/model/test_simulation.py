@@ -80,6 +80,8 @@ def test_a_chain_alone_takes_its_services_and_hops():
               Stage("c", 2.0, 2, 1, (("a", 0.0), ("b", 0.25)))]
     run = simulate(stages, [("c", 0.5), ("a", 0.0)], rate_rps=0.001, cores=2, requests=10)
     assert run.responses_ms == pytest.approx([5 + 1.5 + 7 + 0.25 + 2 + 0.5] * len(run.responses_ms))
+    assert {k: sorted(set(round(v, 9) for v in runs)) for k, runs in run.runs_ms.items()} == {
+        "a": [5.0], "b": [7.0], "c": [2.0]}  # each run alone: its profile
 
 
 def stepped(stages: list[Stage], sink: str, arrivals: list[float], cores: int, dt: float) -> list[float]:
