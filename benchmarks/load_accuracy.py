@@ -227,12 +227,35 @@ def ocr(duration: float, seed: int, work: Path, out: Path | None) -> dict:
     with Serving(out, host_targets=True):
         for u, rate in rates.items():
             report, load = bench(out, rate, duration, seed, [OCR_INPUT], 120)
-            rows.append(row(report, load, site, u))
+            rows.append(row(report, load, site, u) | {"overlap": overlap_split(out, report)})
             print(json.dumps({k: rows[-1][k] for k in ("target_utilization", "rate_rps", "predicted", "measured",
-                                                       "error_pct", "errors")}), flush=True)
+                                                       "error_pct", "errors", "overlap")}), flush=True)
     plan = json.loads((out / "plan.json").read_text())
     return {"app": "OCR example (examples/ocr/app.yaml)", "busiest_site": site,
             "replicas": {s: v["replicas"] for s, v in plan["sites"].items()}, "runs": rows}
+
+
+def overlap_split(out: Path, report: dict) -> dict:
+    """Where the prediction parts from the measurement: the requests alone on the machine (the one
+    before had answered when it arrived, the next arrived after it answered; by the measured
+    times) and the others, each group's measured p50 beside the p50 of the same requests in the
+    simulation of the same schedule."""
+    from planner.local.prediction import host_stages_for
+    from planner.model.simulation import simulate
+
+    ok = [q for q in report["requests"] if q["ms"] is not None]
+    stages, sinks, client_ms = host_stages_for(out, report["rate_rps"])
+    run = simulate(stages, sinks, report["rate_rps"], os.cpu_count() or 1, arrivals_ms=[q["at_ms"] for q in ok])
+    groups: dict[str, list[int]] = {"alone": [], "overlapping": []}
+    for i, q in enumerate(ok):
+        before = ok[i - 1]["at_ms"] + ok[i - 1]["ms"] if i else float("-inf")
+        after = ok[i + 1]["at_ms"] if i + 1 < len(ok) else float("inf")
+        groups["alone" if before < q["at_ms"] and after > q["at_ms"] + q["ms"] else "overlapping"].append(i)
+    return {name: {"n": len(idx),
+                   "measured_p50_ms": round(float(np.median([ok[i]["ms"] for i in idx])), 3) if idx else None,
+                   "simulated_p50_ms": round(float(np.median([run.responses_ms[i] + client_ms for i in idx])), 3)
+                   if idx else None}
+            for name, idx in groups.items()}
 
 
 def machine(note: str) -> dict:
@@ -271,8 +294,9 @@ def markdown(r: dict) -> str:
                 "measured ms | p99 predicted / measured ms | error p50 / p99 | load avg mean / max |")
         cols = 10
         if not synthetic:
-            head += " long run p50 / p99 ms | independent queues p50 / p99 ms | service p50 per model ms (profile) |"
-            cols += 3
+            head += (" long run p50 / p99 ms | independent queues p50 / p99 ms | service p50 per model ms (profile) |"
+                     " p50 measured / simulated, requests alone and overlapping ms |")
+            cols += 4
         if synthetic:
             head += " replay p50 / p99 ms (measured vs) | schedule alone vs model p50 / p99 |"
             cols += 2
@@ -290,6 +314,9 @@ def markdown(r: dict) -> str:
                 cells.append(f"{lr.get('p50_ms')} / {lr.get('p99_ms')}")
                 cells.append(f"{iq.get('p50_ms')} / {iq.get('p99_ms')}")
                 cells.append(", ".join(f"{m['model']} {m['service_p50_ms']} ({m.get('profile_ms')})" for m in x["models"]))
+                ov = x.get("overlap") or {}
+                cells.append("; ".join(f"{k} {v['n']}: {v['measured_p50_ms']} / {v['simulated_p50_ms']}"
+                                       for k, v in ov.items()) or "-")
             if synthetic:
                 rp = x.get("replay")
                 cells.append("-" if rp is None else f"{rp['p50_ms']} / {rp['p99_ms']} "

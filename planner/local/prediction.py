@@ -151,6 +151,21 @@ def host_stages(checked: CheckedApp, inst, placement: dict[str, str], evaluation
     return stages, sinks
 
 
+def host_stages_for(out_dir: Path, rate_rps: float) -> tuple[list[Stage], list[tuple[str, float]], float]:
+    """The stages, the sinks' inputs and the client's hop of OUT's plan on this machine at
+    `rate_rps` (every source), as host_prediction simulates them."""
+    plan = read_plan(out_dir)
+    if plan is None or plan.source is None:
+        raise InputError(f"{Path(out_dir) / 'plan.json'}: no plan solved from an app.yaml")
+    path, overrides = Path(plan.source.file), list(plan.source.overrides)
+    sources = open_app(path, overrides).app.sources
+    checked = open_app(path, [*overrides, *(f"sources.{name}.rate_rps={rate_rps!r}" for name in sources)])
+    pred = predict_on_host(checked, plan.placement, host_profiles(checked),
+                           {m: f"{r.engine}/{r.precision}" for m, r in plan.models.items()},
+                           {s: r.replicas for s, r in plan.sites.items()})
+    return pred.stages, pred.sinks, pred.client_ms
+
+
 def read_plan(out_dir: Path) -> Plan | None:
     """OUT/plan.json, or None when `planner solve` wrote none there."""
     path = Path(out_dir) / "plan.json"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 
 import pytest
 import yaml
@@ -92,3 +93,25 @@ def test_the_simulated_machine_runs_a_python_step_on_one_core(tmp_path):
     assert stage.service_ms == pytest.approx(pred.models["s"]["ms"]) and stage.service_ms >= SERVICE_MS
     assert [hop for _, hop in stage.inputs] == [pytest.approx(pred.transfers[k]["ms"], abs=0.001) for k in pred.transfers
                                                 if k.endswith("->s")]
+
+
+def test_the_stages_of_a_solved_plan_at_another_rate(tmp_path):
+    """host_stages_for (load_accuracy's replay of a measured schedule): the plan's placement and
+    builds, its source's overrides kept, at the rate asked; the same stages host_prediction runs."""
+    from typer.testing import CliRunner
+
+    from planner.cli.main import app as cli
+    from planner.local.prediction import host_stages_for
+
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["solve", str(EXAMPLES / "smart-camera" / "app.yaml"), "-o", str(out), "--no-bundles",
+                                 "--set", "constraints.latency_ms=5000"])
+    assert r.exit_code == 0, r.output
+    stages, sinks, client_ms = host_stages_for(out, 3.0)
+    plan = json.loads((out / "plan.json").read_text())
+    app = yaml.safe_load((EXAMPLES / "smart-camera" / "app.yaml").read_text())
+    assert [s.name for s in stages] == [m for m in plan["models"]]
+    for s in stages:
+        site = plan["models"][s.name]["site"]
+        assert s.service_ms == pytest.approx(app["models"][s.name]["profile"][site]["latency_ms"])
+    assert len(sinks) == sum(f["to"] in app["sinks"] for f in app["flows"]) and client_ms > 0
