@@ -234,12 +234,12 @@ def numbers(served: Served, report: dict, replay: dict) -> str:
             f"sender late p99 {report['sender_late_ms']['p99']} ms")
 
 
-def skip_if_the_cores_were_taken(served: Served, report: dict, p99_over: float) -> None:
-    """Skip, saying so, when the step's service time was not the profile's: its mean over 3 %
-    above, or its p99 over `p99_over` times the profiled S (other jobs kept it from a core)."""
+def skip_if_the_cores_were_taken(served: Served, report: dict, p99_over: float, mean_over: float = 1.03) -> None:
+    """Skip, saying so, when the step's service time was not the profile's: its mean over
+    `mean_over` times the profiled S, or its p99 over `p99_over` times (other jobs kept it from a core)."""
     [model] = report["models"]
     mean = float(np.mean([q["service_ms"] for q in report["requests"]]))
-    if mean > 1.03 * served.service_ms or model["service_p99_ms"] > p99_over * served.service_ms:
+    if mean > mean_over * served.service_ms or model["service_p99_ms"] > p99_over * served.service_ms:
         pytest.skip(f"the cores were busy: the {served.step} step took {mean:.1f} ms on average and "
                     f"{model['service_p99_ms']} ms at p99 for {served.service_ms} ms profiled")
 
@@ -295,26 +295,40 @@ def test_p50_and_p99_under_load_are_the_prediction_for_this_machine(served, env,
         assert abs(report[f"p{q}_ms"] / predicted - 1) <= MODEL_TOLERANCE, f"p{q} (predicted {predicted:.1f}): {said}"
 
 
-def test_two_instances_of_a_gil_holding_step_are_the_models_two_servers(served_twice, env):
-    """Two instances of a step that holds the GIL, 60 % busy: measured p50 and p99 within 15 % of
-    the run replayed through two FIFO servers, and within 20 % of the model's M/D/2 prediction
-    (its hops as measured, as above). In one process's threads the two were one server 120 %
-    busy, and the p99 grew with the run's length (see the module docstring).
-
-    The two instances take 1.2 cores: on a 2-core machine the sites, the bench client and any
-    other job share the rest, and a step preempted runs longer than its profile (measured here
-    with other jobs about: service means 36-47 ms for 30 profiled); skipped then, saying so."""
+def test_two_instances_of_a_gil_holding_step_are_two_servers(served_twice, env):
+    """Two instances of a step that holds the GIL, 60 % busy: each request's service is the
+    step's own (not two requests taking turns on one GIL: in one process's threads the two were
+    one server 120 % busy, service p50 103 ms for 30 profiled, and requests passed their
+    deadlines), the busy share is 60 % of two servers, and the measured p50 and p99 are within
+    15 % of the run replayed through two FIFO servers with its measured service times. The
+    replay is skipped, saying so, when other jobs held the cores (the step's p99 over 1.5 S, or
+    its mean over 1.3 S); the busy share is checked before."""
     utilization = TWO[0]
     report = loaded(served_twice, env, utilization, servers=2)
     replay = replay_report(report, servers=2)
     said = numbers(served_twice, report, replay)
     print(said)
+    # first, whatever else ran: two requests taking turns on one GIL double the busy share
+    assert report["utilization"]["mec"] == pytest.approx(utilization, abs=0.15), said
+    skip_if_the_cores_were_taken(served_twice, report, 1.5, mean_over=1.3)
+    for q in (50, 99):
+        assert abs(report[f"p{q}_ms"] / replay[f"p{q}_ms"] - 1) <= REPLAY_TOLERANCE, f"p{q} replayed: {said}"
+
+
+def test_two_instances_of_a_gil_holding_step_are_the_models_two_servers(served_twice, env):
+    """The same run against the model's M/D/2 prediction, within 20 % (its hops as measured, as
+    above). The two instances take 1.2 cores: on a 2-core machine the sites, the bench client and
+    any other job share the rest, and a step preempted runs longer than its profile (measured
+    here: service means 34-47 ms for 30 profiled, quiet or not); skipped then, saying so: this
+    check needs more cores than this project's CI machine has."""
+    utilization = TWO[0]
+    report = loaded(served_twice, env, utilization, servers=2)
+    said = numbers(served_twice, report, replay_report(report, servers=2))
     skip_if_the_cores_were_taken(served_twice, report, 1.25)
-    assert report["utilization"]["mec"] == pytest.approx(utilization, abs=0.1), said
     predicted_hops, hops = hops_ms(report)
     queue = Queue(report["rate_rps"], served_twice.service_ms, 2)
     for q in (50, 99):
-        assert abs(report[f"p{q}_ms"] / replay[f"p{q}_ms"] - 1) <= REPLAY_TOLERANCE, f"p{q} replayed: {said}"
-        assert report["predicted"][f"p{q}_ms"] - predicted_hops == pytest.approx(queue.response_ms(q), rel=0.01)
+        assert host_queues(report)[f"p{q}_ms"] - predicted_hops == pytest.approx(queue.response_ms(q), rel=0.01)
+        assert report["predicted"][f"p{q}_ms"] - predicted_hops == pytest.approx(queue.response_ms(q), rel=0.05)
         predicted = with_hops(queue, hops, q)
         assert abs(report[f"p{q}_ms"] / predicted - 1) <= MODEL_TOLERANCE, f"p{q} (predicted {predicted:.1f}): {said}"
