@@ -301,7 +301,7 @@ def test_two_instances_of_a_gil_holding_step_are_two_servers(served_twice, env):
     one server 120 % busy, service p50 103 ms for 30 profiled, and requests passed their
     deadlines), the busy share is 60 % of two servers, and the measured p50 and p99 are within
     15 % of the run replayed through two FIFO servers with its measured service times. The
-    replay is skipped, saying so, when other jobs held the cores (the step's p99 over 1.5 S, or
+    replay is skipped, saying so, when other jobs held the cores (the step's p99 over 2 S, or
     its mean over 1.3 S); the busy share is checked before."""
     utilization = TWO[0]
     report = loaded(served_twice, env, utilization, servers=2)
@@ -310,7 +310,7 @@ def test_two_instances_of_a_gil_holding_step_are_two_servers(served_twice, env):
     print(said)
     # first, whatever else ran: two requests taking turns on one GIL double the busy share
     assert report["utilization"]["mec"] == pytest.approx(utilization, abs=0.15), said
-    skip_if_the_cores_were_taken(served_twice, report, 1.5, mean_over=1.3)
+    skip_if_the_cores_were_taken(served_twice, report, 2.0, mean_over=1.3)
     for q in (50, 99):
         assert abs(report[f"p{q}_ms"] / replay[f"p{q}_ms"] - 1) <= REPLAY_TOLERANCE, f"p{q} replayed: {said}"
 
