@@ -10,27 +10,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from planner.cli.main import app as cli
 from planner.profiling import builds, load
 from planner.profiling.builds import Runner
 from tests.profiling.onnx_models import mlp, strided_conv
-from tests.profiling.tiny_app import run
+from tests.profiling.tiny_app import chain_app, run
 
 def one_model_app(tmp: Path, onnx: Path, shape: list[int], max_error: float | None = None) -> Path:
     """source -> model -> sink on this host (`here`) and a Raspberry Pi 5 (`pi`, estimated)."""
     model = {"onnx": onnx.name, "inputs": {"x": shape}, **({"max_error": max_error} if max_error else {})}
-    app = {"name": "one", "sites": {"here": {"tier": "edge", "target": "host"},
-                                    "pi": {"tier": "base-station", "target": "rpi5"}},
-           "links": [{"between": ["here", "pi"], "bandwidth_mbps": 100, "rtt_ms": 2}],
-           "models": {"m": model},
-           "sources": {"cam": {"site": "here", "rate_rps": 1}}, "sinks": {"out": {"site": "here"}},
-           "flows": [{"from": "cam", "to": "m"}, {"from": "m", "to": "out"}]}
-    path = tmp / "app.yaml"
-    path.write_text(yaml.safe_dump(app, sort_keys=False))
-    return path
+    return chain_app(tmp, model, {"here": {"tier": "edge", "target": "host"},
+                                  "pi": {"tier": "base-station", "target": "rpi5"}},
+                     [("here", "pi", 100, 2)], name="one")
 
 
 def host_cores() -> int:

@@ -5,25 +5,19 @@ threads, and the gap to the fastest build."""
 from __future__ import annotations
 
 import pytest
-import yaml
 
 from benchmarks import engine_choice
 from tests.profiling.onnx_models import strided_conv
+from tests.profiling.tiny_app import chain_app
 
 
 def conv_app(tmp, max_error=None):
     """camera -> conv -> screen; two sites of other hardware (on this host in the benchmark)."""
     strided_conv(tmp / "conv.onnx")
     model = {"onnx": "conv.onnx", "inputs": {"x": [1, 16, 64, 64]}, **({"max_error": max_error} if max_error else {})}
-    app = {"name": "conv", "sites": {"phone": {"tier": "edge", "target": "rpi5"},
-                                     "mec": {"tier": "base-station", "target": "xeon-d", "cost_per_hour": 0.4}},
-           "links": [{"between": ["phone", "mec"], "bandwidth_mbps": 50, "rtt_ms": 8}],
-           "models": {"conv": model},
-           "sources": {"camera": {"site": "phone", "rate_rps": 1}}, "sinks": {"screen": {"site": "phone"}},
-           "flows": [{"from": "camera", "to": "conv"}, {"from": "conv", "to": "screen"}]}
-    path = tmp / "app.yaml"
-    path.write_text(yaml.safe_dump(app, sort_keys=False))
-    return path
+    return chain_app(tmp, model, {"phone": {"tier": "edge", "target": "rpi5"},
+                                  "mec": {"tier": "base-station", "target": "xeon-d", "cost_per_hour": 0.4}},
+                     [("phone", "mec", 50, 8)], name="conv", node="conv", source="camera", sink="screen")
 
 
 def test_the_plan_chooses_the_faster_engine_and_every_build_is_timed_in_rounds(tmp_path):

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import yaml
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
@@ -23,7 +22,7 @@ from planner.profiling.half import fp16_ratio
 from planner.profiling.measure import sample_inputs
 from planner.profiling.verify import max_rel_error
 from tests.profiling.onnx_models import conv_wide_batch_norm, mlp, scaled_twice
-from tests.profiling.tiny_app import run
+from tests.profiling.tiny_app import chain_app, run
 
 SHAPE = [4, 16]
 
@@ -33,15 +32,9 @@ def gpu_app(tmp: Path, onnx_file: Path, max_error: float | None, gpu_only: bool 
     """source -> m -> sink on this host (`here`), m also (or only) on an L4 (`gpu`, g6-xlarge)."""
     model = {"onnx": onnx_file.name, "inputs": {"x": shape}, **({"max_error": max_error} if max_error else {}),
              **({"sites": ["gpu"]} if gpu_only else {})}
-    app = {"name": "half", "sites": {"here": {"tier": "edge", "target": "host"},
-                                     "gpu": {"tier": "cloud", "target": "g6-xlarge"}},
-           "links": [{"between": ["here", "gpu"], "bandwidth_mbps": 1000, "rtt_ms": 1}],
-           "models": {"m": model},
-           "sources": {"cam": {"site": "here", "rate_rps": 1}}, "sinks": {"out": {"site": "here"}},
-           "flows": [{"from": "cam", "to": "m"}, {"from": "m", "to": "out"}]}
-    path = tmp / "app.yaml"
-    path.write_text(yaml.safe_dump(app, sort_keys=False))
-    return path
+    return chain_app(tmp, model, {"here": {"tier": "edge", "target": "host"},
+                                  "gpu": {"tier": "cloud", "target": "g6-xlarge"}},
+                     [("here", "gpu", 1000, 1)], name="half")
 
 
 def numpy_fp16(w: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:

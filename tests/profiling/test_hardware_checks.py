@@ -14,7 +14,7 @@ from planner.cli.main import app as cli
 from planner.profiling.hardware_checks import all_records
 from planner_runtime.digest import sha256_file
 from tests.profiling.onnx_models import mlp
-from tests.profiling.tiny_app import run
+from tests.profiling.tiny_app import chain_app, run
 
 REC_SHA = "48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b"  # examples/ocr rec
 
@@ -22,17 +22,10 @@ REC_SHA = "48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b"  # 
 def gpu_app(tmp: Path) -> Path:
     """source -> m -> sink; m may run here (this host), on a Pi and on a g6-xlarge (CUDA, an L4)."""
     onnx = mlp(tmp / "mlp.onnx")
-    app = {"name": "gpu", "sites": {"here": {"tier": "edge", "target": "host"},
-                                    "pi": {"tier": "base-station", "target": "rpi5"},
-                                    "gpu": {"tier": "cloud", "target": "g6-xlarge"}},
-           "links": [{"between": ["here", "pi"], "bandwidth_mbps": 100, "rtt_ms": 2},
-                     {"between": ["pi", "gpu"], "bandwidth_mbps": 1000, "rtt_ms": 10}],
-           "models": {"m": {"onnx": onnx.name, "inputs": {"x": [1, 16]}}},
-           "sources": {"cam": {"site": "here", "rate_rps": 1}}, "sinks": {"out": {"site": "here"}},
-           "flows": [{"from": "cam", "to": "m"}, {"from": "m", "to": "out"}]}
-    path = tmp / "app.yaml"
-    path.write_text(yaml.safe_dump(app, sort_keys=False))
-    return path
+    return chain_app(tmp, {"onnx": onnx.name, "inputs": {"x": [1, 16]}},
+                     {"here": {"tier": "edge", "target": "host"}, "pi": {"tier": "base-station", "target": "rpi5"},
+                      "gpu": {"tier": "cloud", "target": "g6-xlarge"}},
+                     [("here", "pi", 100, 2), ("pi", "gpu", 1000, 10)], name="gpu")
 
 
 def record(folder: Path, sha256: str, kind: str = "cuda", build: str = "tvm/fp32") -> Path:

@@ -1,5 +1,6 @@
 """A tiny app built in code for the profiling tests: an MLP (ONNX) then a python step, on this
-host and a catalog target, and `run`, which profiles it with a cache of its own."""
+host and a catalog target, and `run`, which profiles it with a cache of its own; `chain_app`,
+one ONNX model between a source and a sink, for the tests of builds."""
 
 from __future__ import annotations
 
@@ -58,3 +59,18 @@ def run(path: Path, cache: Path, **kw):
     table = profile_app(open_app(path), cache_dir=cache, tuning_root=cache / "tuning",
                         stats=lambda c, k: stats.update(hits=c.hits, misses=c.misses, counters=k), **kw).table
     return table, stats
+
+
+def chain_app(tmp: Path, model: dict, sites: dict, links: list[tuple[str, str, float, float]], *, name: str,
+              node: str = "m", source: str = "cam", sink: str = "out") -> Path:
+    """source -> `node` (the app.yaml entry `model`) -> sink, the source and the sink on the first of
+    `sites`, joined by `links` (site, site, Mbps, rtt ms); written to tmp/app.yaml."""
+    first = next(iter(sites))
+    app = {"name": name, "sites": sites,
+           "links": [{"between": [a, b], "bandwidth_mbps": mbps, "rtt_ms": rtt} for a, b, mbps, rtt in links],
+           "models": {node: model},
+           "sources": {source: {"site": first, "rate_rps": 1}}, "sinks": {sink: {"site": first}},
+           "flows": [{"from": source, "to": node}, {"from": node, "to": sink}]}
+    path = tmp / "app.yaml"
+    path.write_text(yaml.safe_dump(app, sort_keys=False))
+    return path
