@@ -54,6 +54,8 @@ def emulate_fast_pow(mod):
     from tvm import relax
     from tvm.relax.expr_functor import PyExprMutator, mutator
 
+    from planner.profiling.gpu_math import rewrite_functions
+
     power = tvm.ir.Op.get("relax.power")
 
     @mutator
@@ -65,11 +67,7 @@ def emulate_fast_pow(mod):
                 return relax.op.exp(relax.op.multiply(y, relax.op.log(x)))
             return call
 
-    rewriter = FastPow(mod)
-    for gv, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
-    return rewriter.builder_.get()
+    return rewrite_functions(mod, FastPow(mod))
 
 
 @contextlib.contextmanager

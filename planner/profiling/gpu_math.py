@@ -60,7 +60,13 @@ def integral_powers_as_products(mod: "tvm.IRModule") -> "tvm.IRModule":
                 out = relax.op.multiply(out, x)
             return out
 
-    rewriter = Products(mod)
+    return rewrite_functions(mod, Products(mod))
+
+
+def rewrite_functions(mod: "tvm.IRModule", rewriter) -> "tvm.IRModule":
+    """`mod` with every Relax function visited by `rewriter` (a PyExprMutator made on `mod`)."""
+    from tvm import relax
+
     for gv, func in mod.functions_items():
         if isinstance(func, relax.Function):
             rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
