@@ -267,6 +267,19 @@ def host_queues(report: dict) -> dict:
     return report["host_prediction"]["independent_queues"]
 
 
+def assert_the_models_prediction(report: dict, queue: Queue, said: str) -> None:
+    """The bench's numbers are the model's for `queue`, and the measured p50 and p99 within
+    MODEL_TOLERANCE of them with the hops as this run measured them (with_hops)."""
+    predicted_hops, hops = hops_ms(report)
+    for q in (50, 99):
+        # the queueing model's own number, and the simulation of this machine the bench predicts with
+        # (one step on its servers: nothing shares the cores, so the two differ by the simulation's noise)
+        assert host_queues(report)[f"p{q}_ms"] - predicted_hops == pytest.approx(queue.response_ms(q), rel=0.01)
+        assert report["predicted"][f"p{q}_ms"] - predicted_hops == pytest.approx(queue.response_ms(q), rel=0.05)
+        predicted = with_hops(queue, hops, q)
+        assert abs(report[f"p{q}_ms"] / predicted - 1) <= MODEL_TOLERANCE, f"p{q} (predicted {predicted:.1f}): {said}"
+
+
 @pytest.mark.parametrize("utilization", sorted(RUNS))
 def test_p50_and_p99_under_load_are_the_prediction_for_this_machine(served, env, utilization):
     """Measured p50 and p99 within 20 % of the bench's prediction at this rate, with the hops as
@@ -284,15 +297,7 @@ def test_p50_and_p99_under_load_are_the_prediction_for_this_machine(served, env,
     report = loaded(served, env, utilization)
     said = numbers(served, report, replay_report(report))
     skip_if_the_cores_were_taken(served, report, 1.25)
-    predicted_hops, hops = hops_ms(report)
-    queue = Queue(report["rate_rps"], served.service_ms, 1)
-    for q in (50, 99):
-        # the queueing model's own number, and the simulation of this machine the bench predicts with
-        # (one step on one server: nothing shares the cores, so the two differ by the simulation's noise)
-        assert host_queues(report)[f"p{q}_ms"] - predicted_hops == pytest.approx(queue.response_ms(q), rel=0.01)
-        assert report["predicted"][f"p{q}_ms"] - predicted_hops == pytest.approx(queue.response_ms(q), rel=0.05)
-        predicted = with_hops(queue, hops, q)
-        assert abs(report[f"p{q}_ms"] / predicted - 1) <= MODEL_TOLERANCE, f"p{q} (predicted {predicted:.1f}): {said}"
+    assert_the_models_prediction(report, Queue(report["rate_rps"], served.service_ms, 1), said)
 
 
 def test_two_instances_of_a_gil_holding_step_are_two_servers(served_twice, env):
@@ -325,10 +330,4 @@ def test_two_instances_of_a_gil_holding_step_are_the_models_two_servers(served_t
     report = loaded(served_twice, env, utilization, servers=2)
     said = numbers(served_twice, report, replay_report(report, servers=2))
     skip_if_the_cores_were_taken(served_twice, report, 1.25)
-    predicted_hops, hops = hops_ms(report)
-    queue = Queue(report["rate_rps"], served_twice.service_ms, 2)
-    for q in (50, 99):
-        assert host_queues(report)[f"p{q}_ms"] - predicted_hops == pytest.approx(queue.response_ms(q), rel=0.01)
-        assert report["predicted"][f"p{q}_ms"] - predicted_hops == pytest.approx(queue.response_ms(q), rel=0.05)
-        predicted = with_hops(queue, hops, q)
-        assert abs(report[f"p{q}_ms"] / predicted - 1) <= MODEL_TOLERANCE, f"p{q} (predicted {predicted:.1f}): {said}"
+    assert_the_models_prediction(report, Queue(report["rate_rps"], served_twice.service_ms, 2), said)
