@@ -26,6 +26,7 @@ from planner.model.network import link_transfer_ms
 from planner.plan.load import load_plan
 from planner.plan.problem import build_instance
 from planner.plan.schema import Plan
+from planner.plan.simulated import plan_stages
 from planner.profiling.app_profiles import AppProfiles
 from planner.solver.evaluate import evaluate
 from planner_runtime.digest import sha256_file
@@ -102,7 +103,9 @@ def predict_on_host(checked: CheckedApp, placement: dict[str, str], profiles: Ap
         option = inst.option(m, s, evaluation.builds[m])
         pred.models[m] = {"site": s, "ms": option.latency_us / 1000, "wait_ms": evaluation.wait_us[m] / 1000,
                           "build": option.build, "provenance": provenance.get((m, s))}
-    pred.stages, pred.sinks = host_stages(checked, inst, placement, evaluation, profiles)
+    # every site on this machine's cores (as served with --host-targets: a build's threads at most them)
+    pred.stages, pred.sinks, _ = plan_stages(checked, inst, evaluation, profiles.table.entries,
+                                             host_cores=os.cpu_count() or 1)
     for term in evaluation.flows:
         flow = app.flows[term.index]
         nbytes = inst.flows[term.index].nbytes
@@ -122,35 +125,6 @@ def predict_on_host(checked: CheckedApp, placement: dict[str, str], profiles: Ap
     return pred
 
 
-def host_stages(checked: CheckedApp, inst, placement: dict[str, str], evaluation,
-                profiles: AppProfiles) -> tuple[list[Stage], list[tuple[str, float]]]:
-    """The placement as this machine runs it, for planner.model.simulation: each model's host profile, its
-    threads (as served with --host-targets: at most this machine's cores; python steps one), its
-    servers (replicas x instances) and its inputs (a loopback hop between sites); the sinks' inputs."""
-    app = checked.app
-    cores = os.cpu_count() or 1
-    threads = {(e.node, e.site, e.build): e.threads for e in profiles.table.entries}
-    site_of = {**placement, **{n: s.site for n, s in app.sources.items()}, **{n: s.site for n, s in app.sinks.items()}}
-    inputs: dict[str, list[tuple[str, float]]] = {m: [] for m in placement}
-    sinks = []
-    for i, flow in enumerate(app.flows):
-        hop = 0.0 if site_of[flow.from_] == site_of[flow.to] else loopback_ms(inst.flows[i].nbytes)
-        producer = "" if flow.from_ in app.sources else flow.from_
-        (sinks if flow.to in app.sinks else inputs[flow.to]).append((producer, hop))
-    stages = []
-    for m in inst.models:
-        if m not in placement:
-            continue
-        s, build = placement[m], evaluation.builds[m]
-        option = inst.option(m, s, build)
-        # a python step runs on one core (the GIL), whatever threads its profile recorded
-        own = 1 if build.startswith("python/") else (threads.get((m, s, build)) or 1)
-        stages.append(Stage(name=m, service_ms=option.latency_us / 1000, threads=max(1, min(own, cores)),
-                            servers=evaluation.replicas.get(s, 1) * app.models[m].instances,
-                            inputs=tuple(inputs[m])))
-    return stages, sinks
-
-
 def host_stages_for(out_dir: Path, rate_rps: float) -> tuple[list[Stage], list[tuple[str, float]], float]:
     """The stages, the sinks' inputs and the client's hop of OUT's plan on this machine at
     `rate_rps` (every source), as host_prediction simulates them."""
@@ -158,12 +132,19 @@ def host_stages_for(out_dir: Path, rate_rps: float) -> tuple[list[Stage], list[t
     if plan is None or plan.source is None:
         raise InputError(f"{Path(out_dir) / 'plan.json'}: no plan solved from an app.yaml")
     path, overrides = Path(plan.source.file), list(plan.source.overrides)
-    sources = open_app(path, overrides).app.sources
-    checked = open_app(path, [*overrides, *(f"sources.{name}.rate_rps={rate_rps!r}" for name in sources)])
-    pred = predict_on_host(checked, plan.placement, host_profiles(checked),
+    checked = open_app(path, overrides)
+    pred = plan_at_rate(plan, path, overrides, list(checked.app.sources), host_profiles(checked), rate_rps)
+    return pred.stages, pred.sinks, pred.client_ms
+
+
+def plan_at_rate(plan: Plan, path: Path, overrides: list[str], sources: list[str], profiles: AppProfiles,
+                 rate_rps: float, percentile: float = 99) -> HostPrediction:
+    """`plan`'s placement, builds and replicas on this machine with every source at `rate_rps`."""
+    load = [*overrides, *(f"sources.{name}.rate_rps={rate_rps!r}" for name in sources),
+            f"constraints.percentile={percentile!r}"]
+    return predict_on_host(open_app(path, load), plan.placement, profiles,
                            {m: f"{r.engine}/{r.precision}" for m, r in plan.models.items()},
                            {s: r.replicas for s, r in plan.sites.items()})
-    return pred.stages, pred.sinks, pred.client_ms
 
 
 def read_plan(out_dir: Path) -> Plan | None:
@@ -211,13 +192,9 @@ def host_prediction(out_dir: Path, app_file: Path | None = None, refresh: bool =
     overrides = list(source.overrides) if source is not None else []
     checked = open_app(path, overrides)
     profiles = host_profiles(checked, refresh=refresh)
-    builds = {m: f"{r.engine}/{r.precision}" for m, r in plan.models.items()}
-    replicas = {s: r.replicas for s, r in plan.sites.items()}
 
     def at(rate: float, percentile: float) -> HostPrediction:
-        load = [*overrides, *(f"sources.{name}.rate_rps={rate!r}" for name in checked.app.sources),
-                f"constraints.percentile={percentile!r}"]
-        return predict_on_host(open_app(path, load), plan.placement, profiles, builds, replicas)
+        return plan_at_rate(plan, path, overrides, list(checked.app.sources), profiles, rate, percentile)
 
     # one request at a time: no queue, whatever the app's rates (the smallest rate it accepts)
     pred = at(1e-9, 50)

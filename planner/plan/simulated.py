@@ -30,9 +30,10 @@ def site_cores(checked: CheckedApp, site: str) -> int:
     return 1 if target.is_gpu else int(target.tvm_target.get("num-cores") or 1)
 
 
-def plan_stages(checked: CheckedApp, inst: Instance, evaluation: Evaluation,
-                profiles: list[NodeProfile]) -> tuple[list[Stage], list[tuple[str, float]], dict[str, int]]:
-    """The plan's models as simulation stages, the sinks' inputs, and the cores of each site's pool."""
+def plan_stages(checked: CheckedApp, inst: Instance, evaluation: Evaluation, profiles: list[NodeProfile],
+                host_cores: int | None = None) -> tuple[list[Stage], list[tuple[str, float]], dict[str, int]]:
+    """The plan's models as simulation stages, the sinks' inputs, and the cores of each site's pool.
+    With `host_cores`, every site runs on one machine of that many cores (`planner up`): one pool."""
     app = checked.app
     threads = {(p.node, p.site, p.build): p.threads for p in profiles}
     hop_ms = {t.index: t.latency_us / 1000 for t in evaluation.flows}
@@ -45,13 +46,15 @@ def plan_stages(checked: CheckedApp, inst: Instance, evaluation: Evaluation,
     for m in inst.models:
         s = evaluation.placement[m]
         option = inst.option(m, s, evaluation.builds[m])
-        cores = site_cores(checked, s)
-        pools[s] = cores * evaluation.replicas[s]
-        # a python step runs on one core; a build on the threads it was profiled with (else the site's)
+        cores = host_cores or site_cores(checked, s)
+        pool = "" if host_cores else s
+        pools[pool] = host_cores or cores * evaluation.replicas[s]
+        # a python step runs on one core (the GIL); a build on the threads it was profiled with (else the site's)
         engine = option.build.split("/")[0]
         own = 1 if engine == "python" else (threads.get((m, s, option.build)) or cores)
         stages.append(Stage(name=m, service_ms=option.latency_us / 1000, threads=max(1, min(own, cores)),
-                            servers=evaluation.replicas[s] * app.models[m].instances, inputs=tuple(inputs[m]), pool=s))
+                            servers=evaluation.replicas[s] * app.models[m].instances, inputs=tuple(inputs[m]),
+                            pool=pool))
     return stages, sinks, pools
 
 
