@@ -204,17 +204,20 @@ def host_prediction(out_dir: Path, app_file: Path | None = None, refresh: bool =
         cores = os.cpu_count() or 1
         busy = core_utilization(tail.stages, rate_rps, cores)
         client = tail.client_ms
+
+        def percentiles(run) -> dict:
+            return {f"p{q}_ms": round(run.percentile(q) + client, 3) for q in (50, 99)}
+
         if busy < 1:
-            run = simulate(tail.stages, tail.sinks, rate_rps, cores, requests=SIMULATED_REQUESTS)
-            long_run = {"p50_ms": round(run.percentile(50) + client, 3), "p99_ms": round(run.percentile(99) + client, 3)}
+            long_run = percentiles(simulate(tail.stages, tail.sinks, rate_rps, cores, requests=SIMULATED_REQUESTS))
         else:  # the queues grow without end: no long-run percentile
             long_run = {"p50_ms": None, "p99_ms": None}
             notes.append(f"at {rate_rps:g} requests/s this machine's {cores} cores would be {100 * busy:.0f} % busy: "
                          "it cannot keep up, the latency grows for as long as the load lasts")
         this_run = long_run
         if schedule_s:
-            run = simulate(tail.stages, tail.sinks, rate_rps, cores, arrivals_ms=[1000 * s for s in schedule_s])
-            this_run = {"p50_ms": round(run.percentile(50) + client, 3), "p99_ms": round(run.percentile(99) + client, 3)}
+            this_run = percentiles(simulate(tail.stages, tail.sinks, rate_rps, cores,
+                                            arrivals_ms=[1000 * s for s in schedule_s]))
         out |= {"rate_rps": rate_rps, **this_run, "long_run": long_run,
                 "predicted_for": "this schedule" if schedule_s else "the long run",
                 "utilization": tail.utilization, "replicas": tail.replicas,

@@ -12,7 +12,7 @@ Up to 50 models, from 2 000 to 10 000 requests (100 000 model runs at most, abou
 from __future__ import annotations
 
 from planner.model.checked_app import CheckedApp
-from planner.model.simulation import Stage, simulate
+from planner.model.simulation import Stage, core_utilization, simulate
 from planner.plan.schema import SimulatedCheck
 from planner.profiling.table import NodeProfile
 from planner.solver.evaluate import Evaluation
@@ -70,8 +70,7 @@ def simulated_check(checked: CheckedApp, inst: Instance, evaluation: Evaluation,
                                                           f"{MAX_MODEL_RUNS // MIN_REQUESTS} a plan is simulated for")
     stages, sinks, pools = plan_stages(checked, inst, evaluation, profiles)
     rate = rates.pop()
-    busy = {s: rate * sum(st.service_ms * st.threads for st in stages if st.pool == s) / 1000 / cores
-            for s, cores in pools.items()}
+    busy = {s: core_utilization([st for st in stages if st.pool == s], rate, cores) for s, cores in pools.items()}
     if max(busy.values(), default=0) >= 1:
         site = max(busy, key=busy.get)
         return SimulatedCheck(status="not simulated", cores_utilization=_rounded(busy),
