@@ -193,16 +193,21 @@ def test_open_loop_keeps_its_schedule_while_answers_queue(site, env):
     # every request left on time, although the first answer came only after 200 ms
     assert max(q["late_ms"] for q in requests) < 50, requests
     assert report["sender_late_ms"]["max"] == max(q["late_ms"] for q in requests)
-    # D/D/1: request i is answered after i + 1 services of 200 ms, so it waited 150 ms more than the one before
+    # D/D/1: request i is answered after i + 1 services of S, so it waited S - 50 ms more than the
+    # one before. S is 200 ms of sleep plus the serving's own overhead, which a loaded CI machine
+    # stretches (217 ms seen with the suite on both cores): S is read off the line, then bounded.
     latencies = [q["ms"] for q in requests]
     assert latencies == sorted(latencies)
+    service = (latencies[-1] - latencies[0]) / 19 + 50
+    assert 200 <= service <= 230, latencies
+    assert 195 <= latencies[0] <= 300, latencies
     for i, ms in enumerate(latencies):
-        assert 200 + 150 * i - 5 <= ms <= 200 + 150 * i + 250, (i, latencies)
+        assert ms == pytest.approx(latencies[0] + (service - 50) * i, abs=60), (i, latencies)
     assert report["p50_ms"] == pytest.approx(np.percentile(latencies, 50), abs=1e-3)
     assert report["p99_ms"] == pytest.approx(np.percentile(latencies, 99), abs=1e-3)
-    # the site served at its capacity (5 rps), busy the whole window
-    assert report["window_s"] == pytest.approx(4.0, abs=0.3)
-    assert report["achieved_rps"] == pytest.approx(5.0, rel=0.08)
+    # the site served at its capacity (1 / S), busy the whole window
+    assert report["window_s"] == pytest.approx(20 * service / 1000, abs=0.3)
+    assert report["achieved_rps"] == pytest.approx(1000 / service, rel=0.08)
     assert report["utilization"]["here"] == pytest.approx(1.0, abs=0.08)
     [model] = report["models"]
     assert model["model"] == "s" and model["service_p50_ms"] == pytest.approx(200, abs=10)
