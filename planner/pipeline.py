@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from planner_runtime.digest import sha256_file
+
 from planner.bundle.emit import write_bundles
 from planner.bundle.wiring import given_only
 from planner.model.checked_app import CheckedApp
@@ -21,15 +23,15 @@ from planner.plan.make import make_plan
 from planner.plan.problem import build_instance
 from planner.plan.schema import AppSource, Plan
 from planner.plan.sweep import Sweep, SweepPoint
+from planner.plan.vetted import solve_vetted
 from planner.profiling.app_profiles import AppProfiles, profile_app
 from planner.report import write_reports
 from planner.report.files import recover_interrupted, staged_dir
 from planner.report.output_dir import FOUND, holds_found_plan
 from planner.solver.baselines import Baseline, baselines, best_feasible
-from planner.solver.cpsat import PlacementSolver, SolverConfig
+from planner.solver.cpsat import SolverConfig
 from planner.solver.explain import explain_infeasible
 from planner.solver.instance import Instance
-from planner_runtime.digest import sha256_file
 
 
 @dataclass
@@ -51,18 +53,18 @@ def solve_prepared(prepared: Prepared, config: SolverConfig) -> Plan:
     inst = prepared.instance
     base: list[Baseline] = baselines(inst)
     hint = best_feasible(base, config.objective)
-    solution = PlacementSolver(inst, config, hint=hint.evaluation if hint else None).solve()
-    evaluation = solution.evaluate(inst) if solution.placement else None
-    explanation = None
-    if solution.status == "INFEASIBLE":
-        explanation = explain_infeasible(inst, time_limit_s=min(10.0, config.time_limit_s), workers=config.workers)
-    if evaluation is not None and not evaluation.feasible:
-        # a solver bug, never the input's fault
-        raise AssertionError(f"solver placement violates: {[str(v) for v in evaluation.violations]}")
     table = prepared.profiles.table
+    vetted = solve_vetted(prepared.checked, inst, table.entries, config, hint.evaluation if hint else None)
+    explanation = None
+    if vetted.solution.status == "INFEASIBLE":
+        explanation = explain_infeasible(inst, time_limit_s=min(10.0, config.time_limit_s), workers=config.workers)
+    simulated = vetted.simulated
+    if simulated is not None:
+        simulated.rounds = vetted.rounds
     return make_plan(
-        checked=prepared.checked, inst=inst, profiles=table.entries, solution=solution, config=config,
-        evaluation=evaluation, baselines=base, warnings=table.warnings, explanation=explanation,
+        checked=prepared.checked, inst=inst, profiles=table.entries, solution=vetted.solution, config=config,
+        evaluation=vetted.evaluation, baselines=base, warnings=list(table.warnings), explanation=explanation,
+        simulated=simulated,
     )
 
 

@@ -8,7 +8,6 @@ from planner.model.checked_app import CheckedApp
 from planner.model.graph import EnsembleGraph
 from planner.model.network import Network
 from planner.plan.load_curve import load_curve, model_queue
-from planner.plan.simulated import simulated_check
 from planner.plan.schema import (
     BaselineReport,
     CostReport,
@@ -18,9 +17,11 @@ from planner.plan.schema import (
     PathTerm,
     PhaseReport,
     Plan,
+    SimulatedCheck,
     SiteReport,
     SolverReport,
 )
+from planner.plan.simulated import simulated_check
 from planner.profiling.table import NodeProfile
 from planner.solver.baselines import Baseline
 from planner.solver.cpsat import PhaseResult, Solution, SolverConfig
@@ -149,6 +150,7 @@ def make_plan(
     baselines: list[Baseline],
     warnings: list[str],
     explanation: Explanation | None = None,
+    simulated: SimulatedCheck | None = None,
 ) -> Plan:
     sites, graph, network = checked.sites, checked.graph, checked.network
     plan = Plan(
@@ -202,15 +204,22 @@ def make_plan(
     plan.load_curve = load_curve(inst, evaluation, {**graph.rate_rps, **sources},
                                  {m: checked.app.models[m].instances for m in inst.models})
     plan.cost = cost_report(inst, evaluation, graph, network)
-    plan.simulated = simulated_check(checked, inst, evaluation, profiles)
-    if max(plan.simulated.cores_utilization.values(), default=0) >= 1:
-        plan.warnings.append(f"not simulated at the planned rate: {plan.simulated.why}; the solver's queues, each "
-                             "model on its own servers, keep up, but the models of a site share its cores")
-    elif plan.simulated.status == "ok" and inst.slo_us is not None and plan.simulated.tail_ms > inst.slo_us / 1000:
-        busy = plan.simulated.cores_utilization
-        site = max(busy, key=busy.get)
-        plan.warnings.append(
-            f"simulated at the planned rate, p{inst.percentile:g} is {plan.simulated.tail_ms:,.1f} ms, over the "
-            f"{inst.slo_us / 1000:g} ms SLO the plan meets with each model on its own servers: the models of a site "
-            f"share its cores (busiest: {site}, {busy[site]:.0%}), which the solver does not model yet")
+    plan.simulated = simulated or simulated_check(checked, inst, evaluation, profiles)
+    plan.warnings.extend(simulation_warnings(plan.simulated, inst))
     return plan
+
+
+def simulation_warnings(check: SimulatedCheck, inst: Instance) -> list[str]:
+    if max(check.cores_utilization.values(), default=0) >= 1:
+        return [f"not simulated at the planned rate: {check.why}; the solver's queues, each model on its own "
+                "servers, keep up, but the models of a site share its cores"]
+    if check.status != "ok" or inst.slo_us is None or check.tail_ms <= inst.slo_us / 1000:
+        return []
+    busy = check.cores_utilization
+    site = max(busy, key=busy.get)
+    tried = [r for r in check.rounds if r.placement]
+    tried = (f"; {len(tried)} plans tried, none met it in simulation" if len(tried) > 1 else "") + (
+        ", and no other plan meets the SLO by the model" if check.rounds and not check.rounds[-1].placement else "")
+    return [f"simulated at the planned rate, p{inst.percentile:g} is {check.tail_ms:,.1f} ms, over the "
+            f"{inst.slo_us / 1000:g} ms SLO the plan meets with each model on its own servers: the models of a "
+            f"site share its cores (busiest: {site}, {busy[site]:.0%}){tried} (simulated.rounds in plan.json)"]

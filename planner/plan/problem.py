@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from planner.model.checked_app import CheckedApp
 from planner.model.queueing import least_servers, wait_table_ms
+from planner.plan.cores import run_threads, site_cores
 from planner.plan.limits import check_solver_limits
 from planner.profiling.flows import flow_bytes
 from planner.profiling.table import NodeProfile, ProfileTable
@@ -63,17 +64,31 @@ def queue_waits(rate_rps: float, latency_us: int, instances: int, percentile: fl
     return least, tuple(waits)
 
 
+def replica_load(work: int, instances: int, profiled_threads: int | None, build: str, cores: int | None) -> int:
+    """The share of a replica a model's `work` (rate_mrps x latency_us) takes: its servers' share
+    (`instances` runs at once) or its cores' (each run takes its threads of the replica's
+    `cores`), whichever is larger. Two instances of a build that takes every core do not double
+    what a replica serves: the cores are the limit, as the plan's simulation counts them. A site
+    whose cores are unknown (no target) counts servers only."""
+    servers = -(-work // instances)
+    if cores is None:
+        return servers
+    return max(servers, -(-work * run_threads(build, profiled_threads, cores) // cores))
+
+
 def build_instance(checked: CheckedApp, profiles: ProfileTable) -> Instance:
     app, sites, graph, network = checked.app, checked.sites, checked.graph, checked.network
     rate_mrps = {m: max(1, round(r * 1000)) for m, r in graph.rate_rps.items()}
     limits = app.constraints
 
-    def option(m: str, s: str, latency_ms: float, memory_mb: float, build: str = "given/fp32") -> Option:
+    def option(m: str, s: str, latency_ms: float, memory_mb: float, build: str = "given/fp32",
+               threads: int | None = None) -> Option:
         lat = max(1, us(latency_ms))
         instances = app.models[m].instances
         least, waits = queue_waits(rate_mrps[m] / 1000, lat, instances, limits.percentile, limits.max_utilization)
-        return Option(latency_us=lat, memory_kb=round(memory_mb * 1000), load=-(-rate_mrps[m] * lat // instances),
-                      build=build, min_replicas=least, waits_us=waits)
+        return Option(latency_us=lat, memory_kb=round(memory_mb * 1000), build=build, min_replicas=least,
+                      waits_us=waits, load=replica_load(rate_mrps[m] * lat, instances,
+                                                        threads, build, site_cores(checked, s)))
 
     profile_of: dict[tuple[str, str], list[NodeProfile]] = {}
     for e in profiles.entries:  # indexed once (ProfileTable.get scans)
@@ -92,7 +107,7 @@ def build_instance(checked: CheckedApp, profiles: ProfileTable) -> Instance:
             if not fits:
                 too_big.append(f"{s} ({sites[s].memory_mb:g} MB)")
                 continue
-            kept = undominated([option(m, s, p.latency_ms, p.memory_mb, p.build) for p in fits])
+            kept = undominated([option(m, s, p.latency_ms, p.memory_mb, p.build, p.threads) for p in fits])
             options[m][s] = kept[0]
             if kept[1:]:
                 more_builds.setdefault(m, {})[s] = kept[1:]

@@ -90,6 +90,19 @@ class LoadPoint(Model):
     within_knee: bool = Field(default=False, description="tail_ms within 1.5x of the lightest load's on the curve")
 
 
+class VettingRound(Model):
+    """One solve of planner.plan.vetted: its plan, its latency by the model and simulated (both at
+    the plan's percentile); a last round with no plan says the solver found none."""
+
+    status: str = Field(description="the solver's status")
+    placement: dict[str, str] = Field(default_factory=dict)
+    replicas: dict[str, int] = Field(default_factory=dict)
+    cost_per_hour: float | None = None
+    latency_ms: float | None = None
+    simulated_ms: float | None = None
+    met: bool = Field(description="the simulated percentile is within the app's SLO")
+
+
 class SimulatedCheck(Model):
     """The chosen plan simulated at its planned rate (planner.plan.simulated): each site's models
     sharing its cores, a request's stages as they overlap. Beside the plan's latency, which the
@@ -103,6 +116,8 @@ class SimulatedCheck(Model):
     tail_ms: float | None = Field(default=None, description="the whole request at the plan's percentile")
     cores_utilization: dict[str, float] = Field(
         default_factory=dict, description="per site: its models' time x threads per request x rate over its cores")
+    rounds: list[VettingRound] = Field(
+        default_factory=list, description="each solve until the simulation met the SLO (planner.plan.vetted)")
 
 
 class EgressTerm(Model):

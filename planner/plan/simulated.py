@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from planner.model.checked_app import CheckedApp
 from planner.model.simulation import Stage, core_utilization, simulate
+from planner.plan.cores import run_threads, site_cores
 from planner.plan.schema import SimulatedCheck
 from planner.profiling.table import NodeProfile
 from planner.solver.evaluate import Evaluation
@@ -22,12 +23,6 @@ REQUESTS = 10_000
 SEED = 0
 MAX_MODEL_RUNS = 100_000  # requests x models simulated: ~1 s on this project's 2-core machine
 MIN_REQUESTS = 2_000  # fewer would leave a p99 of 20 requests: an app over 50 models is not simulated
-
-
-def site_cores(checked: CheckedApp, site: str) -> int:
-    """The cores one replica of a site runs its models on: the target's, or 1 for a GPU (its models take turns)."""
-    target = checked.sites[site].target
-    return 1 if target.is_gpu else int(target.tvm_target.get("num-cores") or 1)
 
 
 def plan_stages(checked: CheckedApp, inst: Instance, evaluation: Evaluation, profiles: list[NodeProfile],
@@ -46,13 +41,11 @@ def plan_stages(checked: CheckedApp, inst: Instance, evaluation: Evaluation, pro
     for m in inst.models:
         s = evaluation.placement[m]
         option = inst.option(m, s, evaluation.builds[m])
-        cores = host_cores or site_cores(checked, s)
+        cores = host_cores or site_cores(checked, s) or 1  # unknown cores: a run takes the replica
         pool = "" if host_cores else s
         pools[pool] = host_cores or cores * evaluation.replicas[s]
-        # a python step runs on one core (the GIL); a build on the threads it was profiled with (else the site's)
-        engine = option.build.split("/")[0]
-        own = 1 if engine == "python" else (threads.get((m, s, option.build)) or cores)
-        stages.append(Stage(name=m, service_ms=option.latency_us / 1000, threads=max(1, min(own, cores)),
+        stages.append(Stage(name=m, service_ms=option.latency_us / 1000,
+                            threads=run_threads(option.build, threads.get((m, s, option.build)), cores),
                             servers=evaluation.replicas[s] * app.models[m].instances, inputs=tuple(inputs[m]),
                             pool=pool))
     return stages, sinks, pools

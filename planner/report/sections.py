@@ -229,7 +229,25 @@ def _simulated(plan: Plan) -> list[Block]:
                   f"sharing its cores, a request's stages overlapping as they do): p50 {_ms(s.p50_ms)} ms, "
                   f"p{plan.percentile:g} {_ms(s.tail_ms)} ms for the whole request, against the plan's "
                   f"{_ms(plan.latency_ms)} ms (each model its own servers, percentiles added along the slowest path). "
-                  f"Cores busy: {cores}."])]
+                  f"Cores busy: {cores}."]), *_rounds(plan)]
+
+
+def _rounds(plan: Plan) -> list[Block]:
+    rounds = plan.simulated.rounds
+    if len(rounds) < 2:
+        return []
+    rows = []
+    for i, r in enumerate(rounds, 1):
+        sites = "; ".join(f"{site} x{n}: {', '.join(m for m, at in r.placement.items() if at == site)}"
+                          for site, n in r.replicas.items())
+        rows.append([str(i), sites or f"no plan ({r.status.lower()})", _usd(r.cost_per_hour) if r.placement else "-",
+                     _ms(r.latency_ms) if r.placement else "-", _ms(r.simulated_ms) if r.placement else "-",
+                     "yes" if r.met else "no"])
+    return [Para([f"The solver's plans in turn: each one the simulation refused (p{plan.percentile:g} over the SLO) "
+                  "was excluded, with its placement on no more replicas, and the solver ran again "
+                  "(planner.plan.vetted)."]),
+            Table(["solve", "sites x replicas: models", "cost $/h", f"p{plan.percentile:g} ms (model)",
+                   f"p{plan.percentile:g} ms (simulated)", "meets the SLO"], rows, {2, 3, 4})]
 
 
 def _baselines(plan: Plan) -> list[Block]:

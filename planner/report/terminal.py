@@ -112,8 +112,14 @@ def simulated_line(plan: Plan) -> str | None:
         return f"simulated: not simulated, {s.why}"
     busiest = max(s.cores_utilization, key=s.cores_utilization.get, default=None)
     cores = f"; busiest cores {busiest} {s.cores_utilization[busiest]:.0%}" if busiest else ""
+    refused = [r for r in s.rounds if r.placement and not r.met]
+    before = ""
+    if refused and plan.simulated.tail_ms <= (plan.constraints.get("latency_ms") or float("inf")):
+        before = (f"; {len(refused)} plan{'s' * (len(refused) != 1)} the objective prefers refused by it first (the first: "
+                  f"p{plan.percentile:g} {refused[0].latency_ms:,.1f} ms by the model, {refused[0].simulated_ms:,.1f} "
+                  "ms simulated)")
     return (f"simulated ({s.requests} requests, each site's models sharing its cores): p50 {s.p50_ms:,.1f} ms, "
-            f"p{plan.percentile:g} {s.tail_ms:,.1f} ms{cores}")
+            f"p{plan.percentile:g} {s.tail_ms:,.1f} ms{cores}{before}")
 
 
 def print_plan(plan: Plan, console: Console | None = None) -> None:

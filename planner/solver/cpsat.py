@@ -140,11 +140,13 @@ class PlacementSolver:
     `self.assumptions`, so infeasibility can be explained by a conflict set."""
 
     def __init__(self, inst: Instance, config: SolverConfig | None = None,
-                 hint: dict[str, str] | Evaluation | None = None, soft: bool = False):
+                 hint: dict[str, str] | Evaluation | None = None, soft: bool = False,
+                 excluded: list[Evaluation] = ()):
         self.inst = inst
         self.config = config or SolverConfig()
         self.hint = hint
         self.soft = soft
+        self.excluded = list(excluded)
         self.assumptions: dict[ConstraintKey, cp_model.IntVar] = {}
         self.model = cp_model.CpModel()
         self.vars = _Vars()
@@ -164,6 +166,7 @@ class PlacementSolver:
         self._add_timing_constraints()
         self.cost = self._cost_expression()
         self._add_cost_cap()
+        self._add_exclusions()
         self._add_hint()
 
     def _enforce(self, ct: cp_model.Constraint, key: ConstraintKey) -> None:
@@ -469,6 +472,21 @@ class PlacementSolver:
         if self.inst.cost_cap_uph is not None:
             ct = self.model.add(self.cost <= self.inst.cost_cap_uph)
             self._enforce(ct, constraints.COST_CAP)
+
+    def _add_exclusions(self) -> None:
+        # No excluded plan, nor the same placement and builds with no more replicas on any site
+        # (fewer replicas share fewer cores: a plan a check refused stays refused with them).
+        for plan in self.excluded:
+            lits = []
+            for m, s in plan.placement.items():
+                if (m, s) not in self.vars.x:
+                    break  # a site this model may not use: nothing to exclude
+                lits.append(self.vars.x[m, s])
+                if (m, s, plan.builds[m]) in self.vars.build:
+                    lits.append(self.vars.build[m, s, plan.builds[m]])
+            else:
+                lits += [self._at_most(s, r) for s, r in plan.replicas.items() if r < upper_bound(self.vars.replicas[s])]
+                self.model.add_bool_or([~lit for lit in lits])
 
     def _add_hint(self) -> None:
         # A hinted plan, completed by the evaluator into a value for every variable: a complete

@@ -42,7 +42,8 @@ class Option(Frozen):
 
     latency_us: int = Field(ge=0)
     memory_kb: int = Field(ge=0)
-    load: int = Field(ge=0, description="rate_mrps x latency_us / instances: the replica capacity it takes")
+    load: int = Field(ge=0, description="the replica capacity it takes: rate_mrps x latency_us x the larger of "
+                                           "1 / instances and threads / the site's cores")
     build: str = "given/fp32"
     min_replicas: int = Field(default=1, ge=1, description="fewest replicas of the site its queue keeps up with")
     waits_us: tuple[int, ...] = Field(
