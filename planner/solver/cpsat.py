@@ -607,7 +607,7 @@ class PlacementSolver:
             plan = self._plan(solver2)
         proven = status == cp_model.OPTIMAL and status2 == cp_model.OPTIMAL
         # a free site's replicas are not in the objectives: keep only those the plan needs
-        trimmed = without_spare_replicas(self.inst, evaluate(self.inst, *plan))
+        trimmed = without_spare_replicas(self.inst, evaluate(self.inst, *plan), self.excluded)
         return Solution(
             status="OPTIMAL" if proven else "FEASIBLE",
             placement=trimmed.placement, builds=trimmed.builds, replicas=trimmed.replicas,

@@ -31,13 +31,22 @@ def with_replicas_for_slo(inst: Instance, placement: dict[str, str], builds: dic
     return best
 
 
-def without_spare_replicas(inst: Instance, evaluation: Evaluation) -> Evaluation:
-    """The same plan less every replica that changes neither its latency nor its feasibility."""
+def without_spare_replicas(inst: Instance, evaluation: Evaluation, excluded: list[Evaluation] = ()) -> Evaluation:
+    """The same plan less every replica that changes neither its latency nor its feasibility, and
+    does not make it one of the `excluded` plans (PlacementSolver's)."""
     best = evaluation
     for s in sorted(best.replicas):
         while best.replicas[s] > best.least_replicas[s]:
             trial = evaluate(inst, best.placement, best.builds, {**best.replicas, s: best.replicas[s] - 1})
-            if trial.latency_us != best.latency_us or trial.violated - best.violated:
+            if trial.latency_us != best.latency_us or trial.violated - best.violated or any(
+                    covered_by(trial, plan) for plan in excluded):
                 break
             best = trial
     return best
+
+
+def covered_by(plan: Evaluation, excluded: Evaluation) -> bool:
+    """The plan is the excluded one, or its placement and builds on no more replicas per site:
+    what PlacementSolver(excluded=...) rules out."""
+    return (plan.placement == excluded.placement and plan.builds == excluded.builds
+            and all(plan.replicas[s] <= r for s, r in excluded.replicas.items()))
