@@ -19,11 +19,7 @@ pipeline's P99 by simulating it:
   evenly). Alone on its cores a model takes exactly its profile; k models with 2 threads each on
   2 cores take k times as long as alone while they overlap. This assumes the builds' work
   neither grows nor shrinks when they share cores (no spinning threads burning cores they do not
-  use, no cache thrashing): what the load benchmark checks;
-- builds take their cores in turn (`takes_cores`, as the runtime's core gate lends them: a run
-  of a build waits, first come first served among its site's builds, until that many of the
-  pool's cores are not lent to another build; runtime.executor). So two builds that each take
-  every core never overlap, and only python steps (which take none) share cores with a build.
+  use, no cache thrashing): what the load benchmark checks.
 
 The percentiles are those of the simulated responses (after a warm-up share is dropped), fixed
 by the seed: the same inputs give the same numbers. Pure python; no planner imports.
@@ -49,8 +45,6 @@ class Stage:
     servers: int = 1  # replicas x instances: requests it runs at once; more wait in FIFO order
     inputs: tuple[tuple[str, float], ...] = ()  # (producer stage, or "" for the request's arrival; hop ms)
     pool: str = ""  # the cores it runs on (a site): simulate's `cores` per pool
-    takes_cores: int = 0  # a build waits for this many of its pool's cores, in turn with its gate's other builds
-    core_gate: str = ""  # the process whose builds take the cores in turn (a site); "": its pool
 
 
 @dataclass
@@ -159,41 +153,14 @@ def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: floa
         for job, r in zip(jobs, fair_rates([j.threads for j in jobs], pools[pool])):
             job.rate = r
 
-    def gate_of(s: Stage) -> tuple[str, str]:
-        return s.pool, s.core_gate
-
-    lent: dict[tuple[str, str], int] = {}  # cores lent to running builds, per gate
-    core_queue: dict[tuple[str, str], list[tuple[int, str]]] = {}  # (request, stage) waiting for cores, FIFO
-
-    def run(request: int, s: Stage) -> None:
-        running.append(_Job(request, s.name, s.service_ms * s.threads, s.threads, s.pool, now))
-
-    def lend(gate: tuple[str, str]) -> bool:
-        """Cores to the builds waiting at the gate, in arrival order, while the first one fits."""
-        started = False
-        waiting = core_queue.get(gate, [])
-        while waiting:
-            s = by_name[waiting[0][1]]
-            need = min(s.takes_cores, pools[s.pool])
-            if lent.get(gate, 0) + need > pools[s.pool]:
-                break
-            lent[gate] = lent.get(gate, 0) + need
-            run(waiting.pop(0)[0], s)
-            started = True
-        return started
-
     def start_waiting(name: str) -> bool:
         started = False
-        s = by_name[name]
-        while queues[name] and busy_servers[name] < s.servers:
+        while queues[name] and busy_servers[name] < by_name[name].servers:
             request = queues[name].pop(0)
+            s = by_name[name]
             busy_servers[name] += 1
-            if s.takes_cores:
-                core_queue.setdefault(gate_of(s), []).append((request, name))
-                started = lend(gate_of(s)) or started
-            else:
-                run(request, s)
-                started = True
+            running.append(_Job(request, name, s.service_ms * s.threads, s.threads, s.pool, now))
+            started = True
         return started
 
     now = 0.0
@@ -215,10 +182,6 @@ def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: floa
             running.remove(finishing)
             runs_ms[finishing.stage].append(now - finishing.started)
             busy_servers[finishing.stage] -= 1
-            done = by_name[finishing.stage]
-            if done.takes_cores:
-                lent[gate_of(done)] -= min(done.takes_cores, pools[done.pool])
-                lend(gate_of(done))
             start_waiting(finishing.stage)
             deliver(now, finishing.request, finishing.stage)
             changed = finishing.pool

@@ -44,10 +44,8 @@ def plan_stages(checked: CheckedApp, inst: Instance, evaluation: Evaluation, pro
         cores = host_cores or site_cores(checked, s) or 1  # unknown cores: a run takes the replica
         pool = "" if host_cores else s
         pools[pool] = host_cores or cores * evaluation.replicas[s]
-        run_on = run_threads(option.build, threads.get((m, s, option.build)), cores)
-        gpu = checked.sites[s].target is not None and checked.sites[s].target.is_gpu and not host_cores
-        stages.append(Stage(name=m, service_ms=option.latency_us / 1000, threads=run_on,
-                            takes_cores=0 if gpu or option.build.startswith("python/") else run_on, core_gate=s,
+        stages.append(Stage(name=m, service_ms=option.latency_us / 1000,
+                            threads=run_threads(option.build, threads.get((m, s, option.build)), cores),
                             servers=evaluation.replicas[s] * app.models[m].instances, inputs=tuple(inputs[m]),
                             pool=pool))
     return stages, sinks, pools

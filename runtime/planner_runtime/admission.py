@@ -57,12 +57,11 @@ class Refused(Exception):
 
 
 class _Turn:
-    __slots__ = ("event", "granted", "weight")
+    __slots__ = ("event", "granted")
 
-    def __init__(self, weight: int):
+    def __init__(self):
         self.event = threading.Event()
         self.granted = False
-        self.weight = weight
 
 
 class Admission:
@@ -80,20 +79,19 @@ class Admission:
         self._free = slots
         self._waiting: deque[_Turn] = deque()
 
-    def enter(self, timeout_s: float | None, cancel: Cancellation | None = None, weight: int = 1) -> float:
-        """Take `weight` slots (at most all of them), waiting up to `timeout_s` (None: without limit)
-        in the queue; the seconds waited. Raises Refused."""
-        weight = max(1, min(weight, self.slots))
+    def enter(self, timeout_s: float | None, cancel: Cancellation | None = None) -> float:
+        """Take a slot, waiting up to `timeout_s` (None: without limit) in the queue; the seconds waited.
+        Raises Refused."""
         t0 = time.monotonic()  # before the queue shows this request: the wait counted is never shorter than seen
         with self._lock:
-            if not self._waiting and self._free >= weight:
-                self._free -= weight
+            if self._free > 0:
+                self._free -= 1
                 self._changed()
                 return 0.0
             if self.queue is not None and len(self._waiting) >= self.queue:
                 raise Refused("full", f"{self.slots} requests running and {len(self._waiting)} waiting, "
                                       f"the most it takes; retry later")
-            turn = _Turn(weight)
+            turn = _Turn()
             self._waiting.append(turn)
             self._changed()
         if cancel is not None:
@@ -104,10 +102,9 @@ class Admission:
             if turn.granted:
                 if cancel is None or not cancel.is_set:
                     return waited
-                self._release(weight)  # cancelled just as the slots came: pass them on
+                self._hand_on()  # cancelled just as the slot came: pass it to the next in line
             else:
                 self._waiting.remove(turn)
-                self._grant()  # the head may have left: those behind it may fit now
                 self._changed()
         if cancel is not None and cancel.is_set:
             raise Refused("cancelled", f"cancelled while waiting for one of {self.slots} {self.what}")
@@ -115,22 +112,18 @@ class Admission:
         raise Refused("deadline", f"deadline exceeded after waiting {waited * 1000:.0f} ms for one of "
                                   f"{self.slots} {self.what}{bound}")
 
-    def leave(self, weight: int = 1) -> None:
+    def leave(self) -> None:
         with self._lock:
-            self._release(max(1, min(weight, self.slots)))
+            self._hand_on()
 
-    def _release(self, weight: int) -> None:
-        self._free += weight
-        self._grant()
-        self._changed()
-
-    def _grant(self) -> None:
-        """Slots go to the waiters in arrival order, as long as the first one fits."""
-        while self._waiting and self._waiting[0].weight <= self._free:
+    def _hand_on(self) -> None:
+        if self._waiting:
             turn = self._waiting.popleft()
-            self._free -= turn.weight
             turn.granted = True
             turn.event.set()
+        else:
+            self._free += 1
+        self._changed()
 
     def _changed(self) -> None:
         self._on_change(self.slots - self._free, len(self._waiting))

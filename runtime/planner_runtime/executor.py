@@ -189,8 +189,7 @@ class Executor:
     def __init__(self, graph: Bundle | Graph, runners: Mapping[str, Runner], site: str | None = None,
                  on_model: Callable[[str, float], None] | None = None,
                  on_queue: Callable[[str, float], None] | None = None,
-                 on_instances: Callable[[str, int, int], None] = lambda node, busy, queued: None,
-                 cores: int | None = None, cores_taken: Mapping[str, int] | None = None):
+                 on_instances: Callable[[str, int, int], None] = lambda node, busy, queued: None):
         self.graph = graph if isinstance(graph, Graph) else Graph(graph)
         self.site = site
         self.runners = dict(runners)
@@ -203,13 +202,6 @@ class Executor:
         self.gates = {n: Admission(self.graph.nodes[n].instances, None, what=f"instances of node {n!r}",
                                    on_change=lambda busy, queued, n=n: on_instances(n, busy, queued))
                       for n in self.local}
-        # Runs take this machine's cores in turn (`cores`: None, as they come): a node's run waits,
-        # first come first served, until its `cores_taken` are free. Two runs that each take every
-        # core, side by side, finish later than one after the other and share the cores unevenly
-        # (OCR det and rec, 2 threads each on 2 cores: det 1.7x and rec 2.4x their time alone, 12 %
-        # of the cores' work lost; in turn 5 %: benchmarks/results/core_sharing.md).
-        self.cores = None if cores is None else Admission(cores, None, what="cores of this machine")
-        self.cores_taken = {n: (cores_taken or {}).get(n, 0) for n in self.local}
 
     # -- the whole graph in one process ------------------------------------------------------
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -274,16 +266,9 @@ class Executor:
                   wait: Wait = Wait()) -> dict:
         spec = self.graph.nodes[node]
         gate = self.gates[node]
-        taken = self.cores_taken[node] if self.cores is not None else 0
         try:
             queued_ms = gate.enter(wait.remaining_s(), wait.cancel) * 1000
         except Refused as exc:
-            raise Refused(exc.reason, f"node {node!r}: {exc}") from None
-        try:
-            if taken:
-                queued_ms += self.cores.enter(wait.remaining_s(), wait.cancel, weight=taken) * 1000
-        except Refused as exc:
-            gate.leave()
             raise Refused(exc.reason, f"node {node!r}: {exc}") from None
         t0 = time.perf_counter()
         try:
@@ -293,8 +278,6 @@ class Executor:
         except Exception as exc:  # a node's own failure, named
             raise NodeError(node, f"{type(exc).__name__}: {exc}") from exc
         finally:
-            if taken:
-                self.cores.leave(taken)
             gate.leave()
         ms = (time.perf_counter() - t0) * 1000
         if not isinstance(results, Mapping):

@@ -202,24 +202,6 @@ def threads_here(threads: int | None, host_targets: bool) -> int | None:
     return threads
 
 
-def machine_cores() -> int:
-    """The cores this process may run on (its CPU affinity: a container's cpuset or taskset's)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def cores_taken(spec: NodeSpec, host_targets: bool, cores: int) -> int:
-    """Cores one run of a node takes from this machine's, in turn with the other builds: a CPU
-    build its threads (its target's default: every core); a python step none (one thread, often
-    waiting on I/O: it shares the cores as it comes, and its instances bound it); a build on a
-    GPU none (it waits on the device, not on the cores)."""
-    if spec.kind == "python" or (spec.kind == "onnx" and (spec.provider or CPU_PROVIDER) != CPU_PROVIDER):
-        return 0
-    return max(1, min(threads_here(spec.threads, host_targets) or cores, cores))
-
-
 def load_runners(bundle: Bundle, bundle_dir: Path, host_targets: bool = False) -> dict:
     specs = [bundle.nodes[n] for n in bundle.local_nodes()]
     tvm_pool([s.model_copy(update={"threads": threads_here(s.threads, host_targets)}) for s in specs])

@@ -62,7 +62,7 @@ from planner_runtime.bundle_format import DELIVER_MODEL, Bundle, Tensor
 from planner_runtime.executor import Delivery, Executor, Graph, NodeError, RequestState, Timing, Wait
 from planner_runtime.forward import ForwardError, Forwarder, channel_options
 from planner_runtime.metrics import Metrics
-from planner_runtime.nodes import close_runners, cores_taken, load_runners, machine_cores
+from planner_runtime.nodes import close_runners, load_runners
 from planner_runtime.proto import grpc_predict_v2_pb2 as pb
 from planner_runtime.proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from planner_runtime.tensors import (TensorError, array_dtype, bundle_dtype, check, from_raw, from_values, oip_datatype,
@@ -123,11 +123,8 @@ class SiteServer:
         self.metrics = Metrics(self.site)
         self.metrics_port = metrics_port
         self.runners = load_runners(self.bundle, self.bundle_dir, host_targets)
-        cores = machine_cores()
         self.executor = Executor(self.graph, self.runners, site=self.site, on_model=self.metrics.model,
-                                 on_queue=self.metrics.queue, on_instances=self.metrics.instances, cores=cores,
-                                 cores_taken={n: cores_taken(self.bundle.nodes[n], host_targets, cores)
-                                              for n in self.bundle.local_nodes()})
+                                 on_queue=self.metrics.queue, on_instances=self.metrics.instances)
         # where each site's replicas are reached: bundle.yaml's address, unless overridden (--peer SITE=HOST:PORT,...)
         self.replicas = {name: [s.address] for name, s in self.bundle.sites.items()}
         self._advertise = advertise

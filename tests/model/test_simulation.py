@@ -151,34 +151,3 @@ def test_models_on_different_sites_do_not_share_cores():
     assert together.responses_ms == pytest.approx([40.0] * len(together.responses_ms))
     with pytest.raises(ValueError):
         simulate([a, b], sinks, 1.0, cores={"edge": 2})
-
-
-def test_builds_take_their_cores_in_turn_and_python_steps_share_them():
-    """One request; a (10 ms on 2 threads) and b (20 ms on 2 threads) both ready at its arrival, on
-    2 cores. Taking their cores in turn, a runs 0-10 and b 10-30, each at its profile; shared as
-    they come, both slow down: a 0-20, b 0-30. A python step p (10 ms, one thread, taking no cores)
-    beside a build that takes both: max-min fair, each gets one core, so p takes 10 ms and a, at
-    half speed while p runs, 15."""
-    def stages(takes):
-        return [Stage("a", 10, threads=2, inputs=(("", 0),), takes_cores=takes),
-                Stage("b", 20, threads=2, inputs=(("", 0),), takes_cores=takes)]
-
-    in_turn = simulate(stages(2), [("a", 0), ("b", 0)], 1, 2, requests=1, arrivals_ms=[0.0])
-    assert in_turn.runs_ms == {"a": [pytest.approx(10)], "b": [pytest.approx(20)]}
-    assert in_turn.responses_ms == [pytest.approx(30)]
-    shared = simulate(stages(0), [("a", 0), ("b", 0)], 1, 2, requests=1, arrivals_ms=[0.0])
-    assert shared.runs_ms == {"a": [pytest.approx(20)], "b": [pytest.approx(30)]}
-    beside = simulate([Stage("a", 10, threads=2, inputs=(("", 0),), takes_cores=2),
-                       Stage("p", 10, threads=1, inputs=(("", 0),))], [("a", 0), ("p", 0)], 1, 2,
-                      requests=1, arrivals_ms=[0.0])
-    assert beside.runs_ms == {"a": [pytest.approx(15)], "p": [pytest.approx(10)]}
-
-
-def test_a_build_waits_for_the_cores_in_arrival_order():
-    """Two requests 1 ms apart through one build taking both cores, with two servers: the second
-    has a server at once but waits for the cores until the first run ends (10 ms), so it answers
-    at 20 ms, 19 after it arrived, and each run takes its profile."""
-    run = simulate([Stage("m", 10, threads=2, servers=2, inputs=(("", 0),), takes_cores=2)], [("m", 0)], 1, 2,
-                   requests=2, arrivals_ms=[0.0, 1.0])
-    assert run.responses_ms == [pytest.approx(10), pytest.approx(19)]
-    assert run.runs_ms["m"] == [pytest.approx(10), pytest.approx(10)]
