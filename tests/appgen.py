@@ -144,7 +144,7 @@ def _join(draw, app: dict, links: dict[frozenset, dict], used: set[str]) -> None
 def _set_bounds_at(draw, app: dict, witness: dict[str, str], broken: bool) -> None:
     """The SLO, the cost cap, memory and max_replicas of the witness's sites at its own numbers
     (each bound present or not at random); with `broken`, one of them a unit below."""
-    n = readme.numbers(app, witness)
+    n = readme.numbers(app, witness, catalog=False)
     assert n.routable
     bounds: list[tuple] = []
     for s, mb in n.memory_mb.items():

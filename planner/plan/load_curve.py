@@ -9,7 +9,8 @@ from __future__ import annotations
 from planner.model.queueing import Queue
 from planner.plan.schema import LoadPoint
 from planner.solver.evaluate import Evaluation
-from planner.solver.instance import Instance
+from planner.plan.problem import site_wait_table
+from planner.solver.instance import REPLICA_CAPACITY, SITE_LEVEL_UNIT, SITE_LEVELS, Instance, Option
 
 SCALES = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
 KNEE_RATIO = 1.5
@@ -18,6 +19,19 @@ KNEE_RATIO = 1.5
 def model_queue(rate_rps: float, latency_us: int, servers: int) -> Queue:
     """One model's queue in the plan: Poisson arrivals, its build's service time, c servers."""
     return Queue(rate_rps=rate_rps, service_ms=latency_us / 1000, servers=servers)
+
+
+def _site_share_ms(inst: Instance, evaluation: Evaluation, option: Option, site: str, scale: float,
+                   percentile: float) -> float:
+    """A model's share of its site's wait at this scale of the planned rates (as the evaluator's, at the plan's)."""
+    load = round(evaluation.core_load.get(site, 0) * scale)
+    data = inst.site(site)
+    if not data.waits or not load or not option.core_us:
+        return 0.0
+    replicas = evaluation.replicas[site]
+    table = site_wait_table(len(data.waits), percentile)
+    per_us = table[min(replicas, len(table)) - 1][data.level(load, replicas)]
+    return option.site_wait_us(per_us) / 1000
 
 
 def _slowest_path_ms(inst: Instance, evaluation: Evaluation, duration_ms: dict[str, float]) -> float:
@@ -34,20 +48,28 @@ def _slowest_path_ms(inst: Instance, evaluation: Evaluation, duration_ms: dict[s
 
 def load_curve(inst: Instance, evaluation: Evaluation, rates: dict[str, float],
                instances: dict[str, int]) -> list[LoadPoint]:
-    """Points at SCALES x the planned rates, up to the first one the plan cannot keep up with."""
-    service = {m: inst.option(m, s, evaluation.builds[m]).latency_us for m, s in evaluation.placement.items()}
+    """Points at SCALES x the planned rates, up to the first one the plan cannot keep up with
+    (a queue at 100 %, or a site's cores past the last level of its wait table)."""
+    options = {m: inst.option(m, s, evaluation.builds[m]) for m, s in evaluation.placement.items()}
+    service = {m: o.latency_us for m, o in options.items()}
     servers = {m: evaluation.replicas[s] * instances[m] for m, s in evaluation.placement.items()}
     lightest: float | None = None
     total_rps = sum(rates.get(s, 0.0) for s in inst.sources) or max(rates.values(), default=0.0)
     points: list[LoadPoint] = []
     for scale in SCALES:
         queues = {m: model_queue(rates[m] * scale, service[m], servers[m]) for m in service}
-        busiest = max((q.utilization for q in queues.values()), default=0.0)
-        if any(not q.stable for q in queues.values()):
+        cores = {s: load * scale / REPLICA_CAPACITY / evaluation.replicas[s]
+                 for s, load in evaluation.core_load.items() if load and inst.site(s).waits}
+        busiest = max([q.utilization for q in queues.values()] + list(cores.values()), default=0.0)
+        if any(not q.stable for q in queues.values()) or any(
+                rho * SITE_LEVEL_UNIT > SITE_LEVELS[-1] for rho in cores.values()):
             points.append(LoadPoint(rate_scale=scale, rate_rps=round(total_rps * scale, 6),
                                     max_utilization=round(busiest, 4), stable=False))
             break
-        p50, tail = ({m: q.response_ms(p) for m, q in queues.items()} for p in (50, inst.percentile))
+        # each model's wait: its queue's, or its share of its site's cores' queue, whichever is longer
+        p50, tail = ({m: service[m] / 1000 + max(q.wait_ms(p), _site_share_ms(inst, evaluation, options[m],
+                                                                               evaluation.placement[m], scale, p))
+                      for m, q in queues.items()} for p in (50, inst.percentile))
         high = _slowest_path_ms(inst, evaluation, tail)
         lightest = high if lightest is None else lightest
         points.append(LoadPoint(rate_scale=scale, rate_rps=round(total_rps * scale, 6),

@@ -4,14 +4,20 @@ tabulated per replica count (planner.model.queueing)."""
 
 from __future__ import annotations
 
+import functools
+import math
+
 from planner.model.checked_app import CheckedApp
-from planner.model.queueing import least_servers, wait_table_ms
+from planner.model.queueing import Queue, least_servers, wait_table_ms
 from planner.plan.cores import run_threads, site_cores
 from planner.plan.limits import check_solver_limits
 from planner.profiling.flows import flow_bytes
 from planner.profiling.table import NodeProfile, ProfileTable
 from planner.solver.instance import (
     REPLICA_CAPACITY,
+    SITE_LEVEL_UNIT,
+    SITE_LEVELS,
+    SITE_WAIT_SCALE,
     FlowData,
     Instance,
     Option,
@@ -76,6 +82,27 @@ def replica_load(work: int, instances: int, profiled_threads: int | None, build:
     return max(servers, -(-work * run_threads(build, profiled_threads, cores) // cores))
 
 
+SITE_TABLE_ROWS = 32  # replicas; more run with the last row's waits (a little longer than theirs)
+
+
+@functools.cache
+def site_wait_table(rows: int, percentile: float) -> tuple[tuple[int, ...], ...]:
+    """SiteData.waits: for 1 .. `rows` replicas (servers), at each of SITE_LEVELS, the M/D/c wait
+    at the percentile per unit of service time (fixed service: the wait scales with it), x
+    SITE_WAIT_SCALE, rounded up; never falling with the level nor rising with the replicas."""
+    table: list[tuple[int, ...]] = []
+    for k in range(1, rows + 1):
+        row: list[int] = []
+        for level in SITE_LEVELS:
+            rho = level / SITE_LEVEL_UNIT
+            wait = Queue(rate_rps=rho * k * 1000, service_ms=1.0, servers=k).wait_ms(percentile)
+            value = math.ceil(wait * SITE_WAIT_SCALE)
+            value = max([value, *row[-1:]])
+            row.append(min(value, table[-1][len(row)]) if table else value)
+        table.append(tuple(row))
+    return tuple(table)
+
+
 def build_instance(checked: CheckedApp, profiles: ProfileTable) -> Instance:
     app, sites, graph, network = checked.app, checked.sites, checked.graph, checked.network
     rate_mrps = {m: max(1, round(r * 1000)) for m, r in graph.rate_rps.items()}
@@ -86,9 +113,11 @@ def build_instance(checked: CheckedApp, profiles: ProfileTable) -> Instance:
         lat = max(1, us(latency_ms))
         instances = app.models[m].instances
         least, waits = queue_waits(rate_mrps[m] / 1000, lat, instances, limits.percentile, limits.max_utilization)
+        cores = site_cores(checked, s)
+        core_us = 0 if cores is None else -(-lat * run_threads(build, threads, cores) // cores)
         return Option(latency_us=lat, memory_kb=round(memory_mb * 1000), build=build, min_replicas=least,
-                      waits_us=waits, load=replica_load(rate_mrps[m] * lat, instances,
-                                                        threads, build, site_cores(checked, s)))
+                      waits_us=waits, load=replica_load(rate_mrps[m] * lat, instances, threads, build, cores),
+                      core_us=core_us, core_load=rate_mrps[m] * core_us)
 
     profile_of: dict[tuple[str, str], list[NodeProfile]] = {}
     for e in profiles.entries:  # indexed once (ProfileTable.get scans)
@@ -145,7 +174,10 @@ def build_instance(checked: CheckedApp, profiles: ProfileTable) -> Instance:
 
     inst = Instance(
         sites=[SiteData(name=s.name, cost_uph=micro(s.cost_per_hour), memory_kb=round(s.memory_mb * 1000),
-                        max_replicas=s.max_replicas) for s in sites.values()],
+                        max_replicas=s.max_replicas,
+                        waits=() if site_cores(checked, s.name) is None else site_wait_table(
+                            SITE_TABLE_ROWS, limits.percentile))
+               for s in sites.values()],
         models=graph.topological_models,
         options=options,
         more_builds=more_builds,

@@ -83,6 +83,7 @@ def capacity_greedy_placement(inst: Instance) -> tuple[dict[str, str], list[str]
     sites = {s.name: s for s in inst.sites}
     load = {s: 0 for s in sites}
     mem = {s: 0 for s in sites}
+    hosted: dict[str, list] = {s: [] for s in sites}
     overflow: list[str] = []
     for m in inst.models:
         best = best_any = None
@@ -94,7 +95,7 @@ def capacity_greedy_placement(inst: Instance) -> tuple[dict[str, str], list[str]
             best_any = min(best_any, key) if best_any else key
             if mem[s] + opt.memory_kb > sites[s].memory_kb:
                 continue
-            if inst.least_replicas(s, load[s] + opt.load, [opt]) > sites[s].max_replicas:
+            if inst.least_replicas(s, load[s] + opt.load, [*hosted[s], opt]) > sites[s].max_replicas:
                 continue
             best = min(best, key) if best else key
         if best is None:
@@ -105,6 +106,7 @@ def capacity_greedy_placement(inst: Instance) -> tuple[dict[str, str], list[str]
         finish[m] = best[0]
         load[s] += inst.options[m][s].load
         mem[s] += inst.options[m][s].memory_kb
+        hosted[s].append(inst.options[m][s])
     return placement, overflow
 
 

@@ -35,7 +35,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from planner.solver import constraints
 from planner.solver.constraints import ConstraintKey
 from planner.solver.evaluate import Evaluation, evaluate
-from planner.solver.instance import FlowData, Instance, Option
+from planner.solver.instance import (
+    REPLICA_CAPACITY,
+    SITE_LEVEL_UNIT,
+    SITE_LEVELS,
+    SITE_WAIT_SCALE,
+    FlowData,
+    Instance,
+    Option,
+    SiteData,
+)
 from planner.solver.replicas import without_spare_replicas
 
 LinearExpr = cp_model.LinearExpr
@@ -115,6 +124,8 @@ class _Vars:
         self.build: dict[tuple[str, str, str], cp_model.IntVar] = {}  # (model, site, build), where a site has several
         self.wait: dict[str, cp_model.IntVar] = {}  # a model's queue wait at the percentile, where it may wait
         self.at_most: dict[tuple[str, int], cp_model.IntVar] = {}  # (site, k): the site runs at most k replicas
+        self.site_wait: dict[str, cp_model.IntVar] = {}  # a site's wait per us of core time, x SITE_WAIT_SCALE
+        self.above: dict[tuple[str, int], cp_model.IntVar] = {}  # (site, j): its utilization may pass level j
         self.pair: dict[tuple[int, str, str], cp_model.IntVar] = {}
         self.finish: dict[str, cp_model.IntVar] = {}
         self.replicas: dict[str, cp_model.IntVar] = {}
@@ -151,6 +162,7 @@ class PlacementSolver:
         self.model = cp_model.CpModel()
         self.vars = _Vars()
         self._least: dict[tuple[str, str], int] = {}
+        self._site_wait_rules: dict[str, list[tuple[int, int, int | None]]] = {}  # (value, level, k or None: always)
         self._build_model()
 
     # -- model ---------------------------------------------------------------------------
@@ -345,7 +357,7 @@ class PlacementSolver:
         if use_slo and inst.slo_us is not None:
             horizon = inst.slo_us
         else:
-            durations = {m: [o.latency_us + o.wait_us(o.min_replicas) for _, _, o in self._choices(m)]
+            durations = {m: [o.latency_us + self._max_wait_us(s, o) for s, _, o in self._choices(m)]
                          for m in inst.models}
             horizon = sum(max(d) for d in durations.values()) + sum(
                 max((t.latency_us for t in f.transfers), default=0) for f in inst.flows)
@@ -429,6 +441,8 @@ class PlacementSolver:
                 continue
             self.model.add(self.inst.replica_capacity * r >= LinearExpr.weighted_sum(
                 [lit for _, lit, _ in hosted], [o.load for _, _, o in hosted]))
+            if self._site_counts_cores(site.name):  # its cores within the last level of its wait table
+                self.model.add(SITE_LEVEL_UNIT * self._core_load(site.name) <= SITE_LEVELS[-1] * REPLICA_CAPACITY * r)
             for _, lit, o in hosted:
                 self.model.add(r >= o.min_replicas * lit)
             if self.soft:
@@ -443,19 +457,71 @@ class PlacementSolver:
             self.model.add(r >= k + 1).only_enforce_if(~v)
         return self.vars.at_most[key]
 
+    def _site_counts_cores(self, site: str) -> bool:
+        return bool(self.inst.site(site).waits) and any(o.core_load for _, _, o in self._hosted(site))
+
+    def _core_load(self, site: str):
+        hosted = [(lit, o.core_load) for _, lit, o in self._hosted(site) if o.core_load]
+        return LinearExpr.weighted_sum([lit for lit, _ in hosted], [c for _, c in hosted])
+
+    def _max_wait_us(self, site: str, o: Option) -> int:
+        """The longest o may wait on the site: its queue's with the fewest replicas, or its share of the site's."""
+        table = self.inst.site(site).waits
+        return max(o.wait_us(o.min_replicas), o.site_wait_us(table[0][-1]) if table else 0)
+
     def _add_queue_waits(self) -> None:
-        # wait[m] >= the table's wait with k replicas, if m's build runs on s and s runs at most k.
+        # wait[m] >= the table's wait with k replicas, if m's build runs on s and s runs at most k;
+        # and >= its share of its site's wait (_add_site_waits)
         for m in self.inst.models:
-            rows = [(s, lit, o) for s, lit, o in self._choices(m) if any(o.waits_us)]
+            rows = [(s, lit, o) for s, lit, o in self._choices(m)
+                    if any(o.waits_us) or (o.core_us and self._site_counts_cores(s))]
             if not rows:
                 continue
-            w = self.vars.wait[m] = self.model.new_int_var(0, max(o.waits_us[0] for _, _, o in rows), f"wait[{m}]")
+            top = max(self._max_wait_us(s, o) for s, _, o in rows)
+            w = self.vars.wait[m] = self.model.new_int_var(0, top, f"wait[{m}]")
             for s, lit, o in rows:
                 most = upper_bound(self.vars.replicas[s])
                 for k, wait in enumerate(o.waits_us):
                     r = o.min_replicas + k
                     if wait > 0 and r <= most:  # the site runs at most `most`: that entry binds, later ones are weaker
                         self.model.add(w >= wait).only_enforce_if([lit, self._at_most(s, r)])
+        for site in self.inst.sites:
+            if self._site_counts_cores(site.name):
+                self._add_site_waits(site)
+
+    def _add_site_waits(self, site: SiteData) -> None:
+        # The site's wait per microsecond of core time, W: above[j] says its utilization may pass
+        # level j (it must, when its core load passes that share of its replicas' cores); W is at
+        # least the table's entry for k replicas at level j whenever the utilization passes level
+        # j - 1 and the site runs at most k (the entries fall as k grows, rise with j: exact). Each
+        # model's wait is at least its core time x W.
+        name, table = site.name, site.waits
+        r, load = self.vars.replicas[name], self._core_load(name)
+        most = upper_bound(r)
+        w = self.vars.site_wait[name] = self.model.new_int_var(0, table[0][-1], f"site_wait[{name}]")
+        above = []
+        for j, level in enumerate(SITE_LEVELS[:-1]):
+            a = self.vars.above[name, j] = self.model.new_bool_var(f"above[{name},{j}]")
+            self.model.add(SITE_LEVEL_UNIT * load <= level * REPLICA_CAPACITY * r).only_enforce_if(~a)
+            above.append(a)
+        rules = self._site_wait_rules[name] = []
+        for j in range(len(SITE_LEVELS)):
+            passed = [above[j - 1]] if j else []
+            for k in range(1, len(table) + 1):
+                value = table[k - 1][j]
+                if value == 0:
+                    break  # fewer replicas wait longer: the rows beyond are 0 too
+                if k == len(table) or k >= most:  # that many or more: always, the rows beyond are no larger
+                    rules.append((value, j, None))
+                    self.model.add(w >= value).only_enforce_if(passed)
+                    break
+                if table[k][j] == value:
+                    continue  # the next row's entry, under a weaker condition, says the same
+                rules.append((value, j, k))
+                self.model.add(w >= value).only_enforce_if([*passed, self._at_most(name, k)])
+        for m, lit, o in self._hosted(name):
+            if o.core_us:
+                self.model.add(SITE_WAIT_SCALE * self.vars.wait[m] >= o.core_us * w).only_enforce_if(lit)
 
     def _cost_expression(self):
         vs = [self.vars.replicas[s.name] for s in self.inst.sites]
@@ -515,6 +581,13 @@ class PlacementSolver:
             out[v.index] = evaluation.wait_us[m]
         for (s, k), v in self.vars.at_most.items():
             out[v.index] = int(evaluation.replicas.get(s, 0) <= k)
+        for s, v in self.vars.site_wait.items():
+            r, load = evaluation.replicas.get(s, 0), evaluation.core_load.get(s, 0)
+            passed = [load * SITE_LEVEL_UNIT > level * REPLICA_CAPACITY * r for level in SITE_LEVELS[:-1]]
+            for j, p in enumerate(passed):
+                out[self.vars.above[s, j].index] = int(p)
+            out[v.index] = max((value for value, j, k in self._site_wait_rules[s]
+                                if (j == 0 or passed[j - 1]) and (k is None or r <= k)), default=0)
         site_of = {**self.inst.fixed, **placement}
         for (i, s, t), v in self.vars.pair.items():
             f = self.inst.flows[i]

@@ -4,9 +4,11 @@ Everything a plan reports (latency_ms, cost_per_hour, baselines) comes from here
 tests check the CP-SAT optimum against brute force through this same function.
 
 A plan is a placement, a build per model (default: the site's first) and replicas per site
-(default: the fewest the load allows). A model's time on a path is its latency plus its queue's
-wait at the planned percentile with its site's replicas (Option.wait_us); the path latency is
-the sum of those times and of the transfers: a percentile bound (the README's latency model).
+(default: the fewest the load allows). A model's time on a path is its latency plus its wait at
+the planned percentile with its site's replicas: its own queue's (Option.wait_us), or its share
+of its site's cores' queue (SiteData.wait_per_us x its core time), whichever is longer; the
+path latency is the sum of those times and of the transfers: a percentile bound (the README's
+latency model).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Evaluation:
     wait_us: dict[str, int] = field(default_factory=dict)  # model -> its queue's wait at the percentile
     memory_kb: dict[str, int] = field(default_factory=dict)
     load: dict[str, int] = field(default_factory=dict)
+    core_load: dict[str, int] = field(default_factory=dict)  # its models' share of its cores
     compute_uph: dict[str, int] = field(default_factory=dict)
     latency_us: int = 0
     cost_uph: int = 0
@@ -82,6 +85,7 @@ def evaluate(inst: Instance, placement: dict[str, str], builds: dict[str, str] |
         opt = chosen[m]
         hosted.setdefault(s, []).append(m)
         evaluation.load[s] = evaluation.load.get(s, 0) + opt.load
+        evaluation.core_load[s] = evaluation.core_load.get(s, 0) + opt.core_load
         evaluation.memory_kb[s] = evaluation.memory_kb.get(s, 0) + opt.memory_kb
     for s, models in hosted.items():
         least = inst.least_replicas(s, evaluation.load[s], [chosen[m] for m in models])
@@ -90,8 +94,10 @@ def evaluate(inst: Instance, placement: dict[str, str], builds: dict[str, str] |
         if r < least:
             raise ValueError(f"{s} cannot run {r} replicas: its load needs at least {least}")
         evaluation.replicas[s] = r
+        # its own queue's wait, or its share of the site's cores' (they serve every model there)
+        per_us = inst.site(s).wait_per_us(evaluation.core_load[s], r)
         for m in models:
-            evaluation.wait_us[m] = chosen[m].wait_us(r)
+            evaluation.wait_us[m] = max(chosen[m].wait_us(r), chosen[m].site_wait_us(per_us))
 
     # Transfer of every flow: free within a site, the fastest route across sites.
     inbound: dict[str, list[FlowTerm]] = {}

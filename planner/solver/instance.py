@@ -30,11 +30,47 @@ class Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# A site's cores as one queue (planner.model.queueing's M/D/c, c = its replicas): its utilization
+# rho (its models' core_load over its replicas' cores) rounded up to one of these levels, in
+# 400ths (0.01, 0.02, 0.03, 0.04, 0.05, 0.075, 0.10, 0.15, ... 0.90, 0.925, 0.95: fine where one
+# server's p99 wait first appears, at 1 %; small integers keep the solver's sums small); above
+# the last, the site is too busy (its wait grows without end).
+SITE_LEVEL_UNIT = 400
+SITE_LEVELS = (4, 8, 12, 16, 20, 30, 40, *range(60, 361, 20), 370, 380)
+SITE_WAIT_SCALE = 1000  # a site's wait table: the wait per microsecond of core time, in thousandths
+
+
 class SiteData(Frozen):
     name: str
     cost_uph: int = Field(ge=0, description="price of one replica, micro-$ per hour")
     memory_kb: int = Field(ge=0, description="memory of one replica")
     max_replicas: int = Field(ge=1)
+    waits: tuple[tuple[int, ...], ...] = Field(
+        default=(), description="with 1, 2, ... replicas (the last row: that many or more), at each of SITE_LEVELS: "
+                                "the wait at the percentile of a request's core time on the site, per microsecond "
+                                "of it, x SITE_WAIT_SCALE; () where the site's cores are unknown (no wait counted)")
+
+    def level(self, core_load: int, replicas: int) -> int | None:
+        """The index of the least SITE_LEVELS level its utilization is within, None above the last."""
+        for j, level in enumerate(SITE_LEVELS):
+            if core_load * SITE_LEVEL_UNIT <= level * REPLICA_CAPACITY * replicas:
+                return j
+        return None
+
+    def wait_per_us(self, core_load: int, replicas: int) -> int:
+        """The table's wait (x SITE_WAIT_SCALE) for this load on these replicas; 0 without a table or load."""
+        if not self.waits or core_load == 0:
+            return 0
+        j = self.level(core_load, replicas)
+        if j is None:
+            raise ValueError(f"{self.name}: {replicas} replicas are fewer than its cores' load needs")
+        return self.waits[min(replicas, len(self.waits)) - 1][j]
+
+    def least_replicas_for_cores(self, core_load: int) -> int:
+        """Fewest replicas whose cores stay within the last level."""
+        if not self.waits or core_load == 0:
+            return 1
+        return max(1, -(-core_load * SITE_LEVEL_UNIT // (SITE_LEVELS[-1] * REPLICA_CAPACITY)))
 
 
 class Option(Frozen):
@@ -49,6 +85,13 @@ class Option(Frozen):
     waits_us: tuple[int, ...] = Field(
         default=(), description="waiting time at the percentile with min_replicas, min_replicas + 1, ... replicas; "
                                 "0 beyond the last")
+    core_us: int = Field(default=0, ge=0, description="its site's core time per request: latency_us x threads / "
+                                                      "the site's cores (0: the site's cores are unknown)")
+    core_load: int = Field(default=0, ge=0, description="rate_mrps x core_us: its share of the site's cores")
+
+    def site_wait_us(self, wait_per_us: int) -> int:
+        """Its share of its site's wait: core_us x the site's wait per microsecond, rounded up."""
+        return -(-self.core_us * wait_per_us // SITE_WAIT_SCALE)
 
     def wait_us(self, replicas: int) -> int:
         """The percentile wait with `replicas` replicas of its site (at least min_replicas)."""
@@ -141,5 +184,7 @@ class Instance(Frozen):
         return [self.option(node, site), *self.more_builds.get(node, {}).get(site, [])]
 
     def least_replicas(self, site: str, load: int, options: list[Option]) -> int:
-        """Fewest replicas a site may run for this load and these options: its capacity, and each queue's."""
-        return max(1, -(-load // self.replica_capacity), *(o.min_replicas for o in options))
+        """Fewest replicas a site may run for this load and these options: its capacity, its cores'
+        (within the last level of its wait table), and each queue's."""
+        cores = self.site(site).least_replicas_for_cores(sum(o.core_load for o in options))
+        return max(1, -(-load // self.replica_capacity), cores, *(o.min_replicas for o in options))

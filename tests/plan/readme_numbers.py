@@ -191,6 +191,31 @@ def least_replicas_for_queue(rate_rps: float, service_ms: float, instances: int,
     return max(1, math.ceil(servers / instances))
 
 
+# the README's utilization levels of a site's cores, and the most replicas its table has rows for
+SITE_LEVELS = [0.01, 0.02, 0.03, 0.04, 0.05, 0.075, *(0.1 + 0.05 * i for i in range(17)), 0.925, 0.95]
+SITE_ROWS = 32
+
+
+def site_cores(app: dict, s: str) -> int | None:
+    """The cores of one replica: its target's (the catalog's data), 1 for a GPU; None without a target."""
+    from planner.app.targets import get_target
+
+    name = app["sites"][s].get("target")
+    if name is None:
+        return None
+    target = get_target(name)
+    return 1 if target.is_gpu else int(target.tvm_target.get("num-cores") or 1)
+
+
+def site_wait_per_unit(load: float, replicas: int, percentile: float) -> int:
+    """The README's site queue: its utilization load / replicas rounded up to a level, the M/D/c
+    wait at the percentile per unit of service (c = the replicas, at most SITE_ROWS), in
+    thousandths, rounded up."""
+    level = min(v for v in SITE_LEVELS if v >= load / replicas - 1e-12)
+    c = min(replicas, SITE_ROWS)
+    return math.ceil(queue_wait_ms(level * c * 1000, 1.0, c, percentile) * 1000 - 1e-9)
+
+
 @dataclass
 class Numbers:
     """A placement's numbers by the README; `routable` False when some flow has no route."""
@@ -205,8 +230,10 @@ class Numbers:
     violations: set[str] = field(default_factory=set)  # slo, cost_cap, memory:<site>, replicas:<site>
 
 
-def numbers(app: dict, placement: dict[str, str], replicas: dict[str, int] | None = None) -> Numbers:
-    """With `replicas` per site, else the fewest the load and each queue allow."""
+def numbers(app: dict, placement: dict[str, str], replicas: dict[str, int] | None = None,
+            catalog: bool = True) -> Numbers:
+    """With `replicas` per site, else the fewest the load and each queue allow. `catalog` False:
+    the sites' cores unknown, as for the property tests' apps (tests/appgen.py: no catalog)."""
     site_of = {**placement, **{k: v["site"] for k, v in app["sources"].items()},
                **{k: v["site"] for k, v in app["sinks"].items()}}
     out = Numbers()
@@ -222,15 +249,22 @@ def numbers(app: dict, placement: dict[str, str], replicas: dict[str, int] | Non
 
     for s in set(placement.values()):
         hosted = [m for m, p in placement.items() if p == s]
-        load = sum(load_replicas(rate[m], latency(m)) / instances(m) for m in hosted)
+        cores = site_cores(app, s) if catalog else None
+        # given numbers run on every core of a replica: its instances share them (known cores)
+        share = (lambda m: 1.0) if cores is not None else (lambda m: 1 / instances(m))  # noqa: E731
+        load = sum(load_replicas(rate[m], latency(m)) * share(m) for m in hosted)
+        core_load = sum(load_replicas(rate[m], latency(m)) for m in hosted) if cores is not None else 0.0
         cap = limits.get("max_utilization") or 1.0
-        least = max(replicas_for(load / cap), *(least_replicas_for_queue(rate[m], latency(m), instances(m),
-                                                                         limits.get("max_utilization"))
-                                                for m in hosted))
+        least = max(replicas_for(load / cap), replicas_for(core_load / SITE_LEVELS[-1]),
+                    *(least_replicas_for_queue(rate[m], latency(m), instances(m), limits.get("max_utilization"))
+                      for m in hosted))
         out.replicas[s] = (replicas or {}).get(s, least)
+        per_unit = site_wait_per_unit(core_load, out.replicas[s], percentile) if core_load else 0
         for m in hosted:
             # in whole microseconds, as every time in the model
-            out.wait_ms[m] = round(queue_wait_ms(rate[m], latency(m), out.replicas[s] * instances(m), percentile), 3)
+            own = round(queue_wait_ms(rate[m], latency(m), out.replicas[s] * instances(m), percentile), 3)
+            site = math.ceil(round(latency(m) * 1000) * per_unit / 1000) / 1000
+            out.wait_ms[m] = max(own, site)
     transfer_ms, egress = {}, 0.0
     for i, f in enumerate(app["flows"]):
         s, t = site_of[f["from"]], site_of[f["to"]]

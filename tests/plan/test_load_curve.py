@@ -21,9 +21,10 @@ def test_the_curve_passes_through_the_plan_and_rises_to_saturation(path):
     assert [p.tail_ms for p in stable] == sorted(p.tail_ms for p in stable)
     assert [p.p50_ms for p in stable] == sorted(p.p50_ms for p in stable)
     assert all(p.p50_ms <= p.tail_ms for p in stable)
-    # past the last point a queue cannot keep up: its busiest queue is at or above 100 %
+    # past the last point a queue cannot keep up (at or above 100 %) or a site's cores are past
+    # the last level of its wait table (95 %)
     if not curve[-1].stable:
-        assert curve[-1].max_utilization >= 1 > stable[-1].max_utilization
+        assert curve[-1].max_utilization > 0.95 and stable[-1].max_utilization < 1
     # the busiest queue at a scale is the planned one's times the scale (servers do not change)
     for p in stable:
         assert p.max_utilization == pytest.approx(planned.max_utilization * p.rate_scale, abs=1e-3)

@@ -21,7 +21,8 @@ def most_replicas(inst, site: str, unpinned: bool) -> int:
 
 def all_plans(inst, unpinned: bool = False) -> Iterator[Evaluation]:
     """Replicas run from the fewest the load allows up to the most allowed, or to where every
-    queue on the site stops waiting, whichever comes first (more can only cost more)."""
+    queue on the site, and the site's cores (SiteData.waits), stop waiting less, whichever comes
+    first (more can only cost more)."""
     models = inst.models
     for combo in itertools.product(*(inst.allowed(m, unpinned=unpinned) for m in models)):
         placement = dict(zip(models, combo))
@@ -31,7 +32,10 @@ def all_plans(inst, unpinned: bool = False) -> Iterator[Evaluation]:
             sites = sorted(least.replicas)
             ranges = []
             for s in sites:
-                ends = max(o.min_replicas + len(o.waits_us) for m, o in zip(models, chosen) if placement[m] == s)
+                here = [o for m, o in zip(models, chosen) if placement[m] == s]
+                ends = max(o.min_replicas + len(o.waits_us) for o in here)
+                if any(o.core_load for o in here):  # the site's own wait falls up to its table's last row
+                    ends = max(ends, len(inst.site(s).waits))
                 top = max(least.replicas[s], min(most_replicas(inst, s, unpinned), ends))
                 ranges.append(range(least.replicas[s], top + 1))
             for counts in itertools.product(*ranges):

@@ -1,0 +1,101 @@
+"""A site's cores as one queue (SiteData.waits, Option.core_us / core_load): CP-SAT's optimum
+equals brute force's through the evaluator, the complete hint of a feasible plan satisfies the
+model, and the evaluator's site wait is the table's entry by hand."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from ortools.sat.python import cp_model
+
+from planner.plan.problem import SITE_TABLE_ROWS, site_wait_table
+from planner.solver.baselines import baselines
+from planner.solver.cpsat import PlacementSolver, SolverConfig
+from planner.solver.evaluate import evaluate
+from planner.solver.instance import REPLICA_CAPACITY, SiteData
+from tests.appgen import apps
+from tests.solver.test_bruteforce import assert_enough_optima, check_against_brute_force, planned
+
+
+def with_cores(inst, shares: list[int]):
+    """The instance with every site's cores known: each build takes 1/share of them per run (its
+    core time latency / share), its core load its load / share."""
+    table = site_wait_table(SITE_TABLE_ROWS, inst.percentile)
+    sites = [s.model_copy(update={"waits": table}) for s in inst.sites]
+
+    def cored(o, i):
+        share = shares[i % len(shares)]
+        return o.model_copy(update={"core_us": -(-o.latency_us // share), "core_load": -(-o.load // share)})
+
+    i = 0
+    options, more = {}, {}
+    for m in inst.models:
+        options[m] = {}
+        for s, o in inst.options[m].items():
+            options[m][s] = cored(o, i)
+            i += 1
+        for s, extra in inst.more_builds.get(m, {}).items():
+            more.setdefault(m, {})[s] = [cored(o, i + k) for k, o in enumerate(extra)]
+    return inst.model_copy(update={"sites": sites, "options": options, "more_builds": more})
+
+
+shares_of = st.lists(st.sampled_from([1, 2, 4]), min_size=1, max_size=4)
+
+
+@pytest.mark.parametrize("objective", ["cost", "latency"])
+def test_cpsat_matches_brute_force_with_site_waits(objective):
+    optima = []
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(data=apps(), shares=shares_of)
+    def example(data, shares):
+        optima.append(check_against_brute_force(with_cores(planned(data), shares), objective))
+
+    example()
+    assert_enough_optima(optima, 60)
+
+
+def test_the_hint_of_a_feasible_plan_satisfies_the_model_with_site_waits():
+    hints = []
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(data=apps(), shares=shares_of)
+    def example(data, shares):
+        inst = with_cores(planned(data), shares)
+        for b in baselines(inst):
+            if not b.evaluation.feasible:
+                continue
+            ps = PlacementSolver(inst, SolverConfig(workers=1), hint=b.evaluation)
+            hint = ps.model.proto.solution_hint
+            assert sorted(hint.vars) == list(range(len(ps.model.proto.variables)))
+            for i, v in zip(hint.vars, hint.values):
+                ps.model.add(ps.model.get_int_var_from_proto_index(i) == v)
+            solver = cp_model.CpSolver()
+            solver.parameters.num_workers = 1
+            assert solver.solve(ps.model) in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+            hints.append(b.name)
+
+    example()
+    # feasible baselines checked: 33 in the draws `make test` makes, 24-47 at other seeds
+    assert len(hints) >= 15, len(hints)
+
+
+def test_a_models_wait_is_its_share_of_its_sites_queue_by_hand():
+    """One site of 2 replicas at 60 % of its cores: M/D/2 at rho 0.6, p99 wait per ms of service
+    (the table's row 2, level 0.60), times the model's core time; its own queue waits less."""
+    from planner.model.queueing import Queue
+    from planner.solver.instance import Instance, Option
+
+    table = site_wait_table(SITE_TABLE_ROWS, 99)
+    per_unit = Queue(rate_rps=0.6 * 2 * 1000, service_ms=1.0, servers=2).wait_ms(99)
+    assert table[1][16] == -(-round(per_unit * 1e6) // 1000)  # level 16 is 0.60 (240 / 400)
+    core_load = int(1.2 * REPLICA_CAPACITY)  # 1.2 replicas' cores busy over 2: 60 %
+    option = Option(latency_us=100_000, memory_kb=0, load=core_load, core_us=50_000, core_load=core_load)
+    inst = Instance(sites=[SiteData(name="s", cost_uph=0, memory_kb=10, max_replicas=4, waits=table)],
+                    models=["m"], options={"m": {"s": option}}, fixed={"src": "s", "out": "s"},
+                    sources=["src"], sinks=["out"], flows=[])
+    ev = evaluate(inst, {"m": "s"}, replicas={"s": 2})
+    assert ev.wait_us["m"] == -(-50_000 * table[1][16] // 1000)
+    assert abs(ev.wait_us["m"] - 50 * per_unit * 1000) <= 50 + 1  # to the table's thousandth of a ms per ms
+    assert evaluate(inst, {"m": "s"}).replicas == {"s": 2}  # 1.2 replicas' cores need 2 below 95 %
