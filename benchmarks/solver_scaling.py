@@ -115,17 +115,20 @@ def parse_log(text: str) -> list[dict]:
 
 
 # -- one run ------------------------------------------------------------------------------
-def run_one(app: dict, objective: str, time_limit: float, workers: int, log_dir: Path | None) -> dict:
+def run_one(app: dict, objective: str, time_limit: float, workers: int, log_dir: Path | None,
+            site_cores: bool = False) -> dict:
     from planner.solver.baselines import baselines, best_feasible
     from planner.solver.evaluate import evaluate
     from planner.solver.cpsat import PlacementSolver, SolverConfig
-    from tests.appgen import instance_of
+    from tests.appgen import instance_of, with_site_cores
 
     data = gen_dag.app_only(app)
     gc.collect()  # the previous run's model is garbage: do not bill its collection to this run
     load_before = loadavg()
     t0 = time.perf_counter()
     inst, _, _ = instance_of(data)
+    if site_cores:  # every site's cores as one queue, every build on all of them
+        inst = with_site_cores(inst, [1])
     t1 = time.perf_counter()
     hint = best_feasible(baselines(inst), objective)
     t2 = time.perf_counter()
@@ -327,6 +330,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="CP-SAT workers (default: the CLI's, min(8, cores))")
     ap.add_argument("--note", default="", help="recorded with the machine info, e.g. 'machine shared with other jobs'")
     ap.add_argument("--sweep-workers", default="", help="e.g. 2,4,8: also run 100x8 and 300x12 with these")
+    ap.add_argument("--site-cores", action="store_true",
+                    help="give every site a wait table of its cores (the latency model's site queue), every build "
+                         "on all of them: the solver's site-wait variables, which the generated sites (no target) lack")
     ap.add_argument("--only", default="", help="comma list of case prefixes: 30x5,100x8,300x12,dnn or a graph name")
     ap.add_argument("--graphs-dir", type=Path, default=dnn_graphs.DEFAULT_DIR)
     ap.add_argument("--log-dir", type=Path, default=Path(tempfile.gettempdir()) / "solver_scaling_logs",
@@ -357,12 +363,13 @@ def main() -> None:
                        args.graphs_dir)
 
     doc = {"machine": machine_info(workers, args.note), "config": {"time_limit_s": limits, "seeds": list(seeds),
-                                                         "quick": args.quick, "sweep_workers": args.sweep_workers},
+                                                         "quick": args.quick, "sweep_workers": args.sweep_workers,
+                                                         "site_cores": args.site_cores},
            "instances": [], "runs": [], "sweep": []}
     for label, app, meta in cases:
         doc["instances"].append({"case": app["name"], **meta})
         for objective in ("cost", "latency"):
-            r = run_one(app, objective, limits[label], workers, log_dir)
+            r = run_one(app, objective, limits[label], workers, log_dir, args.site_cores)
             doc["runs"].append(r)
             print(f"{r['case']:<40} {objective:<8} w={workers} {r['status']:<9} 1st={_f(r['first_feasible_s'])} "
                   f"opt={_f(r['optimal_s'])} gap={_gap(r)} total={_f(r['total_s'])}", flush=True)
@@ -379,7 +386,7 @@ def main() -> None:
                     if w == workers:  # the main run already has it
                         r = next(x for x in doc["runs"] if x["case"] == app["name"] and x["objective"] == objective)
                     else:
-                        r = run_one(app, objective, limits[label], w, log_dir)
+                        r = run_one(app, objective, limits[label], w, log_dir, args.site_cores)
                         print(f"{r['case']:<40} {objective:<8} w={w} {r['status']:<9} 1st={_f(r['first_feasible_s'])} "
                               f"opt={_f(r['optimal_s'])} gap={_gap(r)} total={_f(r['total_s'])}", flush=True)
                     doc["sweep"].append(r)

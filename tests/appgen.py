@@ -202,3 +202,29 @@ def instance_of(data: dict):
     """App dict -> (Instance, graph, network), from the app's given profiles."""
     checked = checked_app(data)
     return build_instance(checked, given_profiles(checked)), checked.graph, checked.network
+
+
+def with_site_cores(inst, shares: list[int]):
+    """The instance with every site's cores known (its generated sites have no target): each build
+    takes 1/share of them per run (its core time latency / share), its core load its load / share."""
+    from planner.plan.problem import SITE_TABLE_ROWS, site_wait_table
+
+    table = site_wait_table(SITE_TABLE_ROWS, inst.percentile)
+    sites = [s.model_copy(update={"waits": table}) for s in inst.sites]
+
+    def cored(o, i):
+        share = shares[i % len(shares)]
+        return o.model_copy(update={"core_us": -(-o.latency_us // share), "core_load": -(-o.load // share)})
+
+    i = 0
+    options, more = {}, {}
+    for m in inst.models:
+        options[m] = {}
+        for s, o in inst.options[m].items():
+            options[m][s] = cored(o, i)
+            i += 1
+        for s, extra in inst.more_builds.get(m, {}).items():
+            more.setdefault(m, {})[s] = [cored(o, i + k) for k, o in enumerate(extra)]
+    # a new Instance, not model_copy: a copy keeps the original's cached site index (its sites without tables)
+    fields = {name: getattr(inst, name) for name in type(inst).model_fields}
+    return type(inst)(**{**fields, "sites": sites, "options": options, "more_builds": more})

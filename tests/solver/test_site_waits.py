@@ -14,30 +14,8 @@ from planner.solver.baselines import baselines
 from planner.solver.cpsat import PlacementSolver, SolverConfig
 from planner.solver.evaluate import evaluate
 from planner.solver.instance import REPLICA_CAPACITY, SiteData
-from tests.appgen import apps
-from tests.solver.test_bruteforce import assert_enough_optima, check_against_brute_force, planned
-
-
-def with_cores(inst, shares: list[int]):
-    """The instance with every site's cores known: each build takes 1/share of them per run (its
-    core time latency / share), its core load its load / share."""
-    table = site_wait_table(SITE_TABLE_ROWS, inst.percentile)
-    sites = [s.model_copy(update={"waits": table}) for s in inst.sites]
-
-    def cored(o, i):
-        share = shares[i % len(shares)]
-        return o.model_copy(update={"core_us": -(-o.latency_us // share), "core_load": -(-o.load // share)})
-
-    i = 0
-    options, more = {}, {}
-    for m in inst.models:
-        options[m] = {}
-        for s, o in inst.options[m].items():
-            options[m][s] = cored(o, i)
-            i += 1
-        for s, extra in inst.more_builds.get(m, {}).items():
-            more.setdefault(m, {})[s] = [cored(o, i + k) for k, o in enumerate(extra)]
-    return inst.model_copy(update={"sites": sites, "options": options, "more_builds": more})
+from tests.appgen import apps, with_site_cores
+from tests.solver.test_bruteforce import check_against_brute_force, planned
 
 
 shares_of = st.lists(st.sampled_from([1, 2, 4]), min_size=1, max_size=4)
@@ -50,10 +28,13 @@ def test_cpsat_matches_brute_force_with_site_waits(objective):
     @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(data=apps(), shares=shares_of)
     def example(data, shares):
-        optima.append(check_against_brute_force(with_cores(planned(data), shares), objective))
+        optima.append(check_against_brute_force(with_site_cores(planned(data), shares), objective))
 
     example()
-    assert_enough_optima(optima, 60)
+    # the generated apps set their SLO, memory and replicas exactly at a witness plan's numbers
+    # without site waits, which make many infeasible: 48 of the 60 `make test` draws reach an
+    # optimum, 33-50 at other seeds; the floor still fails if the generator stops building them
+    assert sum(optima) >= 24, sum(optima)
 
 
 def test_the_hint_of_a_feasible_plan_satisfies_the_model_with_site_waits():
@@ -62,7 +43,7 @@ def test_the_hint_of_a_feasible_plan_satisfies_the_model_with_site_waits():
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(data=apps(), shares=shares_of)
     def example(data, shares):
-        inst = with_cores(planned(data), shares)
+        inst = with_site_cores(planned(data), shares)
         for b in baselines(inst):
             if not b.evaluation.feasible:
                 continue
@@ -77,7 +58,7 @@ def test_the_hint_of_a_feasible_plan_satisfies_the_model_with_site_waits():
             hints.append(b.name)
 
     example()
-    # feasible baselines checked: 33 in the draws `make test` makes, 24-47 at other seeds
+    # feasible baselines checked: 58 in the draws `make test` makes, 29-47 at other seeds
     assert len(hints) >= 15, len(hints)
 
 
