@@ -259,8 +259,20 @@ class PlacementSolver:
         key = (m, s)
         if key not in self._least:
             most = self.inst.site(s).max_replicas
-            self._least[key] = min(o.latency_us if self.soft else o.least_us(most) for o in self.inst.builds(m, s))
+            self._least[key] = min(o.latency_us if self.soft else o.latency_us + max(
+                o.wait_us(max(most, o.min_replicas)), self._least_site_wait_us(s, o, most)) for o in self.inst.builds(m, s))
         return self._least[key]
+
+    def _least_site_wait_us(self, site: str, o: Option, most: int) -> int:
+        """The least share of its site's wait o can have: its own core load alone on the most
+        replicas (the site's load is no less, its replicas no more; the table rises with the
+        load and falls with the replicas); "never" when its load alone is past the last level."""
+        data = self.inst.site(site)
+        if not data.waits or not o.core_load:
+            return 0
+        if data.level(o.core_load, most) is None:
+            return 1 << 50
+        return o.site_wait_us(data.wait_per_us(o.core_load, most))
 
     def _choices(self, m: str) -> list[Choice]:
         return self._choice[m]
@@ -503,6 +515,8 @@ class PlacementSolver:
         for j, level in enumerate(SITE_LEVELS[:-1]):
             a = self.vars.above[name, j] = self.model.new_bool_var(f"above[{name},{j}]")
             self.model.add(SITE_LEVEL_UNIT * load <= level * REPLICA_CAPACITY * r).only_enforce_if(~a)
+            if above:  # a chain: past a level, past every lower one (redundant, for propagation and the LP)
+                self.model.add_implication(a, above[-1])
             above.append(a)
         rules = self._site_wait_rules[name] = []
         for j in range(len(SITE_LEVELS)):
@@ -522,6 +536,9 @@ class PlacementSolver:
         for m, lit, o in self._hosted(name):
             if o.core_us:
                 self.model.add(SITE_WAIT_SCALE * self.vars.wait[m] >= o.core_us * w).only_enforce_if(lit)
+                least = self._least_site_wait_us(name, o, most)
+                if 0 < least < 1 << 50:  # redundant, for the LP: its share with its own load alone
+                    self.model.add(self.vars.wait[m] >= least * lit)
 
     def _cost_expression(self):
         vs = [self.vars.replicas[s.name] for s in self.inst.sites]
