@@ -58,6 +58,6 @@ def test_the_solver_without_refused_plans_finds_the_best_of_the_rest():
     example()
     assert_enough_optima(reached, 60)
     # a plan left after the optimum is refused, and after the next one too: 36 of the 60 that
-    # `make test` draws, 16-36 at --hypothesis-seed 1-4 (most generated apps are built around one
+    # `make test` draws, 7-36 at --hypothesis-seed 1-40 (most generated apps are built around one
     # feasible witness); the floor fails if that stops
-    assert sum(second) >= 12, sum(second)
+    assert sum(second) >= 5, sum(second)
