@@ -193,16 +193,17 @@ def test_open_loop_keeps_its_schedule_while_answers_queue(site, env):
     # every request left on time, although the first answer came only after 200 ms
     assert max(q["late_ms"] for q in requests) < 50, requests
     assert report["sender_late_ms"]["max"] == max(q["late_ms"] for q in requests)
-    # D/D/1: request i is answered after i + 1 services of S, so it waited S - 50 ms more than the
-    # one before. S is 200 ms of sleep plus the serving's own overhead, which a loaded CI machine
-    # stretches (217 ms seen with the suite on both cores): S is read off the line, then bounded.
+    # D/D/1: request i is answered one service after request i - 1, and left 50 ms after it, so it
+    # waited S_i - 50 ms more. Each S_i is 200 ms of sleep plus the serving's own overhead, which a
+    # loaded CI machine stretches (217 ms on average seen with the suite on both cores); an answer
+    # the client reads late lengthens one step and shortens the next. So: every step near S - 50,
+    # and their mean within 200-230 ms of service.
     latencies = [q["ms"] for q in requests]
-    assert latencies == sorted(latencies)
-    service = (latencies[-1] - latencies[0]) / 19 + 50
-    assert 200 <= service <= 230, latencies
     assert 195 <= latencies[0] <= 300, latencies
-    for i, ms in enumerate(latencies):
-        assert ms == pytest.approx(latencies[0] + (service - 50) * i, abs=60), (i, latencies)
+    steps = [b - a for a, b in zip(latencies, latencies[1:])]
+    assert all(100 <= step <= 260 for step in steps), (min(steps), max(steps), steps)
+    service = sum(steps) / len(steps) + 50
+    assert 200 <= service <= 230, latencies
     assert report["p50_ms"] == pytest.approx(np.percentile(latencies, 50), abs=1e-3)
     assert report["p99_ms"] == pytest.approx(np.percentile(latencies, 99), abs=1e-3)
     # the site served at its capacity (1 / S), busy the whole window
