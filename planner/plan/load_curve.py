@@ -21,7 +21,7 @@ def model_queue(rate_rps: float, latency_us: int, servers: int) -> Queue:
     return Queue(rate_rps=rate_rps, service_ms=latency_us / 1000, servers=servers)
 
 
-def _site_share_ms(inst: Instance, evaluation: Evaluation, option: Option, site: str, scale: float,
+def site_share_ms(inst: Instance, evaluation: Evaluation, option: Option, site: str, scale: float,
                    percentile: float) -> float:
     """A model's share of its site's wait at this scale of the planned rates (as the evaluator's, at the plan's)."""
     load = round(evaluation.core_load.get(site, 0) * scale)
@@ -67,7 +67,7 @@ def load_curve(inst: Instance, evaluation: Evaluation, rates: dict[str, float],
                                     max_utilization=round(busiest, 4), stable=False))
             break
         # each model's wait: its queue's, or its share of its site's cores' queue, whichever is longer
-        p50, tail = ({m: service[m] / 1000 + max(q.wait_ms(p), _site_share_ms(inst, evaluation, options[m],
+        p50, tail = ({m: service[m] / 1000 + max(q.wait_ms(p), site_share_ms(inst, evaluation, options[m],
                                                                                evaluation.placement[m], scale, p))
                       for m, q in queues.items()} for p in (50, inst.percentile))
         high = _slowest_path_ms(inst, evaluation, tail)

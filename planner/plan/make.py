@@ -7,7 +7,7 @@ from __future__ import annotations
 from planner.model.checked_app import CheckedApp
 from planner.model.graph import EnsembleGraph
 from planner.model.network import Network
-from planner.plan.load_curve import load_curve, model_queue
+from planner.plan.load_curve import load_curve, model_queue, site_share_ms
 from planner.plan.schema import (
     BaselineReport,
     CostReport,
@@ -176,7 +176,8 @@ def make_plan(
         p = prof.get((m, s, opt.build))
         instances = checked.app.models[m].instances
         queue = model_queue(graph.rate_rps[m], opt.latency_us, evaluation.replicas[s] * instances)
-        median_wait[m] = queue.wait_ms(50)
+        # its own queue's median wait, or its share of its site's (as at the percentile: the longer)
+        median_wait[m] = max(queue.wait_ms(50), site_share_ms(inst, evaluation, opt, s, 1.0, 50))
         engine, _, precision = opt.build.partition("/")
         plan.models[m] = ModelReport(
             site=s, tier=sites[s].tier, target=sites[s].target_name, latency_ms=opt.latency_us / 1000,

@@ -39,7 +39,7 @@ class PathReport(Model):
     slo_ms: float | None
     slack_ms: float | None
     terms: list[PathTerm]
-    p50_ms: float | None = Field(default=None, description="the same path with each queue's median wait")
+    p50_ms: float | None = Field(default=None, description="the same path with each model's median wait")
     queueing_ms: float = Field(default=0.0, description="the queue terms' share of latency_ms")
 
 
@@ -60,9 +60,10 @@ class ModelReport(Model):
     instances: int = 1
     servers: int = Field(default=1, description="replicas of its site x instances: its queue's servers")
     utilization: float = Field(default=0.0, description="rate x latency / servers")
-    wait_ms: float = Field(default=0.0, description="its queue's wait at the plan's percentile")
-    wait_p50_ms: float = 0.0
-    mean_wait_ms: float = 0.0
+    wait_ms: float = Field(default=0.0, description="its wait at the plan's percentile: its queue's, or its share "
+                                                  "of its site's cores' queue, whichever is longer")
+    wait_p50_ms: float = Field(default=0.0, description="the same at the median")
+    mean_wait_ms: float = Field(default=0.0, description="its own queue's mean wait")
 
 
 class SiteReport(Model):

@@ -66,6 +66,8 @@ def test_models_sharing_a_site_wait_for_each_other_where_the_plan_does_not(tmp_p
     one_server = Queue(7.5, 100, 1).response_ms(99)
     # the site's table holds the wait per ms of core time to a thousandth, rounded up: +0.1 ms at most here
     assert 0 <= plan["latency_ms"] - one_server <= 0.1 and one_server > 2 * own
+    # and its median the same queue's median
+    assert 0 <= plan["paths"][0]["p50_ms"] - Queue(7.5, 100, 1).response_ms(50) <= 0.1
     assert s["tail_ms"] > 1.1 * plan["latency_ms"]
     assert s["cores_utilization"] == {"phone": pytest.approx(0.75)}
     assert not any("simulated" in w for w in plan["warnings"])
