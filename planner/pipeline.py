@@ -58,13 +58,10 @@ def solve_prepared(prepared: Prepared, config: SolverConfig) -> Plan:
     explanation = None
     if vetted.solution.status == "INFEASIBLE":
         explanation = explain_infeasible(inst, time_limit_s=min(10.0, config.time_limit_s), workers=config.workers)
-    simulated = vetted.simulated
-    if simulated is not None:
-        simulated.rounds = vetted.rounds
     return make_plan(
         checked=prepared.checked, inst=inst, profiles=table.entries, solution=vetted.solution, config=config,
         evaluation=vetted.evaluation, baselines=base, warnings=list(table.warnings), explanation=explanation,
-        simulated=simulated,
+        simulated=vetted.simulated,
     )
 
 

@@ -18,7 +18,7 @@ never found: the model's own bound stays a constraint.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from planner.model.checked_app import CheckedApp
 from planner.plan.schema import SimulatedCheck, VettingRound
@@ -35,35 +35,35 @@ MAX_ROUNDS = 8  # solves after the first
 class Vetted:
     solution: Solution
     evaluation: Evaluation | None  # of the solution, by the app's own instance (its SLO)
-    simulated: SimulatedCheck | None = None  # of that plan; None when there is none
-    rounds: list[VettingRound] = field(default_factory=list)
+    simulated: SimulatedCheck | None = None  # of that plan, with every round; None when there is none
 
 
 def solve_vetted(checked: CheckedApp, inst: Instance, profiles: list[NodeProfile], config: SolverConfig,
                  hint: Evaluation | None) -> Vetted:
     first = _checked(checked, inst, profiles, PlacementSolver(inst, config, hint=hint).solve())
-    vetted, refused = first, []
+    vetted, refused, rounds = first, [], []
     while True:
         check, evaluation = vetted.simulated, vetted.evaluation
         if inst.slo_us is None or evaluation is None or check is None or check.status != "ok":
             break
         met = round(check.tail_ms * 1000) <= inst.slo_us
-        first.rounds.append(VettingRound(status=vetted.solution.status, placement=evaluation.placement,
-                                         replicas=evaluation.replicas, cost_per_hour=evaluation.cost_uph / 1e6,
-                                         latency_ms=evaluation.latency_us / 1000, simulated_ms=check.tail_ms,
-                                         met=met))
+        rounds.append(VettingRound(status=vetted.solution.status, placement=evaluation.placement,
+                                   replicas=evaluation.replicas, cost_per_hour=evaluation.cost_uph / 1e6,
+                                   latency_ms=evaluation.latency_us / 1000, simulated_ms=check.tail_ms, met=met))
         if met:
             break
         refused.append(evaluation)
-        if len(first.rounds) > MAX_ROUNDS:
-            return first
+        if len(rounds) > MAX_ROUNDS:
+            vetted = first
+            break
         again = PlacementSolver(inst, config, excluded=refused).solve()
         if not again.placement:
-            first.rounds.append(VettingRound(status=again.status, met=False))
-            return first
+            rounds.append(VettingRound(status=again.status, met=False))
+            vetted = first
+            break
         vetted = _checked(checked, inst, profiles, again)
-    if vetted is not first:
-        vetted.rounds = first.rounds
+    if vetted.simulated is not None:
+        vetted.simulated.rounds = rounds
     return vetted
 
 
