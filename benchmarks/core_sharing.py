@@ -19,11 +19,8 @@ side, and a share of 1.00. Writes benchmarks/results/core_sharing.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -36,6 +33,7 @@ for p in (ROOT, ROOT / "runtime"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
+import run_record  # noqa: E402
 from planner_runtime.ort_options import session_options  # noqa: E402
 
 MODELS = ROOT / "examples" / "ocr" / "models"
@@ -152,24 +150,13 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="5 s per mode, written to /tmp")
     ap.add_argument("--seconds", type=float, default=45.0)
     args = ap.parse_args()
-    import onnxruntime
-
-    from planner.app.targets import cpu_model
-
     seconds, alone_calls = (5.0, 5) if args.quick else (args.seconds, 20)
     threads = os.cpu_count() or 1
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "kernel": platform.release(),
-               "onnxruntime": onnxruntime.__version__, "commit": commit,
-               "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "loadavg_start": round(os.getloadavg()[0], 2)}
+    machine = run_record.ort_machine()
     results = measure(seconds, alone_calls, threads)
-    machine["loadavg_end"] = round(os.getloadavg()[0], 2)
+    machine = run_record.ended(machine)
     r = {"machine": machine, "quick": args.quick, "threads": threads, "seconds": seconds, "results": results}
-    prefix = "/tmp/core_sharing_quick" if args.quick else str(ROOT / "benchmarks" / "results" / "core_sharing")
-    Path(prefix + ".json").write_text(json.dumps(r, indent=2))
-    Path(prefix + ".md").write_text(markdown(r))
-    print(markdown(r))
-    print(f"wrote {prefix}.json and {prefix}.md")
+    run_record.write("core_sharing", args.quick, r, markdown(r))
     return 0
 
 

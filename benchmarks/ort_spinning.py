@@ -16,11 +16,8 @@ benchmarks/results/ort_spinning.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +29,7 @@ for p in (ROOT, ROOT / "runtime"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
+import run_record  # noqa: E402
 from planner_runtime.ort_options import session_options  # noqa: E402
 
 MODELS = ROOT / "examples" / "ocr" / "models"
@@ -104,24 +102,13 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--calls", type=int, default=5)
     args = ap.parse_args()
-    import onnxruntime
-
-    from planner.app.targets import cpu_model
-
     rounds, calls = (2, 2) if args.quick else (args.rounds, args.calls)
     threads = os.cpu_count() or 1
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "kernel": platform.release(),
-               "onnxruntime": onnxruntime.__version__, "commit": commit,
-               "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "loadavg_start": round(os.getloadavg()[0], 2)}
+    machine = run_record.ort_machine()
     results = measure(rounds, calls, threads)
-    machine["loadavg_end"] = round(os.getloadavg()[0], 2)
+    machine = run_record.ended(machine)
     r = {"machine": machine, "quick": args.quick, "threads": threads, "rounds": rounds, "calls": calls, "results": results}
-    prefix = "/tmp/ort_spinning_quick" if args.quick else str(ROOT / "benchmarks" / "results" / "ort_spinning")
-    Path(prefix + ".json").write_text(json.dumps(r, indent=2))
-    Path(prefix + ".md").write_text(markdown(r))
-    print(markdown(r))
-    print(f"wrote {prefix}.json and {prefix}.md")
+    run_record.write("ort_spinning", args.quick, r, markdown(r))
     return 0
 
 
