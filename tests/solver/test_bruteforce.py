@@ -94,6 +94,21 @@ def test_cpsat_with_the_cli_hint_matches_brute_force(objective):
     assert_enough_optima(optima, 60)
 
 
+def assert_hint_is_complete_and_feasible(inst, evaluation) -> None:
+    """A feasible plan as the solver's hint sets every variable of the model, and the model with
+    every variable fixed to it is solved, at the plan's cost."""
+    placement_solver = PlacementSolver(inst, SolverConfig(workers=1), hint=evaluation)
+    hint = placement_solver.model.proto.solution_hint
+    assert sorted(hint.vars) == list(range(len(placement_solver.model.proto.variables)))
+    for i, v in zip(hint.vars, hint.values):
+        placement_solver.model.add(placement_solver.model.get_int_var_from_proto_index(i) == v)
+    placement_solver.model.minimize(placement_solver.cost)
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 1
+    assert solver.solve(placement_solver.model) == cp_model.OPTIMAL
+    assert round(solver.objective_value) == evaluation.cost_uph
+
+
 def test_hint_of_a_feasible_plan_is_complete_and_feasible():
     """Every baseline the evaluator calls feasible becomes a hint that sets every variable and
     satisfies every constraint of the model (checked by fixing the variables to it)."""
@@ -106,16 +121,7 @@ def test_hint_of_a_feasible_plan_is_complete_and_feasible():
         for b in baselines(inst):
             if not b.evaluation.feasible:
                 continue
-            placement_solver = PlacementSolver(inst, SolverConfig(workers=1), hint=b.evaluation)
-            hint = placement_solver.model.proto.solution_hint
-            assert sorted(hint.vars) == list(range(len(placement_solver.model.proto.variables)))
-            for i, v in zip(hint.vars, hint.values):
-                placement_solver.model.add(placement_solver.model.get_int_var_from_proto_index(i) == v)
-            placement_solver.model.minimize(placement_solver.cost)
-            solver = cp_model.CpSolver()
-            solver.parameters.num_workers = 1
-            assert solver.solve(placement_solver.model) == cp_model.OPTIMAL
-            assert round(solver.objective_value) == b.evaluation.cost_uph
+            assert_hint_is_complete_and_feasible(inst, b.evaluation)
             hints.append(b.name)
 
     example()

@@ -7,16 +7,13 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ortools.sat.python import cp_model
 
 from planner.plan.problem import SITE_TABLE_ROWS, site_wait_table
 from planner.solver.baselines import baselines
-from planner.solver.cpsat import PlacementSolver, SolverConfig
 from planner.solver.evaluate import evaluate
 from planner.solver.instance import REPLICA_CAPACITY, SiteData
 from tests.appgen import apps, with_site_cores
-from tests.solver.test_bruteforce import check_against_brute_force, planned
-
+from tests.solver.test_bruteforce import assert_hint_is_complete_and_feasible, check_against_brute_force, planned
 
 shares_of = st.lists(st.sampled_from([1, 2, 4]), min_size=1, max_size=4)
 
@@ -47,14 +44,7 @@ def test_the_hint_of_a_feasible_plan_satisfies_the_model_with_site_waits():
         for b in baselines(inst):
             if not b.evaluation.feasible:
                 continue
-            ps = PlacementSolver(inst, SolverConfig(workers=1), hint=b.evaluation)
-            hint = ps.model.proto.solution_hint
-            assert sorted(hint.vars) == list(range(len(ps.model.proto.variables)))
-            for i, v in zip(hint.vars, hint.values):
-                ps.model.add(ps.model.get_int_var_from_proto_index(i) == v)
-            solver = cp_model.CpSolver()
-            solver.parameters.num_workers = 1
-            assert solver.solve(ps.model) in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+            assert_hint_is_complete_and_feasible(inst, b.evaluation)
             hints.append(b.name)
 
     example()
