@@ -10,7 +10,7 @@ from planner.model.queueing import Queue
 from planner.plan.schema import LoadPoint
 from planner.solver.evaluate import Evaluation
 from planner.plan.problem import site_wait_table
-from planner.solver.instance import REPLICA_CAPACITY, SITE_LEVEL_UNIT, SITE_LEVELS, Instance, Option
+from planner.solver.instance import REPLICA_CAPACITY, Instance, Option
 
 SCALES = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
 KNEE_RATIO = 1.5
@@ -62,7 +62,8 @@ def load_curve(inst: Instance, evaluation: Evaluation, rates: dict[str, float],
                  for s, load in evaluation.core_load.items() if load and inst.site(s).waits}
         busiest = max([q.utilization for q in queues.values()] + list(cores.values()), default=0.0)
         if any(not q.stable for q in queues.values()) or any(
-                rho * SITE_LEVEL_UNIT > SITE_LEVELS[-1] for rho in cores.values()):
+                inst.site(s).level(round(evaluation.core_load[s] * scale), evaluation.replicas[s]) is None
+                for s in cores):
             points.append(LoadPoint(rate_scale=scale, rate_rps=round(total_rps * scale, 6),
                                     max_utilization=round(busiest, 4), stable=False))
             break

@@ -163,6 +163,7 @@ class PlacementSolver:
         self.vars = _Vars()
         self._least: dict[tuple[str, str], int] = {}
         self._site_wait_rules: dict[str, list[tuple[int, int, int | None]]] = {}  # (value, level, k or None: always)
+        self._counts_cores: dict[str, bool] = {}
         self._build_model()
 
     # -- model ---------------------------------------------------------------------------
@@ -470,7 +471,12 @@ class PlacementSolver:
         return self.vars.at_most[key]
 
     def _site_counts_cores(self, site: str) -> bool:
-        return bool(self.inst.site(site).waits) and any(o.core_load for _, _, o in self._hosted(site))
+        """Whether the site has a wait table and a build that may run there takes its cores (asked per
+        option of every model: computed once per site)."""
+        if site not in self._counts_cores:
+            self._counts_cores[site] = bool(self.inst.site(site).waits) and any(
+                o.core_load for _, _, o in self._hosted(site))
+        return self._counts_cores[site]
 
     def _core_load(self, site: str):
         hosted = [(lit, o.core_load) for _, lit, o in self._hosted(site) if o.core_load]
@@ -599,8 +605,9 @@ class PlacementSolver:
         for (s, k), v in self.vars.at_most.items():
             out[v.index] = int(evaluation.replicas.get(s, 0) <= k)
         for s, v in self.vars.site_wait.items():
-            r, load = evaluation.replicas.get(s, 0), evaluation.core_load.get(s, 0)
-            passed = [load * SITE_LEVEL_UNIT > level * REPLICA_CAPACITY * r for level in SITE_LEVELS[:-1]]
+            r = evaluation.replicas.get(s, 0)
+            level = self.inst.site(s).level(evaluation.core_load.get(s, 0), r)  # None: past the last
+            passed = [level is None or level > j for j in range(len(SITE_LEVELS) - 1)]
             for j, p in enumerate(passed):
                 out[self.vars.above[s, j].index] = int(p)
             out[v.index] = max((value for value, j, k in self._site_wait_rules[s]
