@@ -225,6 +225,4 @@ def with_site_cores(inst, shares: list[int]):
             i += 1
         for s, extra in inst.more_builds.get(m, {}).items():
             more.setdefault(m, {})[s] = [cored(o, i + k) for k, o in enumerate(extra)]
-    # a new Instance, not model_copy: a copy keeps the original's cached site index (its sites without tables)
-    fields = {name: getattr(inst, name) for name in type(inst).model_fields}
-    return type(inst)(**{**fields, "sites": sites, "options": options, "more_builds": more})
+    return inst.model_copy(update={"sites": sites, "options": options, "more_builds": more})

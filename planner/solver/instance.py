@@ -29,6 +29,15 @@ MAX_AMOUNT = 2**52  # the most cost (micro-$/h) of a plan, or memory (kB) or loa
 class Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def model_copy(self, *, update=None, deep: bool = False):
+        """A copy without the original's cached properties: they were computed from fields the
+        update may change (a copy with other sites kept the old site index)."""
+        copy = super().model_copy(update=update, deep=deep)
+        for name, attribute in vars(type(self)).items():
+            if isinstance(attribute, cached_property):
+                copy.__dict__.pop(name, None)
+        return copy
+
 
 # A site's cores as one queue (planner.model.queueing's M/D/c, c = its replicas): its utilization
 # rho (its models' core_load over its replicas' cores) rounded up to one of these levels, in

@@ -70,3 +70,14 @@ def test_a_models_wait_is_its_share_of_its_sites_queue_by_hand():
     assert ev.wait_us["m"] == -(-50_000 * table[1][16] // 1000)
     assert abs(ev.wait_us["m"] - 50 * per_unit * 1000) <= 50 + 1  # to the table's thousandth of a ms per ms
     assert evaluate(inst, {"m": "s"}).replicas == {"s": 2}  # 1.2 replicas' cores need 2 below 95 %
+
+
+def test_a_copy_with_other_sites_finds_its_own_sites():
+    """Instance caches its site index; a copy with other sites must not answer from the old one."""
+    from planner.solver.instance import Instance
+
+    inst = Instance(sites=[SiteData(name="s", cost_uph=0, memory_kb=10, max_replicas=1)], models=[], options={},
+                    fixed={}, sources=[], sinks=[], flows=[])
+    assert inst.site("s").max_replicas == 1  # cached now
+    copy = inst.model_copy(update={"sites": [SiteData(name="s", cost_uph=0, memory_kb=10, max_replicas=3)]})
+    assert copy.site("s").max_replicas == 3 and inst.site("s").max_replicas == 1
