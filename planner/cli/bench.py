@@ -13,6 +13,7 @@ from rich.table import Table
 
 from planner.cli.common import OutArg, err, out, user_errors
 from planner.errors import InputError
+from planner.local.served import DEFAULT_REQUESTS
 
 
 def _fmt(v) -> str:
@@ -45,6 +46,11 @@ def bench(
     refresh: Annotated[bool, typer.Option("--refresh", help="measure the host profiles again (not from the "
                                           "cache) before the requests")] = False,
     wait: Annotated[float, typer.Option("--wait", min=0, help="seconds to wait for every site to be serving")] = 60.0,
+    served: Annotated[Optional[int], typer.Option("--served-pass", min=0, show_default=str(DEFAULT_REQUESTS),
+                                                  help="with --rate: requests sent one at a time before the load "
+                                                  "(one every 1/rate s) to time each model, hop and the client as "
+                                                  "served here; the load is predicted from them (0: from the host "
+                                                  "profiles alone)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Time N requests through the running ensemble (`planner up OUT`): p50/p95/p99, per model and per hop,
@@ -53,7 +59,8 @@ def bench(
     from planner.local.load_test import schedule
 
     if rate is None:
-        stray = [o for o, v in (("--duration", duration), ("--arrivals", arrivals), ("--seed", seed)) if v is not None]
+        stray = [o for o, v in (("--duration", duration), ("--arrivals", arrivals), ("--seed", seed),
+                                ("--served-pass", served)) if v is not None]
         if stray:
             raise InputError(f"{', '.join(stray)} set(s) the open loop's schedule: give --rate too")
     else:
@@ -63,6 +70,7 @@ def bench(
         duration = 10.0 if duration is None else duration
         arrivals = "poisson" if arrivals is None else arrivals
         seed = 0 if seed is None else seed
+        served = DEFAULT_REQUESTS if served is None else served
         schedule(rate, duration, arrivals)  # its options checked before anything is measured
     if not timeout > 0:
         raise InputError(f"--timeout must be > 0 seconds, got {timeout:g}")
@@ -84,8 +92,14 @@ def bench(
     if rate is not None:
         from planner.local.open_loop import run_load_test
 
+        from planner.local.prediction import served_prediction
+
+        times = schedule(rate, duration, arrivals, seed)
         report = run_load_test(out_dir, rate, duration, arrivals=arrivals, seed=seed, warmup=warmup,
-                               timeout_s=timeout, entry=entry, inputs=given, host=host)
+                               timeout_s=timeout, entry=entry, inputs=given, host=host,
+                               served_requests=served if host.get("status") == "ok" else 0,
+                               predict_served=lambda s, entry_site: served_prediction(host, out_dir, s, entry_site,
+                                                                                      times))
         if as_json:
             print(json.dumps(report, indent=2))
         else:
@@ -99,6 +113,11 @@ def bench(
         print(json.dumps(report, indent=2))
         return
     show(report, n)
+
+
+def _against(pred: dict, pct: dict) -> str:
+    return "  ".join(f"p{q} {_fmt(pred[f'p{q}_ms'])} (measured {pct[f'p{q}']:+g}%)" if pct[f"p{q}"] is not None
+                     else f"p{q} {_fmt(pred[f'p{q}_ms'])}" for q in (50, 99))
 
 
 def show_load(report: dict) -> None:
@@ -124,16 +143,34 @@ def show_load(report: dict) -> None:
                                   else host.get("status"))
         out.print(f"predicted on this machine: no prediction at this rate ({why})", highlight=False)
     else:
-        out.print("predicted on this machine at this rate (simulated over this schedule): "
-                  + "  ".join(f"p{q} {_fmt(pred[f'p{q}_ms'])} (measured {pct[f'p{q}']:+g}%)"
-                              if pct[f"p{q}"] is not None else f"p{q} {_fmt(pred[f'p{q}_ms'])}" for q in (50, 99)),
-                  highlight=False)
+        out.print(f"predicted on this machine at this rate (simulated over this schedule, from {report['predicted_from']}): "
+                  + _against(pred, pct), highlight=False)
+        served = report.get("served_prediction") or {}
+        if served.get("served"):
+            s = served["served"]
+            out.print(f"  the served pass: {s['requests']} requests, one every {s['every_s']:g} s: "
+                      + ", ".join(f"{m} {v['ms']:g} ms" for m, v in s["models"].items())
+                      + f"; hops {', '.join(f'{h} {ms:g} ms' for h, ms in s['hops'].items()) or 'none'}; "
+                      f"the client's share {s['client_ms']:g} ms", highlight=False)
+        elif served.get("why"):
+            out.print(f"  no served pass: {served['why']}", highlight=False)
+        for note in served.get("notes", []):
+            out.print(f"  note: {note}", highlight=False)
+        if report["predicted_from"] != "the host profiles":
+            out.print("  from the host profiles alone: "
+                      + _against(report["predicted_from_profiles"], report["error_pct_from_profiles"]), highlight=False)
     host = report["host_prediction"]
     if host.get("long_run") and host.get("host"):
         long_run, alone = host["long_run"], host.get("independent_queues") or {}
         out.print(f"  in the long run p50 {_fmt(long_run['p50_ms'])}  p99 {_fmt(long_run['p99_ms'])}; this machine's "
                   f"{host['host']['cores']} cores {100 * host['host']['utilization']:.0f}% busy; each model on cores "
                   f"of its own it would be p50 {_fmt(alone.get('p50_ms'))}  p99 {_fmt(alone.get('p99_ms'))}",
+                  highlight=False)
+    cpu = report.get("cpu_per_request_ms") or {}
+    if cpu.get("under_load") is not None:
+        out.print("CPU per request, whole machine (core-ms): "
+                  + ", ".join(f"{label} {_fmt(cpu.get(key))}" for key, label in (
+                      ("modeled", "the prediction's"), ("served_pass", "the served pass"), ("under_load", "under load"))),
                   highlight=False)
     predicted_util = report["predicted_utilization"] or {}
     t = Table(title="per site: utilization (busy time of its models over the window, per replica)")

@@ -102,14 +102,16 @@ def error_pct(measured: float | None, predicted: float | None) -> float | None:
 
 
 def summarize(outcomes: list[Outcome], rate_rps: float, duration_s: float, replicas: dict[str, int],
-              host: dict | None = None, instances: dict[str, int] | None = None) -> dict:
+              host: dict | None = None, instances: dict[str, int] | None = None, served: dict | None = None) -> dict:
     """The report's numbers (`planner bench --rate --json`, beside its context).
 
     The window runs from the start of the schedule to the last answer (at least `duration_s`):
     `achieved_rps` is ok answers per second over it, a site's `utilization` its models' busy
     time (kind "model" timings of the answered requests) over it per replica, each model's
     divided by its `instances` (the share of its servers busy, as the plan counts it). `host` is
-    host_prediction at this rate: its p50_ms, p99_ms and utilization, where it gives them."""
+    host_prediction at this rate: its p50_ms, p99_ms and utilization, where it gives them; `served`
+    the prediction from the served pass (planner.local.prediction.served_prediction): where it has
+    percentiles, they are `predicted` and the host profiles' are `predicted_from_profiles`."""
     ok = [o for o in outcomes if o.ok]
     latencies = [(o.done - o.at) * 1000 for o in ok]
     window = max([duration_s] + [o.done for o in outcomes if o.done is not None])
@@ -136,7 +138,9 @@ def summarize(outcomes: list[Outcome], rate_rps: float, duration_s: float, repli
             row |= {"queue_p50_ms": q["p50"], "queue_p99_ms": q["p99"]}
         models.append(row)
     host = host or {}
-    predicted = {"p50_ms": host.get("p50_ms"), "p99_ms": host.get("p99_ms")}
+    from_profiles = {"p50_ms": host.get("p50_ms"), "p99_ms": host.get("p99_ms")}
+    from_served = served is not None and served.get("p50_ms") is not None
+    predicted = {"p50_ms": served["p50_ms"], "p99_ms": served["p99_ms"]} if from_served else from_profiles
     late = percentiles([(o.sent - o.at) * 1000 for o in outcomes])
     return {
         "rate_rps": rate_rps,
@@ -147,6 +151,11 @@ def summarize(outcomes: list[Outcome], rate_rps: float, duration_s: float, repli
         "predicted": predicted,
         "error_pct": {"p50": error_pct(e2e["p50"], predicted["p50_ms"]),
                       "p99": error_pct(e2e["p99"], predicted["p99_ms"])},
+        "predicted_from": "the served pass" if from_served else "the host profiles",
+        "predicted_from_profiles": from_profiles,
+        "error_pct_from_profiles": {"p50": error_pct(e2e["p50"], from_profiles["p50_ms"]),
+                                    "p99": error_pct(e2e["p99"], from_profiles["p99_ms"])},
+        "served_prediction": served,
         "utilization": {site: round(ms / 1000 / window / replicas.get(site, 1), 4) for site, ms in sorted(busy.items())},
         "predicted_utilization": host.get("utilization"),
         "models": models,

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from planner.local.bench import random_inputs
 from planner.local.load_test import Outcome, schedule, summarize
+from planner.local.served import Served, served_pass
+from planner.profiling.load import busy_core_ms, machine_cpu_times
 from planner.local.sites import entry_bundle, live_endpoints, live_services, site_bundles
 from planner_runtime.executor import Graph
 
@@ -79,10 +82,14 @@ def warm_up(clients: list, request, n: int, timeout_s: float) -> None:
 
 def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals: str = "poisson", seed: int = 0,
                   warmup: int = 3, timeout_s: float = 30.0, entry: str | None = None, inputs: dict | None = None,
-                  host: dict | None = None) -> dict:
+                  host: dict | None = None, served_requests: int = 0,
+                  predict_served: Callable[[Served, str], dict] | None = None) -> dict:
     """The open-loop load test through the entry site; the report as a dict (`planner bench --rate --json`).
 
-    `host` is host_prediction(out_dir, rate_rps=rate_rps), computed before the requests."""
+    `host` is host_prediction(out_dir, rate_rps=rate_rps), computed before the requests. With
+    `served_requests`, the served pass (planner.local.served) runs after the warm-up, and
+    `predict_served` turns its medians and the entry site into the prediction the load is compared
+    with (before the load starts, so it does not compete with it)."""
     from planner_runtime.client import OipClient, infer_request
 
     times = schedule(rate_rps, duration_s, arrivals, seed)
@@ -95,15 +102,27 @@ def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals
     dtypes = {t.key: t.tensor.dtype for t in graph.inputs}
     request = infer_request(b.app, inputs or random_inputs(graph), dtypes)
     clients = [OipClient(a, b.runtime.max_message_bytes) for a in addresses]
+    served = None
     try:
         warm_up(clients, request, warmup, timeout_s)
+        if served_requests and predict_served is not None:
+            measured = served_pass(clients, request, served_requests, 1 / rate_rps, timeout_s)
+            served = (predict_served(measured, entry_site) if isinstance(measured, Served)
+                      else {"status": "not available", "why": measured})
+        cpu_before = machine_cpu_times()
         outcomes = send_on_schedule(clients, request, times, timeout_s)
+        busy = busy_core_ms(cpu_before, machine_cpu_times())
     finally:
         for c in clients:
             c.close()
     replicas = {site: len(a) for site, a in services.items()}
     host = host or {"status": "not computed"}
     report = summarize(outcomes, rate_rps, duration_s, replicas, host if host.get("status") == "ok" else None,
-                       {name: spec.instances for name, spec in b.nodes.items()})
+                       {name: spec.instances for name, spec in b.nodes.items()}, served)
+    sent = report["sent"]
+    report["cpu_per_request_ms"] = {  # the whole machine's busy core-ms per request sent
+        "modeled": (served or {}).get("modeled_cpu_per_request_ms"),
+        "served_pass": ((served or {}).get("served") or {}).get("cpu_per_request_ms"),
+        "under_load": None if busy is None or not sent else round(busy / sent, 3)}
     return {"app": b.app, "entry": {"site": entry_site, "addresses": addresses}, "arrivals": arrivals, "seed": seed,
             "duration_s": duration_s, "warmup": warmup, "timeout_s": timeout_s, "host_prediction": host, **report}

@@ -20,6 +20,7 @@ from planner.app.spec import App, Link
 from planner.errors import InputError
 from planner.model.simulation import Stage, core_utilization, simulate
 from planner.local.run import host_profiles
+from planner.local.served import Served, served_stages
 from planner.model.checked_app import CheckedApp
 from planner.model.open_app import open_app
 from planner.model.network import link_transfer_ms
@@ -37,6 +38,10 @@ from planner_runtime.digest import sha256_file
 # tests/local/test_prediction.py refits the committed file, so these cannot go stale silently.
 LOOPBACK_RTT_MS = 1.549
 LOOPBACK_BANDWIDTH_MBPS = 15_978.0
+# a served pass that used this much more of the machine's CPU per request than the host profiles
+# need was disturbed (measured here: 290-296 core-ms per OCR request on a quiet machine, the profiles
+# 300; 493 during a slow spell the guest could not see, with no other process running)
+SERVED_CPU_WARN = 1.3
 SIMULATED_REQUESTS = 50_000  # ~1 s; the p99 of 50 000 simulated requests at 85 % busy is within ~3 % of the long run
 
 
@@ -125,13 +130,16 @@ def predict_on_host(checked: CheckedApp, placement: dict[str, str], profiles: Ap
     return pred
 
 
-def host_stages_for(out_dir: Path, rate_rps: float) -> tuple[list[Stage], list[tuple[str, float]], float]:
+def host_stages_for(out_dir: Path, rate_rps: float, app_file: Path | None = None
+                    ) -> tuple[list[Stage], list[tuple[str, float]], float]:
     """The stages, the sinks' inputs and the client's hop of OUT's plan on this machine at
-    `rate_rps` (every source), as host_prediction simulates them."""
+    `rate_rps` (every source), as host_prediction simulates them; from `app_file`, or the app.yaml
+    the plan was solved from."""
     plan = read_plan(out_dir)
-    if plan is None or plan.source is None:
+    if plan is None or (plan.source is None and app_file is None):
         raise InputError(f"{Path(out_dir) / 'plan.json'}: no plan solved from an app.yaml")
-    path, overrides = Path(plan.source.file), list(plan.source.overrides)
+    path = Path(app_file or plan.source.file)
+    overrides = list(plan.source.overrides) if plan.source is not None else []
     checked = open_app(path, overrides)
     pred = plan_at_rate(plan, path, overrides, list(checked.app.sources), host_profiles(checked), rate_rps)
     return pred.stages, pred.sinks, pred.client_ms
@@ -201,32 +209,60 @@ def host_prediction(out_dir: Path, app_file: Path | None = None, refresh: bool =
     out = {"status": "ok", "app": str(path), **pred.as_dict(), "notes": notes}
     if rate_rps is not None:
         median, tail = at(rate_rps, 50), at(rate_rps, 99)
-        cores = os.cpu_count() or 1
-        busy = core_utilization(tail.stages, rate_rps, cores)
-        client = tail.client_ms
-
-        def percentiles(run) -> dict:
-            return {f"p{q}_ms": round(run.percentile(q) + client, 3) for q in (50, 99)}
-
-        if busy < 1:
-            long_run = percentiles(simulate(tail.stages, tail.sinks, rate_rps, cores, requests=SIMULATED_REQUESTS))
-        else:  # the queues grow without end: no long-run percentile
-            long_run = {"p50_ms": None, "p99_ms": None}
-            notes.append(f"at {rate_rps:g} requests/s this machine's {cores} cores would be {100 * busy:.0f} % busy: "
-                         "it cannot keep up, the latency grows for as long as the load lasts")
-        this_run = long_run
-        if schedule_s:
-            this_run = percentiles(simulate(tail.stages, tail.sinks, rate_rps, cores,
-                                            arrivals_ms=[1000 * s for s in schedule_s]))
-        out |= {"rate_rps": rate_rps, **this_run, "long_run": long_run,
-                "predicted_for": "this schedule" if schedule_s else "the long run",
-                "utilization": tail.utilization, "replicas": tail.replicas,
-                "host": {"cores": cores, "utilization": round(busy, 4)},
+        out |= under_load(tail.stages, tail.sinks, tail.client_ms, rate_rps, schedule_s, notes)
+        out |= {"utilization": tail.utilization, "replicas": tail.replicas,
                 # the latency model's own numbers (each model its own queue on its own servers), for comparison
-                "independent_queues": {"p50_ms": round(median.total_ms, 3), "p99_ms": round(tail.total_ms, 3)}}
+                "independent_queues": {"p50_ms": round(median.total_ms, 3), "p99_ms": round(tail.total_ms, 3)},
+                "sites": {m: v["site"] for m, v in tail.models.items()}}
         out["assumptions"] = pred.assumptions + [
             f"at {rate_rps:g} requests/s: a simulation of this machine (the load test's own send times; the long run: "
             f"{SIMULATED_REQUESTS} Poisson arrivals, seed 0): each model a FIFO queue on replicas x instances servers, "
-            f"its host profile as its time alone, every running model sharing the {cores} cores "
+            f"its host profile as its time alone, every running model sharing the {out['host']['cores']} cores "
             "(planner.model.simulation; README, Queueing)"]
     return out
+
+
+def under_load(stages: list[Stage], sinks: list[tuple[str, float]], client_ms: float, rate_rps: float,
+               schedule_s: list[float] | None, notes: list[str]) -> dict:
+    """The p50 and p99 of `stages` on this machine's cores at `rate_rps` (plus `client_ms`): for the
+    load test's own send times `schedule_s` where given (`p50_ms`, `p99_ms`: a short run's
+    percentiles are one draw, and the simulation of the same draw is what its measurement is
+    compared with), and in the long run; the cores' utilization. Why a queue grows without end
+    goes to `notes`."""
+    cores = os.cpu_count() or 1
+    busy = core_utilization(stages, rate_rps, cores)
+
+    def percentiles(run) -> dict:
+        return {f"p{q}_ms": round(run.percentile(q) + client_ms, 3) for q in (50, 99)}
+
+    if busy < 1:
+        long_run = percentiles(simulate(stages, sinks, rate_rps, cores, requests=SIMULATED_REQUESTS))
+    else:  # the queues grow without end: no long-run percentile
+        long_run = {"p50_ms": None, "p99_ms": None}
+        notes.append(f"at {rate_rps:g} requests/s this machine's {cores} cores would be {100 * busy:.0f} % busy: "
+                     "it cannot keep up, the latency grows for as long as the load lasts")
+    this_run = long_run
+    if schedule_s:
+        this_run = percentiles(simulate(stages, sinks, rate_rps, cores, arrivals_ms=[1000 * s for s in schedule_s]))
+    return {"rate_rps": rate_rps, **this_run, "long_run": long_run,
+            "predicted_for": "this schedule" if schedule_s else "the long run",
+            "host": {"cores": cores, "utilization": round(busy, 4)}}
+
+
+def served_prediction(host: dict, out_dir: Path, served: Served, entry_site: str,
+                      schedule_s: list[float] | None) -> dict:
+    """`host` (host_prediction at a rate) again, with each model, hop and the client's share as the
+    served pass through `entry_site` measured them (planner.local.served): the load model alone,
+    on what is served."""
+    rate = host["rate_rps"]
+    profiled, sinks, _ = host_stages_for(out_dir, rate, Path(host["app"]))
+    stages, sinks = served_stages(profiled, sinks, host["sites"], entry_site, served)
+    notes: list[str] = []
+    profiled_cpu = sum(s.service_ms * s.cores_alone for s in profiled)
+    if served.cpu_per_request_ms is not None and served.cpu_per_request_ms > SERVED_CPU_WARN * profiled_cpu:
+        notes.append(f"the served pass used {served.cpu_per_request_ms:.0f} core-ms of this machine per request where "
+                     f"the host profiles need {profiled_cpu:.0f}: other jobs, or a slower machine, during the pass "
+                     "(its times, and this prediction, are then too slow: run it again on a quiet machine)")
+    return {**under_load(stages, sinks, 0.0, rate, schedule_s, notes), "notes": notes, "served": served.as_dict(),
+            "modeled_cpu_per_request_ms": round(sum(s.service_ms * s.cores_alone for s in stages), 3),
+            "profiled_cpu_per_request_ms": round(profiled_cpu, 3)}

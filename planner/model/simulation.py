@@ -13,7 +13,9 @@ pipeline's P99 by simulating it:
   finished, plus the hop when the producer ran on another site);
 - each model is a FIFO queue with `servers` = replicas x instances, as the runtime gates it;
 - a model that runs needs `service_ms` x `threads` core-milliseconds (its profile, taken alone,
-  with the threads it is served with) and runs on at most `threads` cores; each pool of cores (a
+  with the threads it is served with) and runs on at most `threads` cores (or, where its CPU time
+  alone was measured, `busy_cores` = CPU time / wall time: a run that waits part of its time keeps
+  fewer cores busy than its threads); each pool of cores (a
   site; for `planner up`, this machine) is shared between the models running on it by processor
   sharing, max-min fair (water-filling: no model gets more than its threads, the rest is split
   evenly). Alone on its cores a model takes exactly its profile; k models with 2 threads each on
@@ -33,6 +35,7 @@ import random
 from dataclasses import dataclass, field
 
 WARMUP_SHARE = 0.05  # of the simulated requests, dropped: the machine starts empty
+MIN_BUSY_CORES = 0.01  # a run that only waits still moves (a job of no cores would never end)
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,14 @@ class Stage:
     servers: int = 1  # replicas x instances: requests it runs at once; more wait in FIFO order
     inputs: tuple[tuple[str, float], ...] = ()  # (producer stage, or "" for the request's arrival; hop ms)
     pool: str = ""  # the cores it runs on (a site): simulate's `cores` per pool
+    busy_cores: float | None = None  # cores a run keeps busy alone (its CPU time / its wall time); None: threads
+
+    @property
+    def cores_alone(self) -> float:
+        """The most cores a run uses: alone it gets them and takes exactly `service_ms`."""
+        if self.busy_cores is None:
+            return float(self.threads)
+        return min(float(self.threads), max(MIN_BUSY_CORES, self.busy_cores))
 
 
 @dataclass
@@ -73,11 +84,12 @@ class SimulatedRun:
 
 def core_utilization(stages: list[Stage], rate_rps: float, cores: int) -> float:
     """Share of this machine's cores the stages keep busy at this rate (every stage once per request)."""
-    return rate_rps * sum(s.service_ms * s.threads for s in stages) / 1000 / cores
+    return rate_rps * sum(s.service_ms * s.cores_alone for s in stages) / 1000 / cores
 
 
-def fair_rates(threads: list[int], cores: float) -> list[float]:
-    """Cores each running job gets: max-min fair, none more than its threads (water-filling)."""
+def fair_rates(threads: list[float], cores: float) -> list[float]:
+    """Cores each running job gets: max-min fair, none more than its threads (or the cores it can
+    use alone: water-filling)."""
     if sum(threads) <= cores:  # nothing to share
         return [float(k) for k in threads]
     rates = [0.0] * len(threads)
@@ -95,7 +107,7 @@ class _Job:
     request: int
     stage: str
     work: float  # core-ms left
-    threads: int
+    threads: float  # the most cores it can use
     pool: str
     started: float = 0.0
     rate: float = 0.0
@@ -159,7 +171,7 @@ def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: floa
             request = queues[name].pop(0)
             s = by_name[name]
             busy_servers[name] += 1
-            running.append(_Job(request, name, s.service_ms * s.threads, s.threads, s.pool, now))
+            running.append(_Job(request, name, s.service_ms * s.cores_alone, s.cores_alone, s.pool, now))
             started = True
         return started
 

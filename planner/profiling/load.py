@@ -46,7 +46,7 @@ class Load:
         return None
 
 
-def _cpu_times() -> tuple[float, float, float | None] | None:
+def machine_cpu_times() -> tuple[float, float, float | None] | None:
     """(busy, total, steal) jiffies of the whole machine from /proc/stat, or None off Linux."""
     try:
         with open("/proc/stat") as f:
@@ -83,9 +83,9 @@ def measure_with_load(fn: Callable[[], T], cores: int) -> tuple[T, Load]:
     """fn(), and the machine's load around it."""
     tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     load = Load(load_per_core=_load_per_core(cores))
-    before, own_before, wall_before = _cpu_times(), time.process_time(), time.perf_counter()
+    before, own_before, wall_before = machine_cpu_times(), time.process_time(), time.perf_counter()
     value = fn()
-    after, own = _cpu_times(), time.process_time() - own_before
+    after, own = machine_cpu_times(), time.process_time() - own_before
     wall = time.perf_counter() - wall_before
     if before is not None and after is not None and after[1] > before[1]:
         total = after[1] - before[1]
@@ -126,3 +126,10 @@ def quietest(fn: Callable[[], T], cores: int, wait_s: float | None = None) -> tu
     if (load2.others_pct or 0.0) < (load.others_pct or 0.0):
         value, load = value2, load2
     return value, load, load.busy_reason(cores)
+
+
+def busy_core_ms(before: tuple | None, after: tuple | None) -> float | None:
+    """Core-milliseconds the whole machine was busy between two machine_cpu_times() (None off Linux)."""
+    if before is None or after is None:
+        return None
+    return (after[0] - before[0]) * 1000 / os.sysconf("SC_CLK_TCK")

@@ -153,13 +153,18 @@ class Timing:
     ms: float
     bytes: int = 0
     detail: str = ""  # hops: the flows carried, "producer->consumer" comma-separated
+    # a node run: the CPU time its process used meanwhile, every thread's (a build's own pool
+    # included); the node's own where nothing else ran in the process (one request at a time)
+    cpu_ms: float | None = None
 
     def as_list(self) -> list:
-        return [self.kind, self.name, self.site, round(self.ms, 4), self.bytes, self.detail]
+        return [self.kind, self.name, self.site, round(self.ms, 4), self.bytes, self.detail,
+                None if self.cpu_ms is None else round(self.cpu_ms, 4)]
 
     @classmethod
     def from_list(cls, item: list) -> Timing:
-        return cls(item[0], item[1], item[2], float(item[3]), int(item[4]), item[5] if len(item) > 5 else "")
+        return cls(item[0], item[1], item[2], float(item[3]), int(item[4]), item[5] if len(item) > 5 else "",
+                   float(item[6]) if len(item) > 6 and item[6] is not None else None)
 
 
 @dataclass(frozen=True)
@@ -270,7 +275,7 @@ class Executor:
             queued_ms = gate.enter(wait.remaining_s(), wait.cancel) * 1000
         except Refused as exc:
             raise Refused(exc.reason, f"node {node!r}: {exc}") from None
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         try:
             results = self.runners[node](feeds)
         except StepFailed as exc:  # in a worker process: already described, as below
@@ -280,6 +285,7 @@ class Executor:
         finally:
             gate.leave()
         ms = (time.perf_counter() - t0) * 1000
+        cpu_ms = (time.process_time() - cpu0) * 1000
         if not isinstance(results, Mapping):
             raise NodeError(node, f"returned {type(results).__name__}, expected a dict of output name -> array")
         missing = [t.name for t in spec.outputs if t.name not in results]
@@ -291,7 +297,7 @@ class Executor:
             out[t.name] = np.asarray(v, dtype=object) if t.dtype == "bytes" else np.asarray(v)
         if timings is not None:
             timings.append(Timing("queue", node, spec.site, queued_ms))
-            timings.append(Timing("model", node, spec.site, ms))
+            timings.append(Timing("model", node, spec.site, ms, cpu_ms=cpu_ms))
         if self.on_queue is not None:
             self.on_queue(node, queued_ms)
         if self.on_model is not None:

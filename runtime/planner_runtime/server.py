@@ -34,9 +34,10 @@ address a forward names, where the sink tensors go, and every address of its rou
 replica of one of the bundle's sites (bundle.yaml's addresses or their `--peer`/`--advertise`
 overrides), so a site cannot be used to make calls elsewhere.
 
-Response parameters carry the timings: `timings` (JSON list of [kind, name, site, ms, bytes],
-kind "model" for a node run, "queue" for the wait for one of its instances, "hop" for a forward:
-round trip minus the receiver's handling) and `server_ms`.
+Response parameters carry the timings: `timings` (JSON list of [kind, name, site, ms, bytes,
+detail, cpu_ms], kind "model" for a node run, "queue" for the wait for one of its instances, "hop"
+for a forward: round trip minus the receiver's handling; cpu_ms, of a node run, the CPU time its
+process used meanwhile) and `server_ms`.
 """
 
 from __future__ import annotations

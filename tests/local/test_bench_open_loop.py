@@ -48,7 +48,8 @@ def f(x):
 REPORT_KEYS = {"app", "entry", "arrivals", "seed", "duration_s", "warmup", "timeout_s", "host_prediction",
                "rate_rps", "achieved_rps", "sent", "ok", "errors", "error_messages", "p50_ms", "p95_ms", "p99_ms",
                "predicted", "error_pct", "utilization", "predicted_utilization", "models", "window_s",
-               "sender_late_ms", "requests"}
+               "sender_late_ms", "requests", "predicted_from", "predicted_from_profiles", "error_pct_from_profiles",
+               "served_prediction", "cpu_per_request_ms"}
 
 
 # -- the schedule and the statistics, alone --------------------------------------------------
@@ -289,7 +290,8 @@ def test_requests_spread_over_the_replicas_of_services_json(site, env, tmp_path)
 
 def test_report_keys_and_the_prediction_beside(site, env):
     out = site["out"]
-    r = planner(env, "bench", out, "--entry", site["a"], "--rate", "5", "--duration", "0.5", "--json")
+    r = planner(env, "bench", out, "--entry", site["a"], "--rate", "5", "--duration", "0.5", "--served-pass", "3",
+                "--json")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert set(report) == REPORT_KEYS
@@ -297,13 +299,21 @@ def test_report_keys_and_the_prediction_beside(site, env):
     assert set(report["sender_late_ms"]) == {"p50", "p99", "max"}
     # the plan names its app.yaml: this machine's prediction is made (at this rate, once the model queues)
     assert report["host_prediction"]["status"] == "ok", report["host_prediction"]
-    predicted = report["predicted"]["p50_ms"]
-    r = planner(env, "bench", out, "--entry", site["a"], "--rate", "5", "--duration", "0.5")
+    # the served pass: 3 requests one at a time, the step timed as served, the load predicted from it
+    served = report["served_prediction"]["served"]
+    assert served["requests"] == 3 and served["every_s"] == pytest.approx(0.2) and set(served["models"]) == {"s"}
+    assert served["models"]["s"]["ms"] > 0 and served["models"]["s"]["cpu_ms"] is not None
+    assert report["predicted_from"] == "the served pass" and report["predicted"]["p50_ms"] is not None
+    assert set(report["cpu_per_request_ms"]) == {"modeled", "served_pass", "under_load"}
+    from_profiles = report["predicted_from_profiles"]["p50_ms"]
+    assert from_profiles == report["host_prediction"]["p50_ms"]
+    r = planner(env, "bench", out, "--entry", site["a"], "--rate", "5", "--duration", "0.5", "--served-pass", "0")
     assert r.returncode == 0, r.stderr
-    if predicted is None:
+    assert "the served pass:" not in r.stdout, r.stdout
+    if from_profiles is None:
         assert "no prediction at this rate" in r.stdout, r.stdout
     else:
-        assert f"p50 {predicted:.3f}" in r.stdout, r.stdout
+        assert f"p50 {from_profiles:.3f}" in r.stdout, r.stdout
     assert "utilization" in r.stdout and "here" in r.stdout
 
 
@@ -313,7 +323,9 @@ def test_report_keys_and_the_prediction_beside(site, env):
                                         (("--rate", "5", "--duration", "0"), "--duration"),
                                         (("--rate", "5", "--timeout", "0"), "--timeout"),
                                         (("--duration", "5"), "give --rate too"),
-                                        (("-n", "5", "--seed", "1"), "--seed set(s) the open loop")])
+                                        (("-n", "5", "--seed", "1"), "--seed set(s) the open loop"),
+                                        (("--served-pass", "5"), "--served-pass set(s) the open loop"),
+                                        (("--rate", "5", "--served-pass", "-1"), "--served-pass")])
 def test_bench_refuses_conflicting_or_bad_options(tmp_path, args, says):
     """Refused before anything is read or sent (OUT here is empty)."""
     from typer.testing import CliRunner

@@ -151,3 +151,27 @@ def test_models_on_different_sites_do_not_share_cores():
     assert together.responses_ms == pytest.approx([40.0] * len(together.responses_ms))
     with pytest.raises(ValueError):
         simulate([a, b], sinks, 1.0, cores={"edge": 2})
+
+
+def test_a_run_that_mostly_waits_keeps_its_time_beside_another_that_takes_every_core():
+    """busy_cores: a 2-thread model that keeps 0.5 core busy alone (CPU time / wall time, as the
+    served pass measures it) next to a 2-thread model that keeps both cores busy, both started at
+    0 on 2 cores. By hand, water-filling: caps 0.5 and 2 on 2 cores -> 0.5 and 1.5. a needs
+    40 ms x 0.5 = 20 core-ms at 0.5: done at 40 ms, its time alone; b has 120 core-ms, 60 done by
+    40 ms at 1.5, the other 60 at 2 cores: done at 70 ms (alone: 60). Counted as threads x time
+    instead (busy_cores None), a would get 1 core and take 80 ms, b 1 core too."""
+    a = Stage("a", 40.0, 2, 1, ARRIVAL, busy_cores=0.5)
+    b = Stage("b", 60.0, 2, 1, ARRIVAL)
+    run = simulate([a, b], [("a", 0.0), ("b", 0.0)], 0, cores=2, arrivals_ms=[0.0])
+    assert run.runs_ms["a"] == pytest.approx([40.0]) and run.runs_ms["b"] == pytest.approx([70.0])
+    assert run.busy_core_ms == pytest.approx(20.0 + 120.0)
+    as_threads = simulate([Stage("a", 40.0, 2, 1, ARRIVAL), b], [("a", 0.0), ("b", 0.0)], 0, cores=2,
+                          arrivals_ms=[0.0])
+    assert as_threads.runs_ms["a"] == pytest.approx([80.0]) and as_threads.runs_ms["b"] == pytest.approx([100.0])
+
+
+@pytest.mark.parametrize("busy, want", [(None, 2.0), (0.5, 0.5), (3.0, 2.0), (0.0, 0.01)])
+def test_the_cores_a_run_uses_are_its_measured_share_at_most_its_threads(busy, want):
+    """And never none: a run of no cores would never end."""
+    assert Stage("m", 10.0, 2, busy_cores=busy).cores_alone == pytest.approx(want)
+    assert core_utilization([Stage("m", 10.0, 2, busy_cores=busy)], 50.0, 2) == pytest.approx(0.5 * want / 2 * 1)

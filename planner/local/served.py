@@ -1,0 +1,150 @@
+"""Each model, hop and the client's own share as this machine serves them, one request at a time:
+the served pass of `planner bench --rate`, before its load.
+
+The host profiles time a build alone, back to back, in the profiler's process. Served, the same
+build runs inside a site process between gRPC handlers, after idle gaps, and its process's other
+threads wake around it. Measured here (OCR det, 2 threads on 2 cores, through `planner up`): 54 ms
+back to back, 66 ms when each request came 0.4 s after the last one answered; in the profiler's
+process the gap changed nothing. A load test compares the load model (queueing, shared cores)
+with the measurement only where its inputs are what is served, so the pass measures them: `n`
+requests, one every 1/rate seconds of the load (the load's mean gap; right after the last answer
+where that comes later), never two at once, and takes medians.
+
+Per model: the wall time of a run and the CPU time its process used meanwhile (all its threads:
+a build's own thread pool included; one request at a time, nothing else ran in the process).
+Per hop (site -> site): the round trip minus the receiver's handling. The rest of a request's
+time (the client's serialization, gRPC on both ends, the entry's handling around the nodes) is
+the client's share. Beside them the whole machine's CPU time per request over the pass (every
+process: the sites, the client, anything else), which the load test measures again under load:
+where it grows, the cores did more work per request than one request at a time needs.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field, replace
+
+from planner.model.simulation import Stage
+from planner.profiling.load import busy_core_ms, machine_cpu_times
+
+CLIENT = "client"  # the stage of a request's time outside its models and hops
+UNLIMITED = 1 << 20  # servers of a hop or the client's share: requests never wait for one another there
+MAX_GAP_S = 1.0  # idle gaps longer than this change nothing more (and would make the pass long)
+DEFAULT_REQUESTS = 20
+
+
+@dataclass
+class Served:
+    """Medians over the pass (ms)."""
+
+    requests: int
+    every_s: float  # one request every so many seconds (or right after the last answer)
+    models: dict[str, float] = field(default_factory=dict)  # wall time of a run
+    models_cpu: dict[str, float] = field(default_factory=dict)  # its process's CPU time meanwhile
+    hops: dict[tuple[str, str], float] = field(default_factory=dict)  # (from site, to site)
+    client_ms: float = 0.0  # a request's time outside its model runs and hops
+    e2e_ms: float = 0.0
+    cpu_per_request_ms: float | None = None  # the whole machine's busy core-ms over the pass, per request
+
+    def as_dict(self) -> dict:
+        return {"requests": self.requests, "every_s": round(self.every_s, 4), "e2e_ms": round(self.e2e_ms, 3),
+                "client_ms": round(self.client_ms, 3), "cpu_per_request_ms": _r(self.cpu_per_request_ms),
+                "models": {m: {"ms": round(ms, 3), "cpu_ms": _r(self.models_cpu.get(m))}
+                           for m, ms in sorted(self.models.items())},
+                "hops": {f"{a}->{b}": round(ms, 3) for (a, b), ms in sorted(self.hops.items())}}
+
+
+def _r(v: float | None) -> float | None:
+    return None if v is None else round(v, 3)
+
+
+def summarize_pass(answers: list[tuple[float, list]], every_s: float) -> Served:
+    """Served medians from `answers`: (end-to-end ms, the runtime's timings) per request."""
+    wall: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
+    hops: dict[tuple[str, str], list[float]] = {}
+    outside = []
+    for e2e, timings in answers:
+        inside = 0.0
+        for t in timings:
+            kind, name, ms = t[0], t[1], float(t[3])
+            if kind == "model":
+                wall.setdefault(name, []).append(ms)
+                if len(t) > 6 and t[6] is not None:
+                    cpu.setdefault(name, []).append(float(t[6]))
+                inside += ms
+            elif kind == "hop":
+                src, _, dst = name.partition("->")
+                hops.setdefault((src, dst), []).append(ms)
+                inside += ms
+            elif kind == "queue":
+                inside += ms
+        outside.append(max(0.0, e2e - inside))
+    med = statistics.median
+    return Served(requests=len(answers), every_s=every_s, models={m: med(v) for m, v in wall.items()},
+                  models_cpu={m: med(v) for m, v in cpu.items()}, hops={k: med(v) for k, v in hops.items()},
+                  client_ms=med(outside) if outside else 0.0,
+                  e2e_ms=med(e for e, _ in answers) if answers else 0.0)
+
+
+def served_pass(clients: list, request, n: int, every_s: float, timeout_s: float) -> Served | str:
+    """`n` requests, round robin over `clients` (OipClient), one every `every_s` (at most MAX_GAP_S)
+    or right after the last one answered where that comes later; their medians, or why there are
+    none (no request answered: the load that follows reports its own errors)."""
+    import grpc
+
+    from planner_runtime.client import decode_response
+
+    every_s = min(max(every_s, 0.0), MAX_GAP_S)
+    answers, failed = [], ""
+    due = time.perf_counter()
+    cpu_before = machine_cpu_times()
+    for i in range(n):
+        time.sleep(max(0.0, due - time.perf_counter()))
+        t0 = time.perf_counter()
+        try:
+            _, params = decode_response(clients[i % len(clients)].infer_future(request, timeout=timeout_s).result())
+        except grpc.RpcError as exc:
+            failed = f"{exc.code().name}: {exc.details()}"
+        else:
+            answers.append(((time.perf_counter() - t0) * 1000, params.get("timings", [])))
+        due = t0 + every_s
+    busy = busy_core_ms(cpu_before, machine_cpu_times())
+    if not answers:
+        return f"no request of the served pass was answered ({failed})"
+    served = summarize_pass(answers, every_s)
+    served.cpu_per_request_ms = None if busy is None else busy / n
+    return served
+
+
+def served_stages(stages: list[Stage], sinks: list[tuple[str, float]], sites: dict[str, str], entry_site: str,
+                  served: Served) -> tuple[list[Stage], list[tuple[str, float]]]:
+    """`stages` (every site on this machine's cores: one pool) with the served times: each model's
+    run as served, keeping busy the cores its CPU time says; each hop between two sites and the
+    client's share as work on this machine's cores too (on loopback a hop is CPU: serialize, copy
+    through the kernel, parse), one core each, never waiting for one another. A hop no request of
+    the pass made keeps the stage's own delay."""
+    pool = stages[0].pool if stages else ""
+    out = [Stage(CLIENT, served.client_ms, 1, UNLIMITED, (("", 0.0),), pool)]
+    hops: dict[tuple[str, str], str] = {}
+
+    def hop(producer: str, delay_ms: float, dst: str) -> tuple[str, float]:
+        src = sites.get(producer, entry_site)
+        if delay_ms <= 0 or src == dst:
+            return (producer or CLIENT, 0.0)
+        ms = served.hops.get((src, dst))
+        if ms is None:
+            return (producer or CLIENT, delay_ms)
+        key = (producer, dst)
+        if key not in hops:
+            hops[key] = f"hop {producer or 'client'}->{dst}"
+            out.append(Stage(hops[key], ms, 1, UNLIMITED, ((producer or CLIENT, 0.0),), pool))
+        return (hops[key], 0.0)
+
+    for s in stages:
+        ms = served.models.get(s.name, s.service_ms)
+        cpu = served.models_cpu.get(s.name)
+        out.append(replace(s, service_ms=ms, busy_cores=None if cpu is None or ms <= 0 else cpu / ms,
+                           inputs=tuple(hop(p, d, sites[s.name]) for p, d in s.inputs)))
+    return out, [hop(p, d, entry_site) for p, d in sinks]

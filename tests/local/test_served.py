@@ -1,0 +1,87 @@
+"""The served pass of `planner bench --rate` (planner.local.served): its medians from the runtime's
+timings, and the stages the prediction simulates from them, checked by hand and, end to end,
+through the simulation."""
+
+from __future__ import annotations
+
+import pytest
+
+from planner.local.served import CLIENT, Served, served_stages, summarize_pass
+from planner.model.simulation import Stage, simulate
+
+
+def timing(kind: str, name: str, site: str, ms: float, cpu_ms: float | None = None) -> list:
+    """One entry of the runtime's `timings`, as planner_runtime.executor.Timing.as_list writes it."""
+    return [kind, name, site, ms, 0, "", cpu_ms]
+
+
+def test_the_pass_takes_each_models_and_hops_median_and_the_rest_is_the_clients():
+    answers = [
+        (30.0, [timing("queue", "a", "edge", 0.0), timing("model", "a", "edge", 10.0, 19.0),
+                timing("hop", "edge->mec", "edge", 2.0), timing("model", "b", "mec", 12.0, 1.0)]),
+        (40.0, [timing("queue", "a", "edge", 1.0), timing("model", "a", "edge", 14.0, 27.0),
+                timing("hop", "edge->mec", "edge", 4.0), timing("model", "b", "mec", 12.0, 2.0)]),
+        (33.0, [timing("queue", "a", "edge", 0.0), timing("model", "a", "edge", 12.0, 23.0),
+                timing("hop", "edge->mec", "edge", 3.0), timing("model", "b", "mec", 13.0, 3.0)]),
+    ]
+    served = summarize_pass(answers, 0.25)
+    assert served.requests == 3 and served.every_s == 0.25
+    assert served.models == {"a": 12.0, "b": 12.0} and served.models_cpu == {"a": 23.0, "b": 2.0}
+    assert served.hops == {("edge", "mec"): 3.0}
+    # outside the runs, waits and hops: 30-24 = 6, 40-31 = 9, 33-28 = 5 -> median 6
+    assert served.client_ms == 6.0 and served.e2e_ms == 33.0
+
+
+def test_timings_of_an_older_runtime_without_cpu_times_leave_the_threads_to_count():
+    served = summarize_pass([(10.0, [["model", "a", "edge", 8.0, 0, ""]])], 0.1)
+    assert served.models == {"a": 8.0} and served.models_cpu == {}
+    [_, a], _ = served_stages([Stage("a", 5.0, 2, 1, (("", 0.0),))], [("a", 0.0)], {"a": "edge"}, "edge", served)
+    assert a.service_ms == 8.0 and a.busy_cores is None and a.cores_alone == 2.0
+
+
+def two_sites() -> tuple[list[Stage], list[tuple[str, float]], dict[str, str]]:
+    """source -> a (edge, 2 threads) -> b (mec) -> sink (edge), and the source -> b too; hops as
+    the prediction's loopback delays (1.0 ms)."""
+    stages = [Stage("a", 20.0, 2, 1, (("", 0.0),)), Stage("b", 30.0, 1, 1, (("a", 1.0), ("", 1.0)))]
+    return stages, [("b", 1.0)], {"a": "edge", "b": "mec"}
+
+
+def test_served_stages_put_the_served_times_and_the_hops_on_the_cores():
+    stages, sinks, sites = two_sites()
+    served = Served(requests=5, every_s=0.2, models={"a": 25.0, "b": 30.0}, models_cpu={"a": 40.0},
+                    hops={("edge", "mec"): 2.0, ("mec", "edge"): 1.5}, client_ms=4.0)
+    out, out_sinks = served_stages(stages, sinks, sites, "edge", served)
+    by = {s.name: s for s in out}
+    assert by[CLIENT].service_ms == 4.0 and by[CLIENT].inputs == (("", 0.0),)
+    assert by["a"].service_ms == 25.0 and by["a"].busy_cores == pytest.approx(1.6) and by["a"].inputs == ((CLIENT, 0.0),)
+    assert by["b"].service_ms == 30.0 and by["b"].busy_cores is None
+    # each crossing a hop stage of the served hop's time, one core, no queue
+    assert [delay for _, delay in by["b"].inputs] == [0.0, 0.0]
+    hop_a, hop_src = (by[name] for name, _ in by["b"].inputs)
+    assert (hop_a.service_ms, hop_a.inputs, hop_a.threads) == (2.0, (("a", 0.0),), 1)
+    assert (hop_src.service_ms, hop_src.inputs) == (2.0, ((CLIENT, 0.0),))
+    [(back, delay)] = out_sinks
+    assert delay == 0.0 and by[back].service_ms == 1.5 and by[back].inputs == (("b", 0.0),)
+    assert all(s.servers >= 1 << 20 for s in out if s.name not in ("a", "b"))
+
+
+def test_one_request_alone_takes_the_served_pass_end_to_end_with_its_hops_on_the_cores():
+    """One request on 2 cores, by hand: the client's share 0-4 ms; then a (1.6 cores) and the
+    source's hop to mec (1 core) start together, 2.6 cores wanted: water-filling gives the hop 1
+    and a 1, so the hop ends at 6 ms, a has done 2 of its 40 core-ms and does the other 38 at 1.6
+    cores: 29.75 ms; its hop to mec 2 ms, b 30 ms, the hop back 1.5 ms: 63.25 ms, where the
+    served times one after another add up to 62.5 (a hop is CPU that the models wait for)."""
+    stages, sinks, sites = two_sites()
+    served = Served(requests=5, every_s=0.2, models={"a": 25.0, "b": 30.0}, models_cpu={"a": 40.0, "b": 29.0},
+                    hops={("edge", "mec"): 2.0, ("mec", "edge"): 1.5}, client_ms=4.0)
+    out, out_sinks = served_stages(stages, sinks, sites, "edge", served)
+    run = simulate(out, out_sinks, 0, cores=2, arrivals_ms=[0.0])
+    assert run.responses_ms == pytest.approx([63.25])
+
+
+def test_a_hop_the_pass_never_made_keeps_its_predicted_delay():
+    stages, sinks, sites = two_sites()
+    served = Served(requests=1, every_s=0.2, models={"a": 25.0, "b": 30.0}, client_ms=0.0)
+    out, out_sinks = served_stages(stages, sinks, sites, "edge", served)
+    b = next(s for s in out if s.name == "b")
+    assert b.inputs == (("a", 1.0), (CLIENT, 1.0)) and out_sinks == [("b", 1.0)]
