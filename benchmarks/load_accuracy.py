@@ -183,6 +183,7 @@ def row(report: dict, load: dict, site: str, target_u: float) -> dict:
         "predicted_from_profiles": report["predicted_from_profiles"],
         "error_pct_from_profiles": report["error_pct_from_profiles"],
         "served_pass": (report.get("served_prediction") or {}).get("served"),
+        "contention": (report.get("served_prediction") or {}).get("contention"),
         "cpu_per_request_ms": report.get("cpu_per_request_ms"),
         "within_goal": all(e is not None and abs(e) <= GOAL_PCT for e in error.values()),
         "models": [m | {"profile_ms": report["host_prediction"].get("models", {}).get(m["model"], {}).get("ms")}
@@ -230,6 +231,11 @@ def ocr(duration: float, seed: int, work: Path, out: Path | None) -> dict:
     site, rates = rates_for(out)
     rows = []
     with Serving(out, host_targets=True):
+        # a throwaway load first: for 15-35 s after the sites first served load, every request
+        # here used ~35 % more of the machine's CPU (no process busy while idle; the guest kernel
+        # runs DAMON pageout), which a served pass taken then carries into the prediction
+        planner("bench", out, "--rate", repr(rates[UTILIZATIONS[1]]), "--duration", "45", "--served-pass", "0",
+                "--no-predict", "--json", "--input", OCR_INPUT, timeout=600)
         for u, rate in rates.items():
             # 20 requests of warm-up: the first served pass after `planner up` ran up to 2x slow here
             report, load = bench(out, rate, duration, seed, [OCR_INPUT], 120, warmup=20)
@@ -284,8 +290,8 @@ def markdown(r: dict) -> str:
              f"Goal: measured p50 and p99 within {GOAL_PCT:g} % of the prediction for this machine (the plan's "
              "placement, builds and replicas simulated on this machine's cores at that rate). Error = (measured - "
              "predicted) / predicted. Predicted from the served pass (`planner bench --rate`'s default: each model, "
-             "hop and the client's share timed as served, one request at a time, before the load), and from the host "
-             "profiles alone beside it. CPU per request: the whole machine's busy core-ms per request (/proc/stat): "
+             "hop and the client's share timed as served, one request at a time, before the load, and the contention "
+             "the pass's pairs measured), and from the host profiles alone beside it. CPU per request: the whole machine's busy core-ms per request (/proc/stat): "
              "what the prediction's stages need, the served pass, and under load.", ""]
     for app in r["apps"]:
         synthetic = "service_ms" in app
@@ -308,7 +314,7 @@ def markdown(r: dict) -> str:
                      " p50 measured / simulated, requests alone and overlapping ms |")
             cols += 4
         head += (" from profiles p50 / p99 ms (error) | CPU per request ms: modeled / served pass / under load |"
-                 " served pass: model ms (CPU ms), hops, client ms |")
+                 " served pass: model ms (CPU ms), hops, client ms, contention |")
         cols += 3
         if synthetic:
             head += " replay p50 / p99 ms (measured vs) | schedule alone vs model p50 / p99 |"
@@ -336,7 +342,9 @@ def markdown(r: dict) -> str:
             cells.append(" / ".join(str(cpu.get(k)) for k in ("modeled", "served_pass", "under_load")))
             sp = x.get("served_pass")
             cells.append("-" if not sp else ", ".join(f"{m} {v['ms']} ({v['cpu_ms']})" for m, v in sp["models"].items())
-                         + "; " + ", ".join(f"{h} {ms}" for h, ms in sp["hops"].items()) + f"; client {sp['client_ms']}")
+                         + "; " + ", ".join(f"{h} {ms}" for h, ms in sp["hops"].items()) + f"; client {sp['client_ms']}"
+                         + f"; CPU per request alone {sp['cpu_per_request_ms']}, in pairs "
+                           f"{sp.get('paired_cpu_per_request_ms')}: contention {x.get('contention')}")
             if synthetic:
                 rp = x.get("replay")
                 cells.append("-" if rp is None else f"{rp['p50_ms']} / {rp['p99_ms']} "

@@ -152,6 +152,10 @@ def show_load(report: dict) -> None:
                       + ", ".join(f"{m} {v['ms']:g} ms" for m, v in s["models"].items())
                       + f"; hops {', '.join(f'{h} {ms:g} ms' for h, ms in s['hops'].items()) or 'none'}; "
                       f"the client's share {s['client_ms']:g} ms", highlight=False)
+            if s.get("paired_cpu_per_request_ms") is not None:
+                out.print(f"  CPU per request one at a time {s['cpu_per_request_ms']:g} core-ms, in {s['pairs']} pairs "
+                          f"{s['paired_cpu_per_request_ms']:g}: crowded cores cost {served['contention']:g}x",
+                          highlight=False)
         elif served.get("why"):
             out.print(f"  no served pass: {served['why']}", highlight=False)
         for note in served.get("notes", []):

@@ -106,7 +106,8 @@ def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals
     try:
         warm_up(clients, request, warmup, timeout_s)
         if served_requests and predict_served is not None:
-            measured = served_pass(clients, request, served_requests, 1 / rate_rps, timeout_s)
+            measured = served_pass(clients, request, served_requests, 1 / rate_rps, timeout_s,
+                                   pairs=served_requests // 2)
             served = (predict_served(measured, entry_site) if isinstance(measured, Served)
                       else {"status": "not available", "why": measured})
         cpu_before = machine_cpu_times()

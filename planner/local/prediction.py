@@ -20,7 +20,7 @@ from planner.app.spec import App, Link
 from planner.errors import InputError
 from planner.model.simulation import Stage, core_utilization, simulate
 from planner.local.run import host_profiles
-from planner.local.served import Served, served_stages
+from planner.local.served import Served, contention, served_stages
 from planner.model.checked_app import CheckedApp
 from planner.model.open_app import open_app
 from planner.model.network import link_transfer_ms
@@ -223,12 +223,12 @@ def host_prediction(out_dir: Path, app_file: Path | None = None, refresh: bool =
 
 
 def under_load(stages: list[Stage], sinks: list[tuple[str, float]], client_ms: float, rate_rps: float,
-               schedule_s: list[float] | None, notes: list[str]) -> dict:
+               schedule_s: list[float] | None, notes: list[str], contention: float = 1.0) -> dict:
     """The p50 and p99 of `stages` on this machine's cores at `rate_rps` (plus `client_ms`): for the
     load test's own send times `schedule_s` where given (`p50_ms`, `p99_ms`: a short run's
     percentiles are one draw, and the simulation of the same draw is what its measurement is
     compared with), and in the long run; the cores' utilization. Why a queue grows without end
-    goes to `notes`."""
+    goes to `notes`. `contention`: planner.model.simulation's."""
     cores = os.cpu_count() or 1
     busy = core_utilization(stages, rate_rps, cores)
 
@@ -236,14 +236,16 @@ def under_load(stages: list[Stage], sinks: list[tuple[str, float]], client_ms: f
         return {f"p{q}_ms": round(run.percentile(q) + client_ms, 3) for q in (50, 99)}
 
     if busy < 1:
-        long_run = percentiles(simulate(stages, sinks, rate_rps, cores, requests=SIMULATED_REQUESTS))
+        long_run = percentiles(simulate(stages, sinks, rate_rps, cores, requests=SIMULATED_REQUESTS,
+                                        contention=contention))
     else:  # the queues grow without end: no long-run percentile
         long_run = {"p50_ms": None, "p99_ms": None}
         notes.append(f"at {rate_rps:g} requests/s this machine's {cores} cores would be {100 * busy:.0f} % busy: "
                      "it cannot keep up, the latency grows for as long as the load lasts")
     this_run = long_run
     if schedule_s:
-        this_run = percentiles(simulate(stages, sinks, rate_rps, cores, arrivals_ms=[1000 * s for s in schedule_s]))
+        this_run = percentiles(simulate(stages, sinks, rate_rps, cores, arrivals_ms=[1000 * s for s in schedule_s],
+                                        contention=contention))
     return {"rate_rps": rate_rps, **this_run, "long_run": long_run,
             "predicted_for": "this schedule" if schedule_s else "the long run",
             "host": {"cores": cores, "utilization": round(busy, 4)}}
@@ -263,6 +265,8 @@ def served_prediction(host: dict, out_dir: Path, served: Served, entry_site: str
         notes.append(f"the served pass used {served.cpu_per_request_ms:.0f} core-ms of this machine per request where "
                      f"the host profiles need {profiled_cpu:.0f}: other jobs, or a slower machine, during the pass "
                      "(its times, and this prediction, are then too slow: run it again on a quiet machine)")
-    return {**under_load(stages, sinks, 0.0, rate, schedule_s, notes), "notes": notes, "served": served.as_dict(),
+    toll = contention(stages, sinks, served, os.cpu_count() or 1)
+    return {**under_load(stages, sinks, 0.0, rate, schedule_s, notes, toll), "notes": notes, "served": served.as_dict(),
+            "contention": round(toll, 4),
             "modeled_cpu_per_request_ms": round(sum(s.service_ms * s.cores_alone for s in stages), 3),
             "profiled_cpu_per_request_ms": round(profiled_cpu, 3)}

@@ -67,6 +67,7 @@ class SimulatedRun:
     span_ms: float  # from the first arrival to the last answer
     cores: int
     runs_ms: dict[str, list[float]] = field(default_factory=dict)  # per stage: each run, from its start to its end
+    crowded_core_ms: float = 0.0  # of busy_core_ms, while their pool's models wanted more cores than it has
 
     def percentile(self, p: float) -> float:
         """The p-th percentile of the responses (linear interpolation, as numpy's default)."""
@@ -110,20 +111,27 @@ class _Job:
     threads: float  # the most cores it can use
     pool: str
     started: float = 0.0
-    rate: float = 0.0
+    rate: float = 0.0  # cores it holds
+    speed: float = 0.0  # core-ms of its work done per ms: its rate, less the contention's toll
+    crowded: bool = False  # its pool's running models want more cores than the pool has
 
 
 def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: float, cores: int | dict[str, int],
-             requests: int = 20000, seed: int = 0, arrivals_ms: list[float] | None = None) -> SimulatedRun:
+             requests: int = 20000, seed: int = 0, arrivals_ms: list[float] | None = None,
+             contention: float = 1.0) -> SimulatedRun:
     """Simulate `requests` Poisson arrivals at `rate_rps` through `stages` (in topological order)
     on `cores` cores (one pool), or `cores[pool]` for each stage's pool; a request is answered when
     every (stage, hop ms) of `sinks` has delivered. `arrivals_ms` (rising) replaces the Poisson
     arrivals: a given schedule, e.g. a load test's, all of whose responses are kept (its run
-    starts empty too)."""
+    starts empty too). `contention` >= 1: while a pool's running models want more cores than it
+    has, a core-ms of their work takes `contention` core-ms (threads preempted in the middle of
+    their parallel sections, woken again, their caches refilled: measured, not assumed; 1, the
+    default, is fair sharing at no cost)."""
     pools = cores if isinstance(cores, dict) else dict.fromkeys({s.pool for s in stages}, cores)
-    if (arrivals_ms is None and not rate_rps > 0) or requests < 1 or any(
+    if (arrivals_ms is None and not rate_rps > 0) or requests < 1 or not contention >= 1 or any(
             pools.get(s.pool, 0) < 1 for s in stages):
-        raise ValueError("rate_rps > 0, requests >= 1 and at least one core for every stage's pool required")
+        raise ValueError("rate_rps > 0, requests >= 1, contention >= 1 and at least one core for every stage's "
+                         "pool required")
     by_name = {s.name: s for s in stages}
     consumers: dict[str, list[tuple[str, float]]] = {"": []}
     for s in stages:
@@ -150,7 +158,7 @@ def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: floa
     queues = {s.name: [] for s in stages}  # FIFO of requests waiting, per stage
     busy_servers = dict.fromkeys(by_name, 0)
     running: list[_Job] = []
-    busy_core_ms = 0.0
+    busy_core_ms = crowded_core_ms = 0.0
     runs_ms: dict[str, list[float]] = {s.name: [] for s in stages}  # each stage's runs, start to end
     next_arrival = 0
 
@@ -162,8 +170,10 @@ def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: floa
 
     def reshare(pool: str) -> None:
         jobs = [j for j in running if j.pool == pool]
+        crowded = sum(j.threads for j in jobs) > pools[pool] + 1e-9
         for job, r in zip(jobs, fair_rates([j.threads for j in jobs], pools[pool])):
-            job.rate = r
+            job.rate, job.crowded = r, crowded
+            job.speed = r / contention if crowded else r
 
     def start_waiting(name: str) -> bool:
         started = False
@@ -181,13 +191,15 @@ def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: floa
         t_event = events[0][0] if events else math.inf
         t_finish, finishing = math.inf, None
         for job in running:
-            if job.rate > 0 and now + job.work / job.rate < t_finish:
-                t_finish, finishing = now + job.work / job.rate, job
+            if job.speed > 0 and now + job.work / job.speed < t_finish:
+                t_finish, finishing = now + job.work / job.speed, job
         t_next = min(t_arrival, t_event, t_finish)
         dt = t_next - now
         for job in running:  # progress up to t_next
-            job.work -= job.rate * dt
+            job.work -= job.speed * dt
             busy_core_ms += job.rate * dt
+            if job.crowded:
+                crowded_core_ms += job.rate * dt
         now = t_next
         changed = None  # the pool whose running models changed
         if t_next == t_finish:
@@ -220,4 +232,4 @@ def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: floa
     skip = int(requests * WARMUP_SHARE) if arrivals_ms is None else 0
     responses = [done_at[i] - arrivals[i] for i in range(skip, requests)]
     return SimulatedRun(responses_ms=responses, busy_core_ms=busy_core_ms, span_ms=now - arrivals[0],
-                   cores=sum(pools.values()), runs_ms=runs_ms)
+                        cores=sum(pools.values()), runs_ms=runs_ms, crowded_core_ms=crowded_core_ms)

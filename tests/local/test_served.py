@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from planner.local.served import CLIENT, Served, served_stages, summarize_pass
+from planner.local.served import CLIENT, Served, contention, served_stages, summarize_pass
 from planner.model.simulation import Stage, simulate
 
 
@@ -85,3 +85,34 @@ def test_a_hop_the_pass_never_made_keeps_its_predicted_delay():
     out, out_sinks = served_stages(stages, sinks, sites, "edge", served)
     b = next(s for s in out if s.name == "b")
     assert b.inputs == (("a", 1.0), (CLIENT, 1.0)) and out_sinks == [("b", 1.0)]
+
+
+def test_the_pairs_extra_cpu_over_their_crowded_work_is_the_contention():
+    """One 2-thread model of 50 ms on two servers and 2 cores: a pair is crowded for all of its
+    200 core-ms (100 per request), so pairs that used 130 core-ms per request against 100 one at
+    a time put the toll at 1 + 30 / 100 = 1.3; the simulation with that toll gives back the
+    pairs' CPU. (On one server the second request of a pair would wait: nothing crowded.)"""
+    stages = [Stage("m", 50.0, 2, 2, (("", 0.0),))]
+    served = Served(requests=10, every_s=0.1, models={"m": 50.0}, e2e_ms=50.0, cpu_per_request_ms=100.0,
+                    pairs=5, paired_cpu_per_request_ms=130.0)
+    toll = contention(stages, [("m", 0.0)], served, 2)
+    assert toll == pytest.approx(1.3)
+    pairs = simulate(stages, [("m", 0.0)], 0, cores=2, arrivals_ms=[0.0, 0.0], contention=toll)
+    assert pairs.busy_core_ms / 2 == pytest.approx(130.0)
+
+
+@pytest.mark.parametrize("paired, pairs, want", [(90.0, 5, 1.0), (130.0, 0, 1.0), (None, 5, 1.0), (900.0, 5, 3.0)])
+def test_no_toll_where_the_pairs_cost_nothing_more_or_were_not_measured_and_a_cap(paired, pairs, want):
+    stages = [Stage("m", 50.0, 2, 2, (("", 0.0),))]
+    served = Served(requests=10, every_s=0.1, models={"m": 50.0}, e2e_ms=50.0, cpu_per_request_ms=100.0,
+                    pairs=pairs, paired_cpu_per_request_ms=paired)
+    assert contention(stages, [("m", 0.0)], served, 2) == want
+
+
+def test_a_model_that_fits_the_cores_beside_its_pair_is_never_crowded():
+    """A 1-thread model on two servers and 2 cores: a pair runs side by side uncrowded, so
+    whatever the pairs cost, no toll is derived from them."""
+    stages = [Stage("m", 50.0, 1, 2, (("", 0.0),))]
+    served = Served(requests=10, every_s=0.1, models={"m": 50.0}, e2e_ms=50.0, cpu_per_request_ms=50.0,
+                    pairs=5, paired_cpu_per_request_ms=70.0)
+    assert contention(stages, [("m", 0.0)], served, 2) == 1.0

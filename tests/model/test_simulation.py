@@ -175,3 +175,21 @@ def test_the_cores_a_run_uses_are_its_measured_share_at_most_its_threads(busy, w
     """And never none: a run of no cores would never end."""
     assert Stage("m", 10.0, 2, busy_cores=busy).cores_alone == pytest.approx(want)
     assert core_utilization([Stage("m", 10.0, 2, busy_cores=busy)], 50.0, 2) == pytest.approx(0.5 * want / 2 * 1)
+
+
+def test_contention_charges_crowded_work_only():
+    """Two 2-thread models of 60 ms from 0 on 2 cores, contention 1.5: crowded all along, each
+    holds 1 core and does 1 / 1.5 core-ms of its 120 per ms: both end at 180 ms (at no cost,
+    120), the cores busy 360 core-ms, all of it crowded. One model alone is never crowded: 60 ms
+    whatever the contention."""
+    m = [Stage("a", 60.0, 2, 1, ARRIVAL), Stage("b", 60.0, 2, 1, ARRIVAL)]
+    sinks = [("a", 0.0), ("b", 0.0)]
+    run = simulate(m, sinks, 0, cores=2, arrivals_ms=[0.0], contention=1.5)
+    assert run.responses_ms == pytest.approx([180.0])
+    assert run.busy_core_ms == pytest.approx(360.0) and run.crowded_core_ms == pytest.approx(360.0)
+    fair = simulate(m, sinks, 0, cores=2, arrivals_ms=[0.0])
+    assert fair.responses_ms == pytest.approx([120.0]) and fair.crowded_core_ms == pytest.approx(240.0)
+    alone = simulate(m[:1], sinks[:1], 0, cores=2, arrivals_ms=[0.0], contention=3.0)
+    assert alone.responses_ms == pytest.approx([60.0]) and alone.crowded_core_ms == 0.0
+    with pytest.raises(ValueError, match="contention"):
+        simulate(m, sinks, 0, cores=2, arrivals_ms=[0.0], contention=0.5)
