@@ -291,8 +291,9 @@ def markdown(r: dict) -> str:
              "placement, builds and replicas simulated on this machine's cores at that rate). Error = (measured - "
              "predicted) / predicted. Predicted from the served pass (`planner bench --rate`'s default: each model, "
              "hop and the client's share timed as served, one request at a time, before the load, and the contention "
-             "the pass's pairs measured), and from the host profiles alone beside it. CPU per request: the whole machine's busy core-ms per request (/proc/stat): "
-             "what the prediction's stages need, the served pass, and under load.", ""]
+             "the pass's pilot measured: 10 s of open loop at the rate on another schedule), and from the host profiles "
+             "alone beside it. CPU per request: the whole machine's busy core-ms per request (/proc/stat): "
+             "what the prediction's stages need, the served pass, its pilot, and under load.", ""]
     for app in r["apps"]:
         synthetic = "service_ms" in app
         lines += [f"## {app['app']}", ""]
@@ -313,7 +314,7 @@ def markdown(r: dict) -> str:
             head += (" long run p50 / p99 ms | independent queues p50 / p99 ms | service p50 per model ms (profile) |"
                      " p50 measured / simulated, requests alone and overlapping ms |")
             cols += 4
-        head += (" from profiles p50 / p99 ms (error) | CPU per request ms: modeled / served pass / under load |"
+        head += (" from profiles p50 / p99 ms (error) | CPU per request ms: modeled / served pass / pilot / under load |"
                  " served pass: model ms (CPU ms), hops, client ms, contention |")
         cols += 3
         if synthetic:
@@ -339,12 +340,12 @@ def markdown(r: dict) -> str:
             fp, fe = x.get("predicted_from_profiles") or {}, x.get("error_pct_from_profiles") or {}
             cells.append(f"{fp.get('p50_ms')} / {fp.get('p99_ms')} ({_pct(fe.get('p50'))} / {_pct(fe.get('p99'))})")
             cpu = x.get("cpu_per_request_ms") or {}
-            cells.append(" / ".join(str(cpu.get(k)) for k in ("modeled", "served_pass", "under_load")))
+            cells.append(" / ".join(str(cpu.get(k)) for k in ("modeled", "served_pass", "pilot", "under_load")))
             sp = x.get("served_pass")
             cells.append("-" if not sp else ", ".join(f"{m} {v['ms']} ({v['cpu_ms']})" for m, v in sp["models"].items())
                          + "; " + ", ".join(f"{h} {ms}" for h, ms in sp["hops"].items()) + f"; client {sp['client_ms']}"
-                         + f"; CPU per request alone {sp['cpu_per_request_ms']}, in pairs "
-                           f"{sp.get('paired_cpu_per_request_ms')}: contention {x.get('contention')}")
+                         + f"; CPU per request alone {sp['cpu_per_request_ms']}, in the pilot "
+                           f"{sp.get('pilot_cpu_per_request_ms')}: contention {x.get('contention')}")
             if synthetic:
                 rp = x.get("replay")
                 cells.append("-" if rp is None else f"{rp['p50_ms']} / {rp['p99_ms']} "

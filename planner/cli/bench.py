@@ -152,10 +152,10 @@ def show_load(report: dict) -> None:
                       + ", ".join(f"{m} {v['ms']:g} ms" for m, v in s["models"].items())
                       + f"; hops {', '.join(f'{h} {ms:g} ms' for h, ms in s['hops'].items()) or 'none'}; "
                       f"the client's share {s['client_ms']:g} ms", highlight=False)
-            if s.get("paired_cpu_per_request_ms") is not None:
-                out.print(f"  CPU per request one at a time {s['cpu_per_request_ms']:g} core-ms, in {s['pairs']} pairs "
-                          f"{s['paired_cpu_per_request_ms']:g}: crowded cores cost {served['contention']:g}x",
-                          highlight=False)
+            if s.get("pilot_cpu_per_request_ms") is not None:
+                out.print(f"  CPU per request one at a time {s['cpu_per_request_ms']:g} core-ms, in the pilot "
+                          f"({s['pilot_requests']} requests at the rate) {s['pilot_cpu_per_request_ms']:g}: crowded "
+                          f"cores cost {served['contention']:g}x", highlight=False)
         elif served.get("why"):
             out.print(f"  no served pass: {served['why']}", highlight=False)
         for note in served.get("notes", []):
@@ -174,7 +174,8 @@ def show_load(report: dict) -> None:
     if cpu.get("under_load") is not None:
         out.print("CPU per request, whole machine (core-ms): "
                   + ", ".join(f"{label} {_fmt(cpu.get(key))}" for key, label in (
-                      ("modeled", "the prediction's"), ("served_pass", "the served pass"), ("under_load", "under load"))),
+                      ("modeled", "the prediction's"), ("served_pass", "the served pass"), ("pilot", "its pilot"),
+                      ("under_load", "under load"))),
                   highlight=False)
     predicted_util = report["predicted_utilization"] or {}
     t = Table(title="per site: utilization (busy time of its models over the window, per replica)")

@@ -15,11 +15,12 @@ from pathlib import Path
 
 from planner.local.bench import random_inputs
 from planner.local.load_test import Outcome, schedule, summarize
-from planner.local.served import Served, served_pass
+from planner.local.served import PILOT_S, Served, served_pass
 from planner.profiling.load import busy_core_ms, machine_cpu_times
 from planner.local.sites import entry_bundle, live_endpoints, live_services, site_bundles
 from planner_runtime.executor import Graph
 
+PILOT_SEED = 7919  # the pilot's schedule: another draw than the load's at the same rate
 LEAD_S = 0.05  # the schedule starts this long after the sender is ready (its first sleep is not late)
 GRACE_S = 5.0  # beyond the last request's deadline, how long to wait for answers gRPC still owes
 
@@ -87,9 +88,10 @@ def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals
     """The open-loop load test through the entry site; the report as a dict (`planner bench --rate --json`).
 
     `host` is host_prediction(out_dir, rate_rps=rate_rps), computed before the requests. With
-    `served_requests`, the served pass (planner.local.served) runs after the warm-up, and
-    `predict_served` turns its medians and the entry site into the prediction the load is compared
-    with (before the load starts, so it does not compete with it)."""
+    `served_requests`, the served pass (planner.local.served) and its pilot (PILOT_S s of open
+    loop at the rate, at most half the load's duration, on another schedule) run after the warm-up, and `predict_served` turns
+    their figures and the entry site into the prediction the load is compared with (before the
+    load starts, so it does not compete with it)."""
     from planner_runtime.client import OipClient, infer_request
 
     times = schedule(rate_rps, duration_s, arrivals, seed)
@@ -106,10 +108,18 @@ def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals
     try:
         warm_up(clients, request, warmup, timeout_s)
         if served_requests and predict_served is not None:
-            measured = served_pass(clients, request, served_requests, 1 / rate_rps, timeout_s,
-                                   pairs=served_requests // 2)
-            served = (predict_served(measured, entry_site) if isinstance(measured, Served)
-                      else {"status": "not available", "why": measured})
+            measured = served_pass(clients, request, served_requests, 1 / rate_rps, timeout_s)
+            if isinstance(measured, Served):
+                pilot_at = schedule(rate_rps, min(PILOT_S, duration_s / 2), arrivals, seed + PILOT_SEED)
+                cpu_before = machine_cpu_times()
+                pilot = send_on_schedule(clients, request, pilot_at, timeout_s)
+                busy = busy_core_ms(cpu_before, machine_cpu_times())
+                if busy is not None and pilot_at and all(o.ok for o in pilot):
+                    measured.pilot_arrivals_ms = [1000 * t for t in pilot_at]
+                    measured.pilot_cpu_per_request_ms = busy / len(pilot_at)
+                served = predict_served(measured, entry_site)
+            else:
+                served = {"status": "not available", "why": measured}
         cpu_before = machine_cpu_times()
         outcomes = send_on_schedule(clients, request, times, timeout_s)
         busy = busy_core_ms(cpu_before, machine_cpu_times())
@@ -124,6 +134,7 @@ def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals
     report["cpu_per_request_ms"] = {  # the whole machine's busy core-ms per request sent
         "modeled": (served or {}).get("modeled_cpu_per_request_ms"),
         "served_pass": ((served or {}).get("served") or {}).get("cpu_per_request_ms"),
+        "pilot": ((served or {}).get("served") or {}).get("pilot_cpu_per_request_ms"),
         "under_load": None if busy is None or not sent else round(busy / sent, 3)}
     return {"app": b.app, "entry": {"site": entry_site, "addresses": addresses}, "arrivals": arrivals, "seed": seed,
             "duration_s": duration_s, "warmup": warmup, "timeout_s": timeout_s, "host_prediction": host, **report}

@@ -8,7 +8,9 @@ back to back, 66 ms when each request came 0.4 s after the last one answered; in
 process the gap changed nothing. A load test compares the load model (queueing, shared cores)
 with the measurement only where its inputs are what is served, so the pass measures them: `n`
 requests, one every 1/rate seconds of the load (the load's mean gap; right after the last answer
-where that comes later), never two at once, and takes medians.
+where that comes later), never two at once, and takes medians. Then a pilot: PILOT_S seconds of
+open loop at the load's rate on a schedule of its own, whose CPU per request (more than one at a
+time: overlapping requests cost the machine more) gives the simulation its contention toll.
 
 Per model: the wall time of a run and the CPU time its process used meanwhile (all its threads:
 a build's own thread pool included; one request at a time, nothing else ran in the process).
@@ -31,8 +33,9 @@ from planner.profiling.load import busy_core_ms, machine_cpu_times
 CLIENT = "client"  # the stage of a request's time outside its models and hops
 UNLIMITED = 1 << 20  # servers of a hop or the client's share: requests never wait for one another there
 MAX_GAP_S = 1.0  # idle gaps longer than this change nothing more (and would make the pass long)
-DEFAULT_REQUESTS = 20  # one at a time; then half as many pairs
-MAX_CONTENTION = 3.0  # beyond this the pairs measured something else than the cores' sharing
+DEFAULT_REQUESTS = 20  # one at a time
+PILOT_S = 10.0  # then an open loop this long at the load's rate (its own schedule)
+MAX_CONTENTION = 3.0  # beyond this the pilot measured something else than the cores' sharing
 
 
 @dataclass
@@ -47,13 +50,14 @@ class Served:
     client_ms: float = 0.0  # a request's time outside its model runs and hops
     e2e_ms: float = 0.0
     cpu_per_request_ms: float | None = None  # the whole machine's busy core-ms over the pass, per request
-    pairs: int = 0  # then so many pairs of requests sent together
-    paired_cpu_per_request_ms: float | None = None  # the same, per request of those pairs
+    pilot_arrivals_ms: list[float] = field(default_factory=list)  # then a short open loop at the load's rate
+    pilot_cpu_per_request_ms: float | None = None  # the machine's busy core-ms over it, per request
 
     def as_dict(self) -> dict:
         return {"requests": self.requests, "every_s": round(self.every_s, 4), "e2e_ms": round(self.e2e_ms, 3),
                 "client_ms": round(self.client_ms, 3), "cpu_per_request_ms": _r(self.cpu_per_request_ms),
-                "pairs": self.pairs, "paired_cpu_per_request_ms": _r(self.paired_cpu_per_request_ms),
+                "pilot_requests": len(self.pilot_arrivals_ms),
+                "pilot_cpu_per_request_ms": _r(self.pilot_cpu_per_request_ms),
                 "models": {m: {"ms": round(ms, 3), "cpu_ms": _r(self.models_cpu.get(m))}
                            for m, ms in sorted(self.models.items())},
                 "hops": {f"{a}->{b}": round(ms, 3) for (a, b), ms in sorted(self.hops.items())}}
@@ -92,12 +96,10 @@ def summarize_pass(answers: list[tuple[float, list]], every_s: float) -> Served:
                   e2e_ms=med(e for e, _ in answers) if answers else 0.0)
 
 
-def served_pass(clients: list, request, n: int, every_s: float, timeout_s: float, pairs: int = 0) -> Served | str:
+def served_pass(clients: list, request, n: int, every_s: float, timeout_s: float) -> Served | str:
     """`n` requests, round robin over `clients` (OipClient), one every `every_s` (at most MAX_GAP_S)
     or right after the last one answered where that comes later; their medians, or why there are
-    none (no request answered: the load that follows reports its own errors). Then `pairs` times
-    two requests sent together, each pair after the last one answered and the same gap: the
-    machine's CPU per request when two share the cores (`paired_cpu_per_request_ms`)."""
+    none (no request answered: the load that follows reports its own errors)."""
     import grpc
 
     from planner_runtime.client import decode_response
@@ -121,21 +123,6 @@ def served_pass(clients: list, request, n: int, every_s: float, timeout_s: float
         return f"no request of the served pass was answered ({failed})"
     served = summarize_pass(answers, every_s)
     served.cpu_per_request_ms = None if busy is None else busy / n
-    if pairs:
-        time.sleep(max(0.0, due - time.perf_counter()))
-        cpu_before, answered = machine_cpu_times(), 0
-        for i in range(pairs):
-            calls = [clients[(2 * i + k) % len(clients)].infer_future(request, timeout=timeout_s) for k in (0, 1)]
-            for call in calls:
-                try:
-                    call.result()
-                    answered += 1
-                except grpc.RpcError:
-                    pass
-            time.sleep(every_s)
-        busy = busy_core_ms(cpu_before, machine_cpu_times())
-        if busy is not None and answered == 2 * pairs:
-            served.pairs, served.paired_cpu_per_request_ms = pairs, busy / (2 * pairs)
     return served
 
 
@@ -173,16 +160,32 @@ def served_stages(stages: list[Stage], sinks: list[tuple[str, float]], sites: di
 
 def contention(stages: list[Stage], sinks: list[tuple[str, float]], served: Served, cores: int) -> float:
     """What a core-ms of work costs while the running models want more cores than there are
-    (planner.model.simulation's `contention`), from the served pass: its pairs used
-    `paired_cpu_per_request_ms` of the machine per request, one at a time `cpu_per_request_ms`;
-    the pairs simulated on `stages` (served_stages) at no cost do `crowded` core-ms per request
-    while crowded, so the toll c satisfies (c - 1) x crowded = paired - alone. 1 where the pairs
-    cost nothing more (or were not measured), at most MAX_CONTENTION."""
-    alone, paired = served.cpu_per_request_ms, served.paired_cpu_per_request_ms
-    if alone is None or paired is None or not served.pairs or paired <= alone:
+    (planner.model.simulation's `contention`), from the served pass's pilot: the toll c under
+    which the simulation of the pilot's own schedule on `stages` (served_stages) keeps the cores
+    busy for the CPU per request the machine measured over it (bisection: the simulated CPU rises
+    with c), less what the machine spent beside the requests when they came one at a time (the
+    served pass's CPU per request over what `stages` need). 1 where the pilot cost no more than the simulation at no cost, where nothing in its
+    simulation was crowded (no toll can explain its CPU), or where it was not run; at most
+    MAX_CONTENTION."""
+    measured, arrivals = served.pilot_cpu_per_request_ms, served.pilot_arrivals_ms
+    if measured is None or not arrivals:
         return 1.0
-    apart = 10 * max(served.e2e_ms, 1.0)  # one pair answered long before the next
-    arrivals = [i // 2 * apart for i in range(2 * served.pairs)]
-    run = simulate(stages, sinks, 0, cores, arrivals_ms=arrivals)
-    crowded = run.crowded_core_ms / len(arrivals)
-    return 1.0 if crowded <= 0 else min(MAX_CONTENTION, 1 + (paired - alone) / crowded)
+    if served.cpu_per_request_ms is not None:
+        # what the machine spent beside the requests one at a time (other processes, the kernel):
+        # the pass and the pilot both take 1/rate s a request, so the pilot carries as much of it
+        alone = sum(s.service_ms * s.cores_alone for s in stages)
+        measured -= max(0.0, served.cpu_per_request_ms - alone)
+
+    def cpu(c: float) -> float:
+        return simulate(stages, sinks, 0, cores, arrivals_ms=arrivals, contention=c).busy_core_ms / len(arrivals)
+
+    fair = simulate(stages, sinks, 0, cores, arrivals_ms=arrivals)
+    if fair.crowded_core_ms <= 0 or fair.busy_core_ms / len(arrivals) >= measured:
+        return 1.0  # nothing crowded, no toll to find; or the pilot cost no more than fair sharing
+    if cpu(MAX_CONTENTION) <= measured:
+        return MAX_CONTENTION
+    lo, hi = 1.0, MAX_CONTENTION
+    while hi - lo > 0.005:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cpu(mid) < measured else (lo, mid)
+    return (lo + hi) / 2

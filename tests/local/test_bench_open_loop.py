@@ -304,7 +304,8 @@ def test_report_keys_and_the_prediction_beside(site, env):
     assert served["requests"] == 3 and served["every_s"] == pytest.approx(0.2) and set(served["models"]) == {"s"}
     assert served["models"]["s"]["ms"] > 0 and served["models"]["s"]["cpu_ms"] is not None
     assert report["predicted_from"] == "the served pass" and report["predicted"]["p50_ms"] is not None
-    assert set(report["cpu_per_request_ms"]) == {"modeled", "served_pass", "under_load"}
+    assert set(report["cpu_per_request_ms"]) == {"modeled", "served_pass", "pilot", "under_load"}
+    assert served["pilot_requests"] == len(schedule(5, 0.25, "poisson", 7919)) and report["served_prediction"]["contention"] >= 1
     from_profiles = report["predicted_from_profiles"]["p50_ms"]
     assert from_profiles == report["host_prediction"]["p50_ms"]
     r = planner(env, "bench", out, "--entry", site["a"], "--rate", "5", "--duration", "0.5", "--served-pass", "0")
