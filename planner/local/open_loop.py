@@ -20,6 +20,7 @@ from planner.profiling.load import busy_core_ms, machine_cpu_times
 from planner.local.sites import entry_bundle, live_endpoints, live_services, site_bundles
 from planner_runtime.executor import Graph
 
+REPASS_WAIT_S = 20.0  # before a disturbed served pass is taken again
 PILOT_SEED = 7919  # the pilot's schedule: another draw than the load's at the same rate
 LEAD_S = 0.05  # the schedule starts this long after the sender is ready (its first sleep is not late)
 GRACE_S = 5.0  # beyond the last request's deadline, how long to wait for answers gRPC still owes
@@ -81,6 +82,37 @@ def warm_up(clients: list, request, n: int, timeout_s: float) -> None:
             pass
 
 
+def measure_served(clients: list, request, n: int, rate_rps: float, duration_s: float, arrivals: str, seed: int,
+                   timeout_s: float, predict: Callable[[Served], dict]) -> dict:
+    """The served pass and its pilot (planner.local.served), and `predict`'s prediction from them.
+    A pass the prediction calls disturbed (the machine slower than its profiles: e.g. the slow
+    spell seen here after the sites first serve load) is taken again once, REPASS_WAIT_S later,
+    and the quieter of the two is kept, saying so."""
+    kept = None
+    for attempt in range(2):
+        if attempt:
+            time.sleep(REPASS_WAIT_S)
+        measured = served_pass(clients, request, n, 1 / rate_rps, timeout_s)
+        if not isinstance(measured, Served):
+            return {"status": "not available", "why": measured}
+        pilot_at = schedule(rate_rps, min(PILOT_S, duration_s / 2), arrivals, seed + PILOT_SEED)
+        cpu_before = machine_cpu_times()
+        pilot = send_on_schedule(clients, request, pilot_at, timeout_s)
+        busy = busy_core_ms(cpu_before, machine_cpu_times())
+        if busy is not None and pilot_at and all(o.ok for o in pilot):
+            measured.pilot_arrivals_ms = [1000 * t for t in pilot_at]
+            measured.pilot_cpu_per_request_ms = busy / len(pilot_at)
+        prediction = predict(measured)
+        if kept is None or (measured.cpu_per_request_ms or 0) < (kept[0].cpu_per_request_ms or 0):
+            kept = (measured, prediction)
+        if not prediction.get("disturbed"):
+            break
+    if attempt:
+        kept[1]["notes"].append(f"the served pass was taken twice ({REPASS_WAIT_S:g} s apart), the first one "
+                                "disturbed; the one using less of the machine's CPU per request is kept")
+    return kept[1]
+
+
 def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals: str = "poisson", seed: int = 0,
                   warmup: int = 3, timeout_s: float = 30.0, entry: str | None = None, inputs: dict | None = None,
                   host: dict | None = None, served_requests: int = 0,
@@ -89,9 +121,9 @@ def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals
 
     `host` is host_prediction(out_dir, rate_rps=rate_rps), computed before the requests. With
     `served_requests`, the served pass (planner.local.served) and its pilot (PILOT_S s of open
-    loop at the rate, at most half the load's duration, on another schedule) run after the warm-up, and `predict_served` turns
-    their figures and the entry site into the prediction the load is compared with (before the
-    load starts, so it does not compete with it)."""
+    loop at the rate, at most half the load's duration, on another schedule) run after the
+    warm-up (measure_served), and `predict_served` turns their figures and the entry site into
+    the prediction the load is compared with (before the load starts, so it does not compete)."""
     from planner_runtime.client import OipClient, infer_request
 
     times = schedule(rate_rps, duration_s, arrivals, seed)
@@ -108,18 +140,8 @@ def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals
     try:
         warm_up(clients, request, warmup, timeout_s)
         if served_requests and predict_served is not None:
-            measured = served_pass(clients, request, served_requests, 1 / rate_rps, timeout_s)
-            if isinstance(measured, Served):
-                pilot_at = schedule(rate_rps, min(PILOT_S, duration_s / 2), arrivals, seed + PILOT_SEED)
-                cpu_before = machine_cpu_times()
-                pilot = send_on_schedule(clients, request, pilot_at, timeout_s)
-                busy = busy_core_ms(cpu_before, machine_cpu_times())
-                if busy is not None and pilot_at and all(o.ok for o in pilot):
-                    measured.pilot_arrivals_ms = [1000 * t for t in pilot_at]
-                    measured.pilot_cpu_per_request_ms = busy / len(pilot_at)
-                served = predict_served(measured, entry_site)
-            else:
-                served = {"status": "not available", "why": measured}
+            served = measure_served(clients, request, served_requests, rate_rps, duration_s, arrivals, seed,
+                                    timeout_s, lambda measured: predict_served(measured, entry_site))
         cpu_before = machine_cpu_times()
         outcomes = send_on_schedule(clients, request, times, timeout_s)
         busy = busy_core_ms(cpu_before, machine_cpu_times())

@@ -261,12 +261,13 @@ def served_prediction(host: dict, out_dir: Path, served: Served, entry_site: str
     stages, sinks = served_stages(profiled, sinks, host["sites"], entry_site, served)
     notes: list[str] = []
     profiled_cpu = sum(s.service_ms * s.cores_alone for s in profiled)
-    if served.cpu_per_request_ms is not None and served.cpu_per_request_ms > SERVED_CPU_WARN * profiled_cpu:
+    disturbed = served.cpu_per_request_ms is not None and served.cpu_per_request_ms > SERVED_CPU_WARN * profiled_cpu
+    if disturbed:
         notes.append(f"the served pass used {served.cpu_per_request_ms:.0f} core-ms of this machine per request where "
                      f"the host profiles need {profiled_cpu:.0f}: other jobs, or a slower machine, during the pass "
                      "(its times, and this prediction, are then too slow: run it again on a quiet machine)")
     toll = contention(stages, sinks, served, os.cpu_count() or 1)
     return {**under_load(stages, sinks, 0.0, rate, schedule_s, notes, toll), "notes": notes, "served": served.as_dict(),
-            "contention": round(toll, 4),
+            "contention": round(toll, 4), "disturbed": disturbed,
             "modeled_cpu_per_request_ms": round(sum(s.service_ms * s.cores_alone for s in stages), 3),
             "profiled_cpu_per_request_ms": round(profiled_cpu, 3)}

@@ -36,6 +36,11 @@ MAX_GAP_S = 1.0  # idle gaps longer than this change nothing more (and would mak
 DEFAULT_REQUESTS = 20  # one at a time
 PILOT_S = 10.0  # then an open loop this long at the load's rate (its own schedule)
 MAX_CONTENTION = 3.0  # beyond this the pilot measured something else than the cores' sharing
+# a toll is read off the pilot only where it has this many requests and its simulation spends this
+# share of its work crowded: a pilot of 2 requests that overlapped a little put a few core-ms of the
+# machine's noise (CPU time comes in 10 ms ticks) on almost no crowded work, a toll of 2.8
+MIN_PILOT_REQUESTS = 10
+MIN_CROWDED_SHARE = 0.1
 
 
 @dataclass
@@ -164,11 +169,11 @@ def contention(stages: list[Stage], sinks: list[tuple[str, float]], served: Serv
     which the simulation of the pilot's own schedule on `stages` (served_stages) keeps the cores
     busy for the CPU per request the machine measured over it (bisection: the simulated CPU rises
     with c), less what the machine spent beside the requests when they came one at a time (the
-    served pass's CPU per request over what `stages` need). 1 where the pilot cost no more than the simulation at no cost, where nothing in its
-    simulation was crowded (no toll can explain its CPU), or where it was not run; at most
-    MAX_CONTENTION."""
+    served pass's CPU per request over what `stages` need). 1 where the pilot cost no more than
+    the simulation at no cost, where too little of it was crowded (MIN_CROWDED_SHARE), or where
+    it was not run or too short (MIN_PILOT_REQUESTS); at most MAX_CONTENTION."""
     measured, arrivals = served.pilot_cpu_per_request_ms, served.pilot_arrivals_ms
-    if measured is None or not arrivals:
+    if measured is None or len(arrivals) < MIN_PILOT_REQUESTS:
         return 1.0
     if served.cpu_per_request_ms is not None:
         # what the machine spent beside the requests one at a time (other processes, the kernel):
@@ -180,8 +185,8 @@ def contention(stages: list[Stage], sinks: list[tuple[str, float]], served: Serv
         return simulate(stages, sinks, 0, cores, arrivals_ms=arrivals, contention=c).busy_core_ms / len(arrivals)
 
     fair = simulate(stages, sinks, 0, cores, arrivals_ms=arrivals)
-    if fair.crowded_core_ms <= 0 or fair.busy_core_ms / len(arrivals) >= measured:
-        return 1.0  # nothing crowded, no toll to find; or the pilot cost no more than fair sharing
+    if fair.crowded_core_ms < MIN_CROWDED_SHARE * fair.busy_core_ms or fair.busy_core_ms / len(arrivals) >= measured:
+        return 1.0  # too little crowded to find a toll in the machine's noise; or no more than fair sharing
     if cpu(MAX_CONTENTION) <= measured:
         return MAX_CONTENTION
     lo, hi = 1.0, MAX_CONTENTION

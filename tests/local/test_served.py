@@ -87,6 +87,12 @@ def test_a_hop_the_pass_never_made_keeps_its_predicted_delay():
     assert b.inputs == (("a", 1.0), (CLIENT, 1.0)) and out_sinks == [("b", 1.0)]
 
 
+def apart(pattern: list[float], times: int = 5) -> list[float]:
+    """`pattern` of arrivals (ms) repeated `times` times, each 1 s after the last: a pilot long
+    enough to read a toll off (MIN_PILOT_REQUESTS), whose repeats never meet."""
+    return [1000.0 * k + t for k in range(times) for t in pattern]
+
+
 def test_the_toll_is_what_makes_the_simulated_pilot_use_the_cpu_it_measured():
     """One 2-thread model of 50 ms on two servers and 2 cores, a pilot of two requests at once:
     crowded for all of its 200 core-ms (100 per request), so a pilot that used 130 core-ms per
@@ -94,11 +100,11 @@ def test_the_toll_is_what_makes_the_simulated_pilot_use_the_cpu_it_measured():
     back the pilot's CPU. (On one server the second request would wait: nothing crowded.)"""
     stages = [Stage("m", 50.0, 2, 2, (("", 0.0),))]
     served = Served(requests=10, every_s=0.1, models={"m": 50.0}, e2e_ms=50.0, cpu_per_request_ms=100.0,
-                    pilot_arrivals_ms=[0.0, 0.0], pilot_cpu_per_request_ms=130.0)
+                    pilot_arrivals_ms=apart([0.0, 0.0]), pilot_cpu_per_request_ms=130.0)
     toll = contention(stages, [("m", 0.0)], served, 2)
     assert toll == pytest.approx(1.3, abs=0.005)
-    pilot = simulate(stages, [("m", 0.0)], 0, cores=2, arrivals_ms=[0.0, 0.0], contention=toll)
-    assert pilot.busy_core_ms / 2 == pytest.approx(130.0, rel=0.005)
+    pilot = simulate(stages, [("m", 0.0)], 0, cores=2, arrivals_ms=apart([0.0, 0.0]), contention=toll)
+    assert pilot.busy_core_ms / 10 == pytest.approx(130.0, rel=0.005)
 
 
 def test_the_toll_of_a_pilot_that_overlaps_only_in_part():
@@ -109,13 +115,17 @@ def test_the_toll_of_a_pilot_that_overlaps_only_in_part():
     a pilot of 110 core-ms per request gives c = 1.2."""
     stages = [Stage("m", 50.0, 2, 2, (("", 0.0),))]
     served = Served(requests=10, every_s=0.1, models={"m": 50.0}, e2e_ms=50.0, cpu_per_request_ms=100.0,
-                    pilot_arrivals_ms=[0.0, 25.0], pilot_cpu_per_request_ms=110.0)
+                    pilot_arrivals_ms=apart([0.0, 25.0]), pilot_cpu_per_request_ms=110.0)
     assert contention(stages, [("m", 0.0)], served, 2) == pytest.approx(1.2, abs=0.005)
 
 
-@pytest.mark.parametrize("pilot_cpu, arrivals, want", [(90.0, [0.0, 0.0], 1.0), (130.0, [], 1.0),
-                                                       (None, [0.0, 0.0], 1.0), (900.0, [0.0, 0.0], 3.0)])
-def test_no_toll_where_the_pilot_cost_nothing_more_or_was_not_run_and_a_cap(pilot_cpu, arrivals, want):
+@pytest.mark.parametrize("pilot_cpu, arrivals, want", [(90.0, apart([0.0, 0.0]), 1.0), (130.0, [], 1.0),
+                                                       (None, apart([0.0, 0.0]), 1.0), (900.0, apart([0.0, 0.0]), 3.0),
+                                                       (130.0, [0.0, 0.0], 1.0), (130.0, apart([0.0, 47.0]), 1.0)])
+def test_no_toll_where_the_pilot_cost_nothing_more_or_was_not_run_or_too_short_and_a_cap(pilot_cpu, arrivals, want):
+    """Too short: a pilot of 2 requests. Too little crowded: requests 47 ms apart, by hand at no
+    cost: the first runs alone on 2 cores to 47 ms (94 of its 100 core-ms), then both hold a core
+    until it ends at 53: 12 of the pair's 200 core-ms crowded, a share of 0.06 (0.1 needed)."""
     stages = [Stage("m", 50.0, 2, 2, (("", 0.0),))]
     served = Served(requests=10, every_s=0.1, models={"m": 50.0}, e2e_ms=50.0, cpu_per_request_ms=100.0,
                     pilot_arrivals_ms=arrivals, pilot_cpu_per_request_ms=pilot_cpu)
@@ -127,7 +137,7 @@ def test_a_model_that_fits_the_cores_beside_another_request_is_never_crowded():
     uncrowded, so whatever the pilot cost, no toll is derived from it (the toll never applies)."""
     stages = [Stage("m", 50.0, 1, 2, (("", 0.0),))]
     served = Served(requests=10, every_s=0.1, models={"m": 50.0}, e2e_ms=50.0, cpu_per_request_ms=50.0,
-                    pilot_arrivals_ms=[0.0, 0.0], pilot_cpu_per_request_ms=70.0)
+                    pilot_arrivals_ms=apart([0.0, 0.0]), pilot_cpu_per_request_ms=70.0)
     assert contention(stages, [("m", 0.0)], served, 2) == 1.0
 
 
@@ -137,5 +147,32 @@ def test_cpu_the_machine_spent_beside_the_requests_one_at_a_time_is_no_toll():
     of the requests' own: toll 1.3, as a pilot of 130 with a pass that used exactly 100."""
     stages = [Stage("m", 50.0, 2, 2, (("", 0.0),))]
     served = Served(requests=10, every_s=0.1, models={"m": 50.0}, e2e_ms=50.0, cpu_per_request_ms=110.0,
-                    pilot_arrivals_ms=[0.0, 0.0], pilot_cpu_per_request_ms=140.0)
+                    pilot_arrivals_ms=apart([0.0, 0.0]), pilot_cpu_per_request_ms=140.0)
     assert contention(stages, [("m", 0.0)], served, 2) == pytest.approx(1.3, abs=0.005)
+
+
+def test_a_disturbed_served_pass_is_taken_again_and_the_quieter_one_kept(monkeypatch):
+    """measure_served: a prediction that calls its pass disturbed (the machine slower than its
+    profiles) gets one more pass; the one that used less CPU per request is kept, and the notes
+    say so. An undisturbed first pass is the only one."""
+    from planner.local import open_loop
+
+    passes = iter([500.0, 300.0, 999.0])
+    taken = []
+
+    def fake_pass(clients, request, n, every_s, timeout_s):
+        taken.append(every_s)
+        return Served(requests=n, every_s=every_s, models={"m": 1.0}, cpu_per_request_ms=next(passes))
+
+    monkeypatch.setattr(open_loop, "served_pass", fake_pass)
+    monkeypatch.setattr(open_loop, "send_on_schedule", lambda clients, request, times, timeout_s: [])
+    monkeypatch.setattr(open_loop, "REPASS_WAIT_S", 0.0)
+
+    def predict(served):
+        return {"cpu": served.cpu_per_request_ms, "disturbed": served.cpu_per_request_ms > 400, "notes": []}
+
+    got = open_loop.measure_served([], None, 5, 4.0, 10.0, "poisson", 0, 1.0, predict)
+    assert got["cpu"] == 300.0 and len(taken) == 2 and "taken twice" in got["notes"][0]
+    passes = iter([350.0])
+    got = open_loop.measure_served([], None, 5, 4.0, 10.0, "poisson", 0, 1.0, predict)
+    assert got["cpu"] == 350.0 and got["notes"] == [] and len(taken) == 3
