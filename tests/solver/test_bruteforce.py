@@ -109,6 +109,17 @@ def assert_hint_is_complete_and_feasible(inst, evaluation) -> None:
     assert round(solver.objective_value) == evaluation.cost_uph
 
 
+def feasible_baselines_as_hints(inst) -> list[str]:
+    """Every baseline of `inst` the evaluator calls feasible, checked as a hint
+    (assert_hint_is_complete_and_feasible); their names."""
+    names = []
+    for b in baselines(inst):
+        if b.evaluation.feasible:
+            assert_hint_is_complete_and_feasible(inst, b.evaluation)
+            names.append(b.name)
+    return names
+
+
 def test_hint_of_a_feasible_plan_is_complete_and_feasible():
     """Every baseline the evaluator calls feasible becomes a hint that sets every variable and
     satisfies every constraint of the model (checked by fixing the variables to it)."""
@@ -117,12 +128,7 @@ def test_hint_of_a_feasible_plan_is_complete_and_feasible():
     @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(data=apps())
     def example(data):
-        inst = planned(data)
-        for b in baselines(inst):
-            if not b.evaluation.feasible:
-                continue
-            assert_hint_is_complete_and_feasible(inst, b.evaluation)
-            hints.append(b.name)
+        hints.extend(feasible_baselines_as_hints(planned(data)))
 
     example()
     assert len(hints) >= 40, f"only {len(hints)} feasible baselines were checked as hints"

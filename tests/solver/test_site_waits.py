@@ -9,11 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from planner.plan.problem import SITE_TABLE_ROWS, site_wait_table
-from planner.solver.baselines import baselines
 from planner.solver.evaluate import evaluate
 from planner.solver.instance import REPLICA_CAPACITY, SiteData
 from tests.appgen import apps, with_site_cores
-from tests.solver.test_bruteforce import assert_hint_is_complete_and_feasible, check_against_brute_force, planned
+from tests.solver.test_bruteforce import check_against_brute_force, feasible_baselines_as_hints, planned
 
 shares_of = st.lists(st.sampled_from([1, 2, 4]), min_size=1, max_size=4)
 
@@ -40,12 +39,7 @@ def test_the_hint_of_a_feasible_plan_satisfies_the_model_with_site_waits():
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(data=apps(), shares=shares_of)
     def example(data, shares):
-        inst = with_site_cores(planned(data), shares)
-        for b in baselines(inst):
-            if not b.evaluation.feasible:
-                continue
-            assert_hint_is_complete_and_feasible(inst, b.evaluation)
-            hints.append(b.name)
+        hints.extend(feasible_baselines_as_hints(with_site_cores(planned(data), shares)))
 
     example()
     # feasible baselines checked: 58 in the draws `make test` makes, 29-47 at other seeds
