@@ -92,14 +92,16 @@ def bench(
     if rate is not None:
         from planner.local.open_loop import run_load_test
 
-        from planner.local.prediction import served_prediction
+        from planner.local.prediction import host_stages_for, served_prediction
 
         times = schedule(rate, duration, arrivals, seed)
+        served = served if host.get("status") == "ok" else 0
+        # the profiled stages once, however many served passes are taken
+        stages, sinks, _ = host_stages_for(out_dir, rate, Path(host["app"])) if served else ([], [], 0.0)
         report = run_load_test(out_dir, rate, duration, arrivals=arrivals, seed=seed, warmup=warmup,
-                               timeout_s=timeout, entry=entry, inputs=given, host=host,
-                               served_requests=served if host.get("status") == "ok" else 0,
-                               predict_served=lambda s, entry_site: served_prediction(host, out_dir, s, entry_site,
-                                                                                      times))
+                               timeout_s=timeout, entry=entry, inputs=given, host=host, served_requests=served,
+                               predict_served=lambda s, entry_site: served_prediction(host, stages, sinks, s,
+                                                                                      entry_site, times))
         if as_json:
             print(json.dumps(report, indent=2))
         else:

@@ -16,8 +16,8 @@ from pathlib import Path
 from planner.local.bench import random_inputs
 from planner.local.load_test import Outcome, schedule, summarize
 from planner.local.served import PILOT_S, Served, served_pass
-from planner.profiling.load import busy_core_ms, machine_cpu_times
 from planner.local.sites import entry_bundle, live_endpoints, live_services, site_bundles
+from planner.profiling.load import busy_core_ms, machine_cpu_times
 from planner_runtime.executor import Graph
 
 REPASS_WAIT_S = 20.0  # before a disturbed served pass is taken again
@@ -70,6 +70,13 @@ def send_on_schedule(clients: list, request, times: list[float], timeout_s: floa
     return outcomes
 
 
+def send_measured(clients: list, request, times: list[float], timeout_s: float) -> tuple[list[Outcome], float | None]:
+    """send_on_schedule, and the core-ms the whole machine was busy meanwhile (None off Linux)."""
+    before = machine_cpu_times()
+    outcomes = send_on_schedule(clients, request, times, timeout_s)
+    return outcomes, busy_core_ms(before, machine_cpu_times())
+
+
 def warm_up(clients: list, request, n: int, timeout_s: float) -> None:
     """`n` requests one after another, round robin, not counted (connections made, caches warm);
     their errors are left to the timed requests to show."""
@@ -96,9 +103,7 @@ def measure_served(clients: list, request, n: int, rate_rps: float, duration_s: 
         if not isinstance(measured, Served):
             return {"status": "not available", "why": measured}
         pilot_at = schedule(rate_rps, min(PILOT_S, duration_s / 2), arrivals, seed + PILOT_SEED)
-        cpu_before = machine_cpu_times()
-        pilot = send_on_schedule(clients, request, pilot_at, timeout_s)
-        busy = busy_core_ms(cpu_before, machine_cpu_times())
+        pilot, busy = send_measured(clients, request, pilot_at, timeout_s)
         if busy is not None and pilot_at and all(o.ok for o in pilot):
             measured.pilot_arrivals_ms = [1000 * t for t in pilot_at]
             measured.pilot_cpu_per_request_ms = busy / len(pilot_at)
@@ -142,9 +147,7 @@ def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals
         if served_requests and predict_served is not None:
             served = measure_served(clients, request, served_requests, rate_rps, duration_s, arrivals, seed,
                                     timeout_s, lambda measured: predict_served(measured, entry_site))
-        cpu_before = machine_cpu_times()
-        outcomes = send_on_schedule(clients, request, times, timeout_s)
-        busy = busy_core_ms(cpu_before, machine_cpu_times())
+        outcomes, busy = send_measured(clients, request, times, timeout_s)
     finally:
         for c in clients:
             c.close()

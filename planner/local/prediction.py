@@ -18,7 +18,7 @@ from pathlib import Path
 
 from planner.app.spec import App, Link
 from planner.errors import InputError
-from planner.model.simulation import Stage, core_utilization, simulate
+from planner.model.simulation import Stage, core_ms_per_request, core_utilization, simulate
 from planner.local.run import host_profiles
 from planner.local.served import Served, contention, served_stages
 from planner.model.checked_app import CheckedApp
@@ -251,23 +251,21 @@ def under_load(stages: list[Stage], sinks: list[tuple[str, float]], client_ms: f
             "host": {"cores": cores, "utilization": round(busy, 4)}}
 
 
-def served_prediction(host: dict, out_dir: Path, served: Served, entry_site: str,
-                      schedule_s: list[float] | None) -> dict:
-    """`host` (host_prediction at a rate) again, with each model, hop and the client's share as the
-    served pass through `entry_site` measured them (planner.local.served): the load model alone,
-    on what is served."""
-    rate = host["rate_rps"]
-    profiled, sinks, _ = host_stages_for(out_dir, rate, Path(host["app"]))
+def served_prediction(host: dict, profiled: list[Stage], sinks: list[tuple[str, float]], served: Served,
+                      entry_site: str, schedule_s: list[float] | None) -> dict:
+    """`host` (host_prediction at a rate; `profiled` and `sinks` its stages, host_stages_for) again,
+    with each model, hop and the client's share as the served pass through `entry_site` measured
+    them (planner.local.served): the load model alone, on what is served."""
     stages, sinks = served_stages(profiled, sinks, host["sites"], entry_site, served)
     notes: list[str] = []
-    profiled_cpu = sum(s.service_ms * s.cores_alone for s in profiled)
+    profiled_cpu = core_ms_per_request(profiled)
     disturbed = served.cpu_per_request_ms is not None and served.cpu_per_request_ms > SERVED_CPU_WARN * profiled_cpu
     if disturbed:
         notes.append(f"the served pass used {served.cpu_per_request_ms:.0f} core-ms of this machine per request where "
                      f"the host profiles need {profiled_cpu:.0f}: other jobs, or a slower machine, during the pass "
                      "(its times, and this prediction, are then too slow: run it again on a quiet machine)")
     toll = contention(stages, sinks, served, os.cpu_count() or 1)
-    return {**under_load(stages, sinks, 0.0, rate, schedule_s, notes, toll), "notes": notes, "served": served.as_dict(),
-            "contention": round(toll, 4), "disturbed": disturbed,
-            "modeled_cpu_per_request_ms": round(sum(s.service_ms * s.cores_alone for s in stages), 3),
+    return {**under_load(stages, sinks, 0.0, host["rate_rps"], schedule_s, notes, toll), "notes": notes,
+            "served": served.as_dict(), "contention": round(toll, 4), "disturbed": disturbed,
+            "modeled_cpu_per_request_ms": round(core_ms_per_request(stages), 3),
             "profiled_cpu_per_request_ms": round(profiled_cpu, 3)}

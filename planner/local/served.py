@@ -27,7 +27,7 @@ import statistics
 import time
 from dataclasses import dataclass, field, replace
 
-from planner.model.simulation import Stage, simulate
+from planner.model.simulation import Stage, core_ms_per_request, simulate
 from planner.profiling.load import busy_core_ms, machine_cpu_times
 
 CLIENT = "client"  # the stage of a request's time outside its models and hops
@@ -178,8 +178,7 @@ def contention(stages: list[Stage], sinks: list[tuple[str, float]], served: Serv
     if served.cpu_per_request_ms is not None:
         # what the machine spent beside the requests one at a time (other processes, the kernel):
         # the pass and the pilot both take 1/rate s a request, so the pilot carries as much of it
-        alone = sum(s.service_ms * s.cores_alone for s in stages)
-        measured -= max(0.0, served.cpu_per_request_ms - alone)
+        measured -= max(0.0, served.cpu_per_request_ms - core_ms_per_request(stages))
 
     def cpu(c: float) -> float:
         return simulate(stages, sinks, 0, cores, arrivals_ms=arrivals, contention=c).busy_core_ms / len(arrivals)

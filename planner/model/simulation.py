@@ -83,21 +83,26 @@ class SimulatedRun:
         return self.busy_core_ms / (self.cores * self.span_ms) if self.span_ms > 0 else 0.0
 
 
+def core_ms_per_request(stages: list[Stage]) -> float:
+    """Core-milliseconds the stages need for one request (every stage once, alone on its cores)."""
+    return sum(s.service_ms * s.cores_alone for s in stages)
+
+
 def core_utilization(stages: list[Stage], rate_rps: float, cores: int) -> float:
     """Share of this machine's cores the stages keep busy at this rate (every stage once per request)."""
-    return rate_rps * sum(s.service_ms * s.cores_alone for s in stages) / 1000 / cores
+    return rate_rps * core_ms_per_request(stages) / 1000 / cores
 
 
-def fair_rates(threads: list[float], cores: float) -> list[float]:
-    """Cores each running job gets: max-min fair, none more than its threads (or the cores it can
-    use alone: water-filling)."""
-    if sum(threads) <= cores:  # nothing to share
-        return [float(k) for k in threads]
-    rates = [0.0] * len(threads)
-    left, n = float(cores), len(threads)
-    for i in sorted(range(n), key=lambda j: threads[j]):
+def fair_rates(most: list[float], cores: float) -> list[float]:
+    """Cores each running job gets: max-min fair, none more than the most it can use (its threads,
+    or the cores it keeps busy alone: water-filling)."""
+    if sum(most) <= cores:  # nothing to share
+        return [float(k) for k in most]
+    rates = [0.0] * len(most)
+    left, n = float(cores), len(most)
+    for i in sorted(range(n), key=lambda j: most[j]):
         share = left / n
-        rates[i] = min(threads[i], share)
+        rates[i] = min(most[i], share)
         left -= rates[i]
         n -= 1
     return rates
@@ -108,7 +113,7 @@ class _Job:
     request: int
     stage: str
     work: float  # core-ms left
-    threads: float  # the most cores it can use
+    most_cores: float  # the most cores it can use
     pool: str
     started: float = 0.0
     rate: float = 0.0  # cores it holds
@@ -170,8 +175,8 @@ def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: floa
 
     def reshare(pool: str) -> None:
         jobs = [j for j in running if j.pool == pool]
-        crowded = sum(j.threads for j in jobs) > pools[pool] + 1e-9
-        for job, r in zip(jobs, fair_rates([j.threads for j in jobs], pools[pool])):
+        crowded = sum(j.most_cores for j in jobs) > pools[pool] + 1e-9
+        for job, r in zip(jobs, fair_rates([j.most_cores for j in jobs], pools[pool])):
             job.rate, job.crowded = r, crowded
             job.speed = r / contention if crowded else r
 
