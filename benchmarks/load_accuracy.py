@@ -185,6 +185,7 @@ def row(report: dict, load: dict, site: str, target_u: float) -> dict:
         "served_pass": (report.get("served_prediction") or {}).get("served"),
         "contention": (report.get("served_prediction") or {}).get("contention"),
         "cpu_per_request_ms": report.get("cpu_per_request_ms"),
+        "at_load_cpu": report.get("at_load_cpu"),
         "within_goal": all(e is not None and abs(e) <= GOAL_PCT for e in error.values()),
         "models": [m | {"profile_ms": report["host_prediction"].get("models", {}).get(m["model"], {}).get("ms")}
                    for m in report["models"]],
@@ -293,7 +294,10 @@ def markdown(r: dict) -> str:
              "hop and the client's share timed as served, one request at a time, before the load, and the contention "
              "the pass's pilot measured: 10 s of open loop at the rate on another schedule), and from the host profiles "
              "alone beside it. CPU per request: the whole machine's busy core-ms per request (/proc/stat): "
-             "what the prediction's stages need, the served pass, its pilot, and under load.", ""]
+             "what the prediction's stages need, the served pass, its pilot, and under load. After the fact (not a "
+             "prediction: the check that splits a miss): the same model with its contention toll fitted to the CPU "
+             "the load itself used; near the measurement where the prediction was not, the load model held and the "
+             "machine's speed moved between the pass and the load.", ""]
     for app in r["apps"]:
         synthetic = "service_ms" in app
         lines += [f"## {app['app']}", ""]
@@ -315,8 +319,9 @@ def markdown(r: dict) -> str:
                      " p50 measured / simulated, requests alone and overlapping ms |")
             cols += 4
         head += (" from profiles p50 / p99 ms (error) | CPU per request ms: modeled / served pass / pilot / under load |"
+                 " after the fact, toll from the load's CPU: p50 / p99 ms (error), toll |"
                  " served pass: model ms (CPU ms), hops, client ms, contention |")
-        cols += 3
+        cols += 4
         if synthetic:
             head += " replay p50 / p99 ms (measured vs) | schedule alone vs model p50 / p99 |"
             cols += 2
@@ -341,6 +346,9 @@ def markdown(r: dict) -> str:
             cells.append(f"{fp.get('p50_ms')} / {fp.get('p99_ms')} ({_pct(fe.get('p50'))} / {_pct(fe.get('p99'))})")
             cpu = x.get("cpu_per_request_ms") or {}
             cells.append(" / ".join(str(cpu.get(k)) for k in ("modeled", "served_pass", "pilot", "under_load")))
+            ac = x.get("at_load_cpu")
+            cells.append("-" if not ac else f"{ac['p50_ms']} / {ac['p99_ms']} ({_pct(ac['error_pct']['p50'])} / "
+                         f"{_pct(ac['error_pct']['p99'])}), {ac['contention']}")
             sp = x.get("served_pass")
             cells.append("-" if not sp else ", ".join(f"{m} {v['ms']} ({v['cpu_ms']})" for m, v in sp["models"].items())
                          + "; " + ", ".join(f"{h} {ms}" for h, ms in sp["hops"].items()) + f"; client {sp['client_ms']}"

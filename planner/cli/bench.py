@@ -179,6 +179,12 @@ def show_load(report: dict) -> None:
                       ("modeled", "the prediction's"), ("served_pass", "the served pass"), ("pilot", "its pilot"),
                       ("under_load", "under load"))),
                   highlight=False)
+    check = report.get("at_load_cpu")
+    if check:
+        out.print(f"  after the fact, the same model with the CPU the load used (crowded cores cost "
+                  f"{check['contention']:g}x): " + _against(check, check["error_pct"])
+                  + " (near the measurement where the prediction was not: the machine's speed moved, not the model)",
+                  highlight=False)
     predicted_util = report["predicted_utilization"] or {}
     t = Table(title="per site: utilization (busy time of its models over the window, per replica)")
     for col in ("site", "measured", "predicted"):

@@ -11,10 +11,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from planner.local.bench import random_inputs
-from planner.local.load_test import Outcome, schedule, summarize
+from planner.local.load_test import Outcome, error_pct, schedule, summarize
 from planner.local.served import PILOT_S, Served, served_pass
 from planner.local.sites import entry_bundle, live_endpoints, live_services, site_bundles
 from planner.profiling.load import busy_core_ms, machine_cpu_times
@@ -90,8 +91,9 @@ def warm_up(clients: list, request, n: int, timeout_s: float) -> None:
 
 
 def measure_served(clients: list, request, n: int, rate_rps: float, duration_s: float, arrivals: str, seed: int,
-                   timeout_s: float, predict: Callable[[Served], dict]) -> dict:
-    """The served pass and its pilot (planner.local.served), and `predict`'s prediction from them.
+                   timeout_s: float, predict: Callable[[Served], dict]) -> tuple[Served | None, dict]:
+    """The served pass and its pilot (planner.local.served), and `predict`'s prediction from them
+    (None and why, where no request of the pass was answered).
     A pass the prediction calls disturbed (the machine slower than its profiles: e.g. the slow
     spell seen here after the sites first serve load) is taken again once, REPASS_WAIT_S later,
     and the quieter of the two is kept, saying so."""
@@ -101,7 +103,7 @@ def measure_served(clients: list, request, n: int, rate_rps: float, duration_s: 
             time.sleep(REPASS_WAIT_S)
         measured = served_pass(clients, request, n, 1 / rate_rps, timeout_s)
         if not isinstance(measured, Served):
-            return {"status": "not available", "why": measured}
+            return None, {"status": "not available", "why": measured}
         pilot_at = schedule(rate_rps, min(PILOT_S, duration_s / 2), arrivals, seed + PILOT_SEED)
         pilot, busy = send_measured(clients, request, pilot_at, timeout_s)
         if busy is not None and pilot_at and all(o.ok for o in pilot):
@@ -115,7 +117,25 @@ def measure_served(clients: list, request, n: int, rate_rps: float, duration_s: 
     if attempt:
         kept[1]["notes"].append(f"the served pass was taken twice ({REPASS_WAIT_S:g} s apart), the first one "
                                 "disturbed; the one using less of the machine's CPU per request is kept")
-    return kept[1]
+    return kept
+
+
+def at_load_cpu(measured: Served | None, times: list[float], busy_core_ms: float | None,
+                predict: Callable[[Served], dict], p50_ms: float | None, p99_ms: float | None) -> dict | None:
+    """The served prediction again, its contention toll fitted to the CPU the load itself used
+    (the load taken as the pilot): not a prediction, made after the fact, but the check that
+    splits a miss in two. Where it is near the measurement and the prediction is not, the load
+    model (queues, shared cores) held and the machine did not: it spent more (or less) CPU per
+    request during the load than in the pass and its pilot (this VM's speed drifts by up to a third
+    over an hour, bare ONNX Runtime runs included). None without a served pass or the load's CPU."""
+    if measured is None or busy_core_ms is None or not times:
+        return None
+    again = predict(replace(measured, pilot_arrivals_ms=[1000 * t for t in times],
+                            pilot_cpu_per_request_ms=busy_core_ms / len(times)))
+    if again.get("p50_ms") is None:
+        return None
+    return {"p50_ms": again["p50_ms"], "p99_ms": again["p99_ms"], "contention": again["contention"],
+            "error_pct": {"p50": error_pct(p50_ms, again["p50_ms"]), "p99": error_pct(p99_ms, again["p99_ms"])}}
 
 
 def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals: str = "poisson", seed: int = 0,
@@ -141,11 +161,11 @@ def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals
     dtypes = {t.key: t.tensor.dtype for t in graph.inputs}
     request = infer_request(b.app, inputs or random_inputs(graph), dtypes)
     clients = [OipClient(a, b.runtime.max_message_bytes) for a in addresses]
-    served = None
+    measured, served = None, None
     try:
         warm_up(clients, request, warmup, timeout_s)
         if served_requests and predict_served is not None:
-            served = measure_served(clients, request, served_requests, rate_rps, duration_s, arrivals, seed,
+            measured, served = measure_served(clients, request, served_requests, rate_rps, duration_s, arrivals, seed,
                                     timeout_s, lambda measured: predict_served(measured, entry_site))
         outcomes, busy = send_measured(clients, request, times, timeout_s)
     finally:
@@ -161,5 +181,7 @@ def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals
         "served_pass": ((served or {}).get("served") or {}).get("cpu_per_request_ms"),
         "pilot": ((served or {}).get("served") or {}).get("pilot_cpu_per_request_ms"),
         "under_load": None if busy is None or not sent else round(busy / sent, 3)}
+    report["at_load_cpu"] = None if predict_served is None else at_load_cpu(
+        measured, times, busy, lambda s: predict_served(s, entry_site), report["p50_ms"], report["p99_ms"])
     return {"app": b.app, "entry": {"site": entry_site, "addresses": addresses}, "arrivals": arrivals, "seed": seed,
             "duration_s": duration_s, "warmup": warmup, "timeout_s": timeout_s, "host_prediction": host, **report}

@@ -49,7 +49,7 @@ REPORT_KEYS = {"app", "entry", "arrivals", "seed", "duration_s", "warmup", "time
                "rate_rps", "achieved_rps", "sent", "ok", "errors", "error_messages", "p50_ms", "p95_ms", "p99_ms",
                "predicted", "error_pct", "utilization", "predicted_utilization", "models", "window_s",
                "sender_late_ms", "requests", "predicted_from", "predicted_from_profiles", "error_pct_from_profiles",
-               "served_prediction", "cpu_per_request_ms"}
+               "served_prediction", "cpu_per_request_ms", "at_load_cpu"}
 
 
 # -- the schedule and the statistics, alone --------------------------------------------------
@@ -306,6 +306,10 @@ def test_report_keys_and_the_prediction_beside(site, env):
     assert report["predicted_from"] == "the served pass" and report["predicted"]["p50_ms"] is not None
     assert set(report["cpu_per_request_ms"]) == {"modeled", "served_pass", "pilot", "under_load"}
     assert served["pilot_requests"] == len(schedule(5, 0.25, "poisson", 7919)) and report["served_prediction"]["contention"] >= 1
+    # after the load, the same model with the load as its pilot: its toll from the CPU the load used
+    check = report["at_load_cpu"]
+    assert set(check) == {"p50_ms", "p99_ms", "contention", "error_pct"} and check["contention"] >= 1
+    assert check["error_pct"]["p50"] == pytest.approx(100 * (report["p50_ms"] - check["p50_ms"]) / check["p50_ms"], abs=0.1)
     from_profiles = report["predicted_from_profiles"]["p50_ms"]
     assert from_profiles == report["host_prediction"]["p50_ms"]
     r = planner(env, "bench", out, "--entry", site["a"], "--rate", "5", "--duration", "0.5", "--served-pass", "0")

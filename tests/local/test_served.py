@@ -171,8 +171,33 @@ def test_a_disturbed_served_pass_is_taken_again_and_the_quieter_one_kept(monkeyp
     def predict(served):
         return {"cpu": served.cpu_per_request_ms, "disturbed": served.cpu_per_request_ms > 400, "notes": []}
 
-    got = open_loop.measure_served([], None, 5, 4.0, 10.0, "poisson", 0, 1.0, predict)
+    kept, got = open_loop.measure_served([], None, 5, 4.0, 10.0, "poisson", 0, 1.0, predict)
     assert got["cpu"] == 300.0 and len(taken) == 2 and "taken twice" in got["notes"][0]
+    assert kept.cpu_per_request_ms == 300.0
     passes = iter([350.0])
-    got = open_loop.measure_served([], None, 5, 4.0, 10.0, "poisson", 0, 1.0, predict)
+    kept, got = open_loop.measure_served([], None, 5, 4.0, 10.0, "poisson", 0, 1.0, predict)
     assert got["cpu"] == 350.0 and got["notes"] == [] and len(taken) == 3
+
+
+def test_after_the_load_the_toll_is_fitted_to_the_cpu_the_load_used():
+    """at_load_cpu takes the load as the pilot: the load's own schedule (pairs at once, as the
+    by-hand toll test: 1 + 30 / 100) and the CPU it used, 130 core-ms per request, give the
+    toll 1.3 and, by hand, each of a pair holds one core at 1 / 1.3 of its use for its 100
+    core-ms of work: both end at 130 ms; a measured p50 of 156 ms is +20 % off it. Without a served pass, or without the load's CPU (off Linux), no check."""
+    from planner.local.open_loop import at_load_cpu
+
+    stages, sinks = [Stage("m", 50.0, 2, 2, (("", 0.0),))], [("m", 0.0)]
+    served = Served(requests=10, every_s=0.1, models={"m": 50.0}, e2e_ms=50.0, cpu_per_request_ms=100.0)
+    times = [t / 1000 for t in apart([0.0, 0.0])]
+
+    def predict(s: Served) -> dict:
+        toll = contention(stages, sinks, s, 2)
+        run = simulate(stages, sinks, 0, cores=2, arrivals_ms=s.pilot_arrivals_ms, contention=toll)
+        return {"p50_ms": run.percentile(50), "p99_ms": run.percentile(99), "contention": toll}
+
+    check = at_load_cpu(served, times, 130.0 * len(times), predict, 156.0, 130.0)
+    assert check["contention"] == pytest.approx(1.3, abs=0.005)
+    assert check["p50_ms"] == pytest.approx(130.0, abs=0.7) and check["p99_ms"] == pytest.approx(130.0, abs=0.7)
+    assert check["error_pct"]["p50"] == pytest.approx(20.0, abs=1.0) and check["error_pct"]["p99"] == pytest.approx(0.0, abs=1.0)
+    assert at_load_cpu(None, times, 1300.0, predict, 78.0, 65.0) is None
+    assert at_load_cpu(served, times, None, predict, 78.0, 65.0) is None
