@@ -154,6 +154,10 @@ def show_load(report: dict) -> None:
                       + ", ".join(f"{m} {v['ms']:g} ms" for m, v in s["models"].items())
                       + f"; hops {', '.join(f'{h} {ms:g} ms' for h, ms in s['hops'].items()) or 'none'}; "
                       f"the client's share {s['client_ms']:g} ms", highlight=False)
+            if served.get("outside_ms"):
+                out.print(f"  CPU per request beyond the models, hops and the client's share (the sites' gRPC and "
+                          f"python; the machine idle used {_fmt(s.get('idle_cores'))} cores): {served['outside_ms']:g} "
+                          "core-ms, simulated after each answer", highlight=False)
             if s.get("pilot_cpu_per_request_ms") is not None:
                 out.print(f"  CPU per request one at a time {s['cpu_per_request_ms']:g} core-ms, in the pilot "
                           f"({s['pilot_requests']} requests at the rate) {s['pilot_cpu_per_request_ms']:g}: crowded "

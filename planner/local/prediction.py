@@ -20,7 +20,7 @@ from planner.app.spec import App, Link
 from planner.errors import InputError
 from planner.model.simulation import Stage, core_ms_per_request, core_utilization, simulate
 from planner.local.run import host_profiles
-from planner.local.served import Served, contention, served_stages
+from planner.local.served import OUTSIDE, Served, contention, served_stages
 from planner.model.checked_app import CheckedApp
 from planner.model.open_app import open_app
 from planner.model.network import link_transfer_ms
@@ -268,4 +268,5 @@ def served_prediction(host: dict, profiled: list[Stage], sinks: list[tuple[str, 
     return {**under_load(stages, sinks, 0.0, host["rate_rps"], schedule_s, notes, toll), "notes": notes,
             "served": served.as_dict(), "contention": round(toll, 4), "disturbed": disturbed,
             "modeled_cpu_per_request_ms": round(core_ms_per_request(stages), 3),
+            "outside_ms": round(sum(s.service_ms for s in stages if s.name == OUTSIDE), 3),
             "profiled_cpu_per_request_ms": round(profiled_cpu, 3)}

@@ -19,6 +19,16 @@ time (the client's serialization, gRPC on both ends, the entry's handling around
 the client's share. Beside them the whole machine's CPU time per request over the pass (every
 process: the sites, the client, anything else), which the load test measures again under load:
 where it grows, the cores did more work per request than one request at a time needs.
+
+That CPU per request is more than the models' runs, the hops and the client's share add up to:
+OCR through `planner up` here, one request a second, the two site processes used 45-55 core-ms
+per request more than their model runs (the sites' gRPC and python around the models; the
+medians of the runs against the machine's mean), while the machine idle between requests used
+~0.01 cores. It is work the load pays too (the cores it takes are not the models'): the
+simulation carries it as one more stage, OUTSIDE, after each request's answer (off the answer's
+path: one at a time it delays nothing the pass's end-to-end time does not already hold), of the
+pass's CPU per request less what the stages need and less what the machine spent idle
+(IDLE_S before the pass, nothing sent).
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ from planner.model.simulation import Stage, core_ms_per_request, simulate
 from planner.profiling.load import busy_core_ms, machine_cpu_times
 
 CLIENT = "client"  # the stage of a request's time outside its models and hops
+OUTSIDE = "outside the models"  # the stage of the machine's CPU per request that no other stage carries
+IDLE_S = 1.0  # the machine's own CPU, nothing sent, measured this long before the pass
 UNLIMITED = 1 << 20  # servers of a hop or the client's share: requests never wait for one another there
 MAX_GAP_S = 1.0  # idle gaps longer than this change nothing more (and would make the pass long)
 DEFAULT_REQUESTS = 20  # one at a time
@@ -55,17 +67,28 @@ class Served:
     client_ms: float = 0.0  # a request's time outside its model runs and hops
     e2e_ms: float = 0.0
     cpu_per_request_ms: float | None = None  # the whole machine's busy core-ms over the pass, per request
+    idle_cores: float | None = None  # the machine's busy cores before the pass, nothing sent
+    wall_s: float = 0.0  # the pass, from its first request to its last answer
     pilot_arrivals_ms: list[float] = field(default_factory=list)  # then a short open loop at the load's rate
     pilot_cpu_per_request_ms: float | None = None  # the machine's busy core-ms over it, per request
 
     def as_dict(self) -> dict:
         return {"requests": self.requests, "every_s": round(self.every_s, 4), "e2e_ms": round(self.e2e_ms, 3),
                 "client_ms": round(self.client_ms, 3), "cpu_per_request_ms": _r(self.cpu_per_request_ms),
+                "idle_cores": _r(self.idle_cores), "idle_per_request_ms": _r(self.idle_per_request_ms),
                 "pilot_requests": len(self.pilot_arrivals_ms),
                 "pilot_cpu_per_request_ms": _r(self.pilot_cpu_per_request_ms),
                 "models": {m: {"ms": round(ms, 3), "cpu_ms": _r(self.models_cpu.get(m))}
                            for m, ms in sorted(self.models.items())},
                 "hops": {f"{a}->{b}": round(ms, 3) for (a, b), ms in sorted(self.hops.items())}}
+
+
+    @property
+    def idle_per_request_ms(self) -> float | None:
+        """The machine's idle CPU (idle_cores) over the pass's time per request."""
+        if self.idle_cores is None or not self.requests:
+            return None
+        return self.idle_cores * 1000 * self.wall_s / self.requests
 
 
 def _r(v: float | None) -> float | None:
@@ -111,7 +134,10 @@ def served_pass(clients: list, request, n: int, every_s: float, timeout_s: float
 
     every_s = min(max(every_s, 0.0), MAX_GAP_S)
     answers, failed = [], ""
-    due = time.perf_counter()
+    idle_before = machine_cpu_times()
+    time.sleep(IDLE_S)
+    idle = busy_core_ms(idle_before, machine_cpu_times())
+    due = start = time.perf_counter()
     cpu_before = machine_cpu_times()
     for i in range(n):
         time.sleep(max(0.0, due - time.perf_counter()))
@@ -128,6 +154,8 @@ def served_pass(clients: list, request, n: int, every_s: float, timeout_s: float
         return f"no request of the served pass was answered ({failed})"
     served = summarize_pass(answers, every_s)
     served.cpu_per_request_ms = None if busy is None else busy / n
+    served.idle_cores = None if idle is None else idle / 1000 / IDLE_S
+    served.wall_s = time.perf_counter() - start
     return served
 
 
@@ -137,7 +165,9 @@ def served_stages(stages: list[Stage], sinks: list[tuple[str, float]], sites: di
     run as served, keeping busy the cores its CPU time says; each hop between two sites and the
     client's share as work on this machine's cores too (on loopback a hop is CPU: serialize, copy
     through the kernel, parse), one core each, never waiting for one another. A hop no request of
-    the pass made keeps the stage's own delay."""
+    the pass made keeps the stage's own delay. The machine's CPU per request that none of them
+    carries (the pass's, less the idle machine's, less what they need) is one more stage, OUTSIDE,
+    on one core after the request's answer."""
     pool = stages[0].pool if stages else ""
     out = [Stage(CLIENT, served.client_ms, 1, UNLIMITED, (("", 0.0),), pool)]
     hops: dict[tuple[str, str], str] = {}
@@ -160,7 +190,19 @@ def served_stages(stages: list[Stage], sinks: list[tuple[str, float]], sites: di
         cpu = served.models_cpu.get(s.name)
         out.append(replace(s, service_ms=ms, busy_cores=None if cpu is None or ms <= 0 else cpu / ms,
                            inputs=tuple(hop(p, d, sites[s.name]) for p, d in s.inputs)))
-    return out, [hop(p, d, entry_site) for p, d in sinks]
+    answer = [hop(p, d, entry_site) for p, d in sinks]
+    outside = unattributed_ms(served, out)
+    if outside > 0:
+        out.append(Stage(OUTSIDE, outside, 1, UNLIMITED, tuple(answer) or (("", 0.0),), pool))
+    return out, answer
+
+
+def unattributed_ms(served: Served, stages: list[Stage]) -> float:
+    """Core-ms per request the pass measured on the machine beyond what `stages` need and what the
+    machine spent idle (0 where the pass has no CPU figures, or where the stages need more)."""
+    if served.cpu_per_request_ms is None:
+        return 0.0
+    return max(0.0, served.cpu_per_request_ms - (served.idle_per_request_ms or 0.0) - core_ms_per_request(stages))
 
 
 def contention(stages: list[Stage], sinks: list[tuple[str, float]], served: Served, cores: int) -> float:
@@ -176,8 +218,9 @@ def contention(stages: list[Stage], sinks: list[tuple[str, float]], served: Serv
     if measured is None or len(arrivals) < MIN_PILOT_REQUESTS:
         return 1.0
     if served.cpu_per_request_ms is not None:
-        # what the machine spent beside the requests one at a time (other processes, the kernel):
-        # the pass and the pilot both take 1/rate s a request, so the pilot carries as much of it
+        # what the machine spent beside the requests one at a time (idle; with served_stages' OUTSIDE
+        # stage nothing else): the pass and the pilot both take 1/rate s a request, so the pilot
+        # carries as much of it
         measured -= max(0.0, served.cpu_per_request_ms - core_ms_per_request(stages))
 
     def cpu(c: float) -> float:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from planner.local.served import CLIENT, Served, contention, served_stages, summarize_pass
+from planner.local.served import CLIENT, OUTSIDE, Served, contention, served_stages, summarize_pass
 from planner.model.simulation import Stage, simulate
 
 
@@ -77,6 +77,30 @@ def test_one_request_alone_takes_the_served_pass_end_to_end_with_its_hops_on_the
     out, out_sinks = served_stages(stages, sinks, sites, "edge", served)
     run = simulate(out, out_sinks, 0, cores=2, arrivals_ms=[0.0])
     assert run.responses_ms == pytest.approx([63.25])
+
+
+def test_the_machines_cpu_no_stage_carries_runs_after_the_answer():
+    """The pass used 100 core-ms of the machine per request; the stages need, by hand, the
+    client's share 4 + a 40 + b 29 + the hops 2 + 2 + 1.5 = 78.5; idle, the machine kept 0.05
+    cores busy, 10 core-ms over each request's 0.2 s. The other 11.5 core-ms are one more stage
+    on one core after the answer: one request alone still ends at 63.25 ms (above) while the
+    machine does 90 core-ms, and a request sent as the first is answered shares the cores with it
+    and ends later. Without the machine's CPU figures there is no such stage."""
+    stages, sinks, sites = two_sites()
+    served = Served(requests=5, every_s=0.2, models={"a": 25.0, "b": 30.0}, models_cpu={"a": 40.0, "b": 29.0},
+                    hops={("edge", "mec"): 2.0, ("mec", "edge"): 1.5}, client_ms=4.0, cpu_per_request_ms=100.0,
+                    idle_cores=0.05, wall_s=1.0)
+    assert served.idle_per_request_ms == pytest.approx(10.0)
+    out, out_sinks = served_stages(stages, sinks, sites, "edge", served)
+    by = {s.name: s for s in out}
+    assert by[OUTSIDE].service_ms == pytest.approx(11.5) and by[OUTSIDE].cores_alone == 1.0
+    assert by[OUTSIDE].inputs == tuple(out_sinks) and by[OUTSIDE].servers >= 1 << 20
+    alone = simulate(out, out_sinks, 0, cores=2, arrivals_ms=[0.0])
+    assert alone.responses_ms == pytest.approx([63.25]) and alone.busy_core_ms == pytest.approx(90.0)
+    after = simulate(out, out_sinks, 0, cores=2, arrivals_ms=[0.0, 63.25])
+    assert after.responses_ms[1] > 63.25 + 0.5
+    without = Served(**{**served.__dict__, "cpu_per_request_ms": None})
+    assert OUTSIDE not in {s.name for s in served_stages(stages, sinks, sites, "edge", without)[0]}
 
 
 def test_a_hop_the_pass_never_made_keeps_its_predicted_delay():
