@@ -1,0 +1,114 @@
+"""How steady this machine's speed is, with nothing else running: the noise floor under every
+timing the planner compares (the load benchmark's 15 % goal, the engine choice's 5 %).
+
+    .venv/bin/python benchmarks/machine_drift.py                # 10 minutes, a sample every 15 s
+    .venv/bin/python benchmarks/machine_drift.py --minutes 2    # shorter
+
+Every `--every` seconds, in this one process: OCR det alone (ONNX Runtime, this machine's cores
+as threads, spinning off, as `planner up` serves it; the median of 7 runs back to back, after one
+untimed run), and a control that fits in the caches (a 256 x 256 float32 matrix product, numpy,
+the median of 20). Where det moves and the control does not, what moved is the memory system
+the host shares with other guests, not this guest's CPUs or its other processes (the load average
+and the machine's busy cores between samples are recorded beside). Writes
+benchmarks/results/machine_drift.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+for p in (ROOT, ROOT / "runtime"):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+from planner.profiling.load import busy_core_ms, machine_cpu_times  # noqa: E402
+
+DET = ROOT / "examples" / "ocr" / "models" / "ch_PP-OCRv4_det_infer.onnx"
+
+
+def median_ms(fn, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--every", type=float, default=15.0, help="seconds between samples")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "machine_drift"))
+    ap.add_argument("--note", default="quiet machine: no other jobs")
+    args = ap.parse_args()
+    if not DET.is_file():
+        raise SystemExit(f"{DET} not found: run `python examples/ocr/fetch_models.py` (make demo does)")
+
+    import onnxruntime as ort
+
+    from planner_runtime.ort_options import session_options
+
+    cores = os.cpu_count() or 1
+    session = ort.InferenceSession(str(DET), session_options(cores), providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: np.random.default_rng(0).random((1, 3, 640, 640), dtype=np.float32)}
+    a = np.random.default_rng(1).random((256, 256), dtype=np.float32)
+    samples = []
+    start = time.time()
+    while time.time() - start < args.minutes * 60:
+        due = time.time() + args.every
+        before = machine_cpu_times()
+        session.run(None, feed)
+        det = median_ms(lambda: session.run(None, feed), 7)
+        control = median_ms(lambda: a @ a, 20)
+        samples.append({"t_s": round(time.time() - start, 1), "det_ms": round(det, 2), "matmul_ms": round(control, 4),
+                        "loadavg": round(os.getloadavg()[0], 2)})
+        time.sleep(max(0.0, due - time.time()))
+        busy = busy_core_ms(before, machine_cpu_times())
+        samples[-1]["busy_cores"] = None if busy is None else round(busy / 1000 / args.every, 3)
+        print(json.dumps(samples[-1]), flush=True)
+
+    def stats(key: str) -> dict:
+        v = [s[key] for s in samples]
+        return {"min": min(v), "median": round(statistics.median(v), 4), "max": max(v),
+                "max_over_min": round(max(v) / min(v), 3)}
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=ROOT).stdout.strip()
+    result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": cores,
+                          "kernel": platform.release(), "onnxruntime": ort.__version__, "commit": commit,
+                          "note": args.note, "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(start))},
+              "every_s": args.every, "minutes": args.minutes, "det": stats("det_ms"), "matmul": stats("matmul_ms"),
+              "samples": samples}
+    Path(args.out + ".json").write_text(json.dumps(result, indent=1) + "\n")
+    lines = ["# Machine drift: the same work, timed again and again on an idle machine", "",
+             f"Machine: {cores} cores, Linux {result['machine']['kernel']}, ONNX Runtime {ort.__version__}, commit "
+             f"{commit}; from {result['machine']['date_utc']} UTC for {args.minutes:g} minutes, a sample every "
+             f"{args.every:g} s. {args.note}.", "",
+             "det: OCR det alone (ONNX Runtime, %d threads, spinning off), median of 7 back to back; matmul: a "
+             "256 x 256 float32 product (fits in the caches), median of 20; busy cores: the whole machine's, "
+             "over the interval from the sample to the next (the sample's own work included)." % cores, "",
+             "| | min | median | max | max / min |", "|---|---:|---:|---:|---:|"]
+    for name, key in (("det ms", "det"), ("matmul ms", "matmul")):
+        x = result[key]
+        lines.append(f"| {name} | {x['min']} | {x['median']} | {x['max']} | {x['max_over_min']} |")
+    lines += ["", "| t s | det ms | matmul ms | busy cores | load avg |", "|---:|---:|---:|---:|---:|"]
+    lines += [f"| {s['t_s']} | {s['det_ms']} | {s['matmul_ms']} | {s['busy_cores']} | {s['loadavg']} |"
+              for s in samples]
+    Path(args.out + ".md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out}.json and {args.out}.md")
+
+
+if __name__ == "__main__":
+    main()
