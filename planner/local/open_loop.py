@@ -126,8 +126,8 @@ def at_load_cpu(measured: Served | None, times: list[float], busy_core_ms: float
     (the load taken as the pilot): not a prediction, made after the fact, but the check that
     splits a miss in two. Where it is near the measurement and the prediction is not, the load
     model (queues, shared cores) held and the machine did not: it spent more (or less) CPU per
-    request during the load than in the pass and its pilot (this VM's speed drifts by up to a third
-    over an hour, bare ONNX Runtime runs included). None without a served pass or the load's CPU."""
+    request during the load than in the pass and its pilot (this VM's own speed moved 2x within
+    minutes with nothing else running: benchmarks/results/machine_drift.md). None without a served pass or the load's CPU."""
     if measured is None or busy_core_ms is None or not times:
         return None
     again = predict(replace(measured, pilot_arrivals_ms=[1000 * t for t in times],
@@ -165,8 +165,8 @@ def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals
     try:
         warm_up(clients, request, warmup, timeout_s)
         if served_requests and predict_served is not None:
-            measured, served = measure_served(clients, request, served_requests, rate_rps, duration_s, arrivals, seed,
-                                    timeout_s, lambda measured: predict_served(measured, entry_site))
+            measured, served = measure_served(clients, request, served_requests, rate_rps, duration_s, arrivals,
+                                              seed, timeout_s, lambda s: predict_served(s, entry_site))
         outcomes, busy = send_measured(clients, request, times, timeout_s)
     finally:
         for c in clients:

@@ -82,7 +82,6 @@ class Served:
                            for m, ms in sorted(self.models.items())},
                 "hops": {f"{a}->{b}": round(ms, 3) for (a, b), ms in sorted(self.hops.items())}}
 
-
     @property
     def idle_per_request_ms(self) -> float | None:
         """The machine's idle CPU (idle_cores) over the pass's time per request."""
