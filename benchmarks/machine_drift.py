@@ -7,7 +7,8 @@ timing the planner compares (the load benchmark's 15 % goal, the engine choice's
 Every `--every` seconds, in this one process: OCR det alone (ONNX Runtime, this machine's cores
 as threads, spinning off, as `planner up` serves it; the median of 7 runs back to back, after one
 untimed run), a control that fits in the caches (a 256 x 256 float32 matrix product, numpy,
-the median of 20), and the memory bandwidth (a numpy copy of 64 MB, read + write bytes, the best
+the median of 20), the profiler's own speed probe (planner/profiling/speed.py: one thread, no
+BLAS; what `slow_factor` compares), and the memory bandwidth (a numpy copy of 64 MB, read + write bytes, the best
 of 3). Where det moves and the control does not, what moved is the memory system the host
 shares with other guests, not this guest's CPUs or its other processes (the load average and the
 machine's busy cores between samples are recorded beside); where the copy moves with det, a
@@ -35,6 +36,7 @@ for p in (ROOT, ROOT / "runtime"):
         sys.path.insert(0, str(p))
 
 from planner.profiling.load import busy_core_ms, machine_cpu_times  # noqa: E402
+from planner.profiling.speed import probe_ms  # noqa: E402
 
 DET = ROOT / "examples" / "ocr" / "models" / "ch_PP-OCRv4_det_infer.onnx"
 
@@ -48,11 +50,12 @@ def median_ms(fn, runs: int) -> float:
     return statistics.median(times)
 
 
-def correlation(samples: list[dict]) -> float | None:
-    """Pearson's r between det's time and the copy's time (1 / its GB/s) over the samples."""
+def correlation(samples: list[dict], key: str) -> float | None:
+    """Pearson's r between det's time and `key`'s over the samples ("copy_s": the copy's time, 1 / GB/s)."""
     if len(samples) < 3:
         return None
-    r = np.corrcoef([s["det_ms"] for s in samples], [1 / s["copy_gbs"] for s in samples])[0, 1]
+    other = [1 / s["copy_gbs"] if key == "copy_s" else s[key] for s in samples]
+    r = np.corrcoef([s["det_ms"] for s in samples], other)[0, 1]
     return None if np.isnan(r) else round(float(r), 3)
 
 
@@ -84,9 +87,10 @@ def main() -> None:
         session.run(None, feed)
         det = median_ms(lambda: session.run(None, feed), 7)
         control = median_ms(lambda: a @ a, 20)
+        probe = probe_ms()
         copy_ms = min(median_ms(lambda: np.copyto(dst, src), 1) for _ in range(3))
         samples.append({"t_s": round(time.time() - start, 1), "det_ms": round(det, 2), "matmul_ms": round(control, 4),
-                        "copy_gbs": round(2 * src.nbytes / copy_ms / 1e6, 2), "loadavg": round(os.getloadavg()[0], 2)})
+                        "probe_ms": round(probe, 4), "copy_gbs": round(2 * src.nbytes / copy_ms / 1e6, 2), "loadavg": round(os.getloadavg()[0], 2)})
         time.sleep(max(0.0, due - time.time()))
         busy = busy_core_ms(before, machine_cpu_times())
         samples[-1]["busy_cores"] = None if busy is None else round(busy / 1000 / args.every, 3)
@@ -103,7 +107,8 @@ def main() -> None:
                           "kernel": platform.release(), "onnxruntime": ort.__version__, "commit": commit,
                           "note": args.note, "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(start))},
               "every_s": args.every, "minutes": args.minutes, "det": stats("det_ms"), "matmul": stats("matmul_ms"),
-              "copy_gbs": stats("copy_gbs"), "det_vs_copy_correlation": correlation(samples),
+              "probe": stats("probe_ms"), "copy_gbs": stats("copy_gbs"),
+              "correlation_with_det": {k: correlation(samples, k) for k in ("matmul_ms", "probe_ms", "copy_s")},
               "samples": samples}
     Path(args.out + ".json").write_text(json.dumps(result, indent=1) + "\n")
     lines = ["# Machine drift: the same work, timed again and again on an idle machine", "",
@@ -111,18 +116,22 @@ def main() -> None:
              f"{commit}; from {result['machine']['date_utc']} UTC for {args.minutes:g} minutes, a sample every "
              f"{args.every:g} s. {args.note}.", "",
              "det: OCR det alone (ONNX Runtime, %d threads, spinning off), median of 7 back to back; matmul: a "
-             "256 x 256 float32 product (fits in the caches), median of 20; copy: 64 MB copied by numpy, read + "
+             "256 x 256 float32 product (fits in the caches), median of 20; probe: the profiler's speed probe "
+             "(planner/profiling/speed.py); copy: 64 MB copied by numpy, read + "
              "write GB/s, best of 3; busy cores: the whole machine's, over the interval from the sample to the next "
              "(the sample's own work included)." % cores, "",
-             f"Correlation of det's time with the copy's time over the samples: {result['det_vs_copy_correlation']}.",
+             "Correlation of det's time with the others' over the samples (Pearson's r; copy: its time): "
+             + ", ".join(f"{k.removesuffix('_ms').removesuffix('_s')} {v}" for k, v in result["correlation_with_det"].items())
+             + ".",
              "",
              "| | min | median | max | max / min |", "|---|---:|---:|---:|---:|"]
-    for name, key in (("det ms", "det"), ("matmul ms", "matmul"), ("copy GB/s", "copy_gbs")):
+    for name, key in (("det ms", "det"), ("matmul ms", "matmul"), ("probe ms", "probe"), ("copy GB/s", "copy_gbs")):
         x = result[key]
         lines.append(f"| {name} | {x['min']} | {x['median']} | {x['max']} | {x['max_over_min']} |")
-    lines += ["", "| t s | det ms | matmul ms | copy GB/s | busy cores | load avg |", "|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {s['t_s']} | {s['det_ms']} | {s['matmul_ms']} | {s['copy_gbs']} | {s['busy_cores']} | {s['loadavg']} |"
-              for s in samples]
+    lines += ["", "| t s | det ms | matmul ms | probe ms | copy GB/s | busy cores | load avg |",
+              "|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {s['t_s']} | {s['det_ms']} | {s['matmul_ms']} | {s['probe_ms']} | {s['copy_gbs']} | {s['busy_cores']} "
+              f"| {s['loadavg']} |" for s in samples]
     Path(args.out + ".md").write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}.json and {args.out}.md")
 

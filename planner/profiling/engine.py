@@ -38,6 +38,7 @@ from planner.profiling.half import fp16_site
 from planner.profiling.hardware_checks import Recorded, all_records, recorded_failure
 from planner.profiling.table import Exclusion, NodeProfile, NodeSignature
 from planner.profiling.load import quietest
+from planner.profiling.speed import SpeedReference
 from planner.profiling.model_work import ModelWork
 from planner.profiling.tune import tuning_digest, tuning_dir, tuning_state
 from planner.profiling.verify import failure
@@ -131,6 +132,8 @@ class Profiler:
         # every host measurement runs on the threads the deployed build uses: the host's cores
         self.threads = threads or self.cores
         self.counters = Counters()
+        # the machine's fastest probe, kept beside the cache: a slow spell is told by it
+        self.speed = SpeedReference(cache.dir)
         self.executables: Executables = {}
         self._tvm_version = None
         self._records: list[Recorded] | None = None  # read when first needed
@@ -300,12 +303,12 @@ class Profiler:
         if host is None:
             fn = load_function(file, function)
             with self.progress.step("measure", f"{node} (python) on host"):
-                step, load, busy = quietest(lambda: profile_step(fn, inputs, str(file)), self.cores)
+                step, load, busy = quietest(lambda: profile_step(fn, inputs, str(file)), self.cores, speed=self.speed)
             self.counters.measures += 1
             host = HostStepEntry(ms=step.timing.median_ms, repeats_ms=step.timing.repeats_ms,
                                  signature=step.signature, memory_mb=step.memory_mb, threads=threads, busy=busy,
                                  load_per_core=load.load_per_core, steal_pct=load.steal_pct,
-                                 others_pct=load.others_pct)
+                                 others_pct=load.others_pct, slow_factor=load.slow_factor)
             self.cache.put(key, host)
         result = NodeResult(signature=host.signature)
         if host.busy:
@@ -316,7 +319,8 @@ class Profiler:
             measured = {}
             if target.is_host and site.rpc is None:
                 latency, prov, note = host.ms, "measured", None
-                measured = {"threads": host.threads, "load_per_core": host.load_per_core, "steal_pct": host.steal_pct}
+                measured = {"threads": host.threads, "load_per_core": host.load_per_core, "steal_pct": host.steal_pct,
+                            "slow_factor": host.slow_factor}
             else:
                 scale = estimate.cpu_scale(self.host, target)
                 latency, prov = host.ms * scale, "estimated"
@@ -332,7 +336,7 @@ class Profiler:
 def host_numbers(hb: HostBuildEntry) -> dict:
     """What a NodeProfile measured on this host takes from its host run."""
     return {"latency_ms": hb.ms, "threads": hb.threads, "load_per_core": hb.load_per_core,
-            "steal_pct": hb.steal_pct}
+            "steal_pct": hb.steal_pct, "slow_factor": hb.slow_factor}
 
 
 def unmeasured(hb: HostBuildEntry) -> str:

@@ -8,9 +8,12 @@ all busy time minus this process's own CPU time, so the measured build's threads
 
 Busy: other processes used more than BUSY_OTHERS_PCT % of the machine during the measurement, or
 the load average, less the one core the profiler itself keeps busy, exceeds BUSY_LOAD_PER_CORE
-per core, or steal exceeded BUSY_STEAL_PCT %. A busy measurement is warned about (naming the
-model), then the profiler waits up to `PLANNER_LOAD_WAIT_S` seconds (default LOAD_WAIT_S) for the
-machine to quiet, measures again and keeps the quieter result (fewer others' CPU)."""
+per core, or steal exceeded BUSY_STEAL_PCT %, or (given a planner.profiling.speed reference) the
+probes before and after it ran over speed.SLOW_FACTOR times slower than the machine's fastest
+(`slow_factor`: a shared host's slow spell, which none of the others shows). A busy measurement
+is warned about (naming the model), then the profiler waits up to `PLANNER_LOAD_WAIT_S` seconds
+(default LOAD_WAIT_S) for the machine to quiet, measures again and keeps the quieter result (not
+busy first, then fewer others' CPU, then the faster probes)."""
 
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
+
+from planner.profiling.speed import SLOW_FACTOR, SpeedReference, probe_ms
 
 BUSY_OTHERS_PCT = 25.0
 BUSY_LOAD_PER_CORE = 0.5
@@ -34,6 +39,7 @@ class Load:
     load_per_core: float | None
     steal_pct: float | None = None
     others_pct: float | None = None
+    slow_factor: float | None = None  # the slower probe around it / the machine's fastest (planner.profiling.speed)
 
     def busy_reason(self, cores: int) -> str | None:
         """Why this measurement counts as taken on a busy machine, or None."""
@@ -43,7 +49,14 @@ class Load:
             return f"load average {self.load_per_core:.2f} per core when it was measured"
         if self.steal_pct is not None and self.steal_pct > BUSY_STEAL_PCT:
             return f"CPU steal {self.steal_pct:.0f} % while it was measured"
+        if self.slow_factor is not None and self.slow_factor > SLOW_FACTOR:
+            return (f"the machine ran {self.slow_factor:.1f}x slower than its fastest around it (a fixed compute "
+                    "probe), with nothing else visible: a shared host's slow spell")
         return None
+
+    def noise(self, cores: int) -> tuple:
+        """Sorts the quieter of two measurements first."""
+        return self.busy_reason(cores) is not None, self.others_pct or 0.0, self.slow_factor or 1.0
 
 
 def machine_cpu_times() -> tuple[float, float, float | None] | None:
@@ -79,14 +92,17 @@ def _load_per_core(cores: int) -> float | None:
         return None
 
 
-def measure_with_load(fn: Callable[[], T], cores: int) -> tuple[T, Load]:
-    """fn(), and the machine's load around it."""
+def measure_with_load(fn: Callable[[], T], cores: int, speed: SpeedReference | None = None) -> tuple[T, Load]:
+    """fn(), and the machine's load around it (with `speed`, its probes before and after)."""
     tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     load = Load(load_per_core=_load_per_core(cores))
+    probe_before = probe_ms() if speed is not None else None
     before, own_before, wall_before = machine_cpu_times(), time.process_time(), time.perf_counter()
     value = fn()
     after, own = machine_cpu_times(), time.process_time() - own_before
     wall = time.perf_counter() - wall_before
+    if speed is not None:
+        load.slow_factor = round(max(speed.slow_factor(probe_before), speed.slow_factor(probe_ms())), 3)
     if before is not None and after is not None and after[1] > before[1]:
         total = after[1] - before[1]
         if before[2] is not None and after[2] is not None:
@@ -113,17 +129,23 @@ def load_wait_s() -> float:
         return LOAD_WAIT_S
 
 
-def quietest(fn: Callable[[], T], cores: int, wait_s: float | None = None) -> tuple[T, Load, str | None]:
+def quietest(fn: Callable[[], T], cores: int, wait_s: float | None = None,
+             speed: SpeedReference | None = None) -> tuple[T, Load, str | None]:
     """Measure with fn(); when the machine was busy, wait (bounded) and measure again, keeping
-    the quieter of the two. Returns the kept value, its load, and why it was busy (None: quiet)."""
-    value, load = measure_with_load(fn, cores)
+    the quieter of the two. Returns the kept value, its load, and why it was busy (None: quiet).
+    A slow spell has no process to wait for: the whole wait is slept (the spells seen here lasted
+    about a minute and a half)."""
+    value, load = measure_with_load(fn, cores, speed)
     reason = load.busy_reason(cores)
     wait_s = load_wait_s() if wait_s is None else wait_s
     if reason is None or wait_s <= 0:
         return value, load, reason
-    wait_until_quiet(cores, wait_s)
-    value2, load2 = measure_with_load(fn, cores)
-    if (load2.others_pct or 0.0) < (load.others_pct or 0.0):
+    if load.slow_factor is not None and load.slow_factor > SLOW_FACTOR:
+        time.sleep(wait_s)
+    else:
+        wait_until_quiet(cores, wait_s)
+    value2, load2 = measure_with_load(fn, cores, speed)
+    if load2.noise(cores) < load.noise(cores):
         value, load = value2, load2
     return value, load, load.busy_reason(cores)
 

@@ -145,9 +145,10 @@ class ModelWork:
             return entry
         with prof.progress.step("measure", f"{self.node} {kind.name} on host"):
             prof.counters.measures += 1
-            timing, load, entry.busy = quietest(runner.time, prof.cores)
+            timing, load, entry.busy = quietest(runner.time, prof.cores, speed=prof.speed)
         entry.ms, entry.repeats_ms = timing.median_ms, timing.repeats_ms
         entry.load_per_core, entry.steal_pct, entry.others_pct = load.load_per_core, load.steal_pct, load.others_pct
+        entry.slow_factor = load.slow_factor
         return entry
 
     def site_entry(self, site: ResolvedSite, host: HostModelEntry, t_dir: Path, t_state: str) -> SiteModelEntry:

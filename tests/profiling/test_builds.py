@@ -151,7 +151,7 @@ def test_engine_option_restricts_the_builds_the_solver_may_use(tmp_path):
 
 def test_a_busy_measurement_is_warned_about_every_time_it_is_used(tmp_path, monkeypatch):
     busy = load.Load(load_per_core=3.0, steal_pct=0.0, others_pct=80.0)
-    monkeypatch.setattr(load, "measure_with_load", lambda fn, cores: (fn(), busy))
+    monkeypatch.setattr(load, "measure_with_load", lambda fn, cores, speed=None: (fn(), busy))
     path = one_model_app(tmp_path, mlp(tmp_path / "mlp.onnx"), [1, 16])
     for _ in range(2):  # measured, then read from the cache: the warning both times
         table, _ = run(path, tmp_path / "cache")
@@ -163,12 +163,12 @@ def test_a_busy_measurement_is_warned_about_every_time_it_is_used(tmp_path, monk
 def test_quietest_measures_again_after_a_bounded_wait_and_keeps_the_quieter(monkeypatch):
     loads = iter([load.Load(0.2, 0.0, 90.0), load.Load(0.2, 0.0, 5.0)])
     calls = []
-    monkeypatch.setattr(load, "measure_with_load", lambda fn, cores: (fn(), next(loads)))
+    monkeypatch.setattr(load, "measure_with_load", lambda fn, cores, speed=None: (fn(), next(loads)))
     monkeypatch.setattr(load, "wait_until_quiet", lambda cores, wait_s: calls.append(wait_s))
     value, kept, reason = load.quietest(lambda: len(calls), cores=2, wait_s=7)
     assert calls == [7] and value == 1 and kept.others_pct == 5.0 and reason is None
     # no wait allowed: measured once, and said to be busy
-    monkeypatch.setattr(load, "measure_with_load", lambda fn, cores: (fn(), load.Load(0.2, 0.0, 90.0)))
+    monkeypatch.setattr(load, "measure_with_load", lambda fn, cores, speed=None: (fn(), load.Load(0.2, 0.0, 90.0)))
     _, kept, reason = load.quietest(lambda: None, cores=2, wait_s=0)
     assert kept.others_pct == 90.0 and "90 %" in reason
 
