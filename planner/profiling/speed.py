@@ -5,7 +5,7 @@ other process busy and no CPU steal reported (benchmarks/results/machine_drift.m
 108 ms for ~90 s; a cache-resident matrix product 1.5x with it, r = 0.81 over the run; the
 memory bandwidth did not move). planner.profiling.load cannot see such a spell, and a profile
 measured in one is cached and reused. So every host measurement is framed by a probe of fixed,
-cache-resident compute on one thread (PROBE, the benchmark's `probe`: a few ms), and its time is
+cache-resident compute on every core (PROBE, the benchmark's `probe`: a few ms), and its time is
 compared with the fastest probe this
 machine has run, kept in the profile cache's directory (`machine_speed.json`, per CPU model
 and core count): a measurement whose probes ran more than SLOW_FACTOR times slower than that
@@ -22,31 +22,49 @@ from pathlib import Path
 
 import numpy as np
 
-# One thread and no BLAS: a BLAS product would wake a thread pool that keeps spinning after it
-# returns, into the measurement it frames. A new probe must not compare with an old one's figures.
-PROBE = "float32 multiply-add over 2 x 32 KB, 300 passes, median of 15"
-PROBE_RUNS = 15
+# Every core, as the measured builds use them: in the slow spells seen here work on one thread
+# did not slow at all while det and a 2-thread BLAS product ran 1.5-2x slower (one of the two
+# vCPUs slow, the parallel work waiting for it at every barrier). ONNX Runtime's own pool with
+# spinning off, as the profiler and the runtime run it: a BLAS pool would keep spinning after the
+# probe, into the measurement it frames. A new probe must not compare with an old one's figures.
+PROBE = "ONNX Runtime MatMul 384x384 float32 on every core, spinning off, median of 9"
+PROBE_RUNS = 9
 SLOW_FACTOR = 1.5  # the spells seen here were 1.5-2x; run-to-run noise stays within ~1.15x
 FILE = "machine_speed.json"
+_N = 384
 
-_X = np.random.default_rng(0).random(8192, dtype=np.float32)
-_Y = np.random.default_rng(1).random(8192, dtype=np.float32)
-_Z = np.empty_like(_X)
+_session = None
 
 
-def _work() -> None:
-    for _ in range(300):
-        np.multiply(_X, _Y, out=_Z)
-        np.add(_Z, _X, out=_Z)
+def _probe_session():
+    global _session
+    if _session is None:
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+
+        from planner_runtime.ort_options import session_options
+
+        w = helper.make_tensor("w", TensorProto.FLOAT, [_N, _N],
+                               np.random.default_rng(1).random((_N, _N), dtype=np.float32).ravel().tolist())
+        graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "speed_probe",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [_N, _N])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [_N, _N])], [w])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        _session = (ort.InferenceSession(model.SerializeToString(), session_options(os.cpu_count() or 1),
+                                         providers=["CPUExecutionProvider"]),
+                    {"x": np.random.default_rng(0).random((_N, _N), dtype=np.float32)})
+    return _session
 
 
 def probe_ms() -> float:
     """The probe's time now (median of PROBE_RUNS after one untimed run)."""
-    _work()
+    session, feed = _probe_session()
+    session.run(None, feed)
     times = []
     for _ in range(PROBE_RUNS):
         t0 = time.perf_counter()
-        _work()
+        session.run(None, feed)
         times.append((time.perf_counter() - t0) * 1000)
     return statistics.median(times)
 
