@@ -7,8 +7,8 @@ timing the planner compares (the load benchmark's 15 % goal, the engine choice's
 Every `--every` seconds, in this one process: OCR det alone (ONNX Runtime, this machine's cores
 as threads, spinning off, as `planner up` serves it; the median of 7 runs back to back, after one
 untimed run), a control that fits in the caches (a 256 x 256 float32 matrix product, numpy,
-the median of 20), the profiler's own speed probe (planner/profiling/speed.py: an ONNX Runtime
-product on every core; what `slow_factor` compares), and the memory bandwidth (a numpy copy of 64 MB, read + write bytes, the best
+the median of 20), the profiler's own speed probe (planner/profiling/speed.py, what `slow_factor`
+compares: now the same numpy product, timed apart; in the 14:15 run one ONNX Runtime MatMul), and the memory bandwidth (a numpy copy of 64 MB, read + write bytes, the best
 of 3). Where det moves and the control does not, what moved is the memory system the host
 shares with other guests, not this guest's CPUs or its other processes (the load average and the
 machine's busy cores between samples are recorded beside); where the copy moves with det, a

@@ -40,7 +40,7 @@ class HostMeasurement(Record):
     load_per_core: float | None = None
     steal_pct: float | None = None
     others_pct: float | None = None
-    slow_factor: float | None = None  # its probes against the machine's fastest (planner.profiling.speed)
+    slow_factor: float | None = None  # the probe after it against the machine's fastest (planner.profiling.speed)
     busy: str | None = None  # why the machine counted as busy while it was measured
 
 

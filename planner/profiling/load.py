@@ -9,11 +9,11 @@ all busy time minus this process's own CPU time, so the measured build's threads
 Busy: other processes used more than BUSY_OTHERS_PCT % of the machine during the measurement, or
 the load average, less the one core the profiler itself keeps busy, exceeds BUSY_LOAD_PER_CORE
 per core, or steal exceeded BUSY_STEAL_PCT %, or (given a planner.profiling.speed reference) the
-probes before and after it ran over speed.SLOW_FACTOR times slower than the machine's fastest
+probe after it ran over speed.SLOW_FACTOR times slower than the machine's fastest
 (`slow_factor`: a shared host's slow spell, which none of the others shows). A busy measurement
 is warned about (naming the model), then the profiler waits up to `PLANNER_LOAD_WAIT_S` seconds
 (default LOAD_WAIT_S) for the machine to quiet, measures again and keeps the quieter result (not
-busy first, then fewer others' CPU, then the faster probes)."""
+busy first, then fewer others' CPU, then the faster probe)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class Load:
     load_per_core: float | None
     steal_pct: float | None = None
     others_pct: float | None = None
-    slow_factor: float | None = None  # the slower probe around it / the machine's fastest (planner.profiling.speed)
+    slow_factor: float | None = None  # the probe after it / the machine's fastest (planner.profiling.speed)
 
     def busy_reason(self, cores: int) -> str | None:
         """Why this measurement counts as taken on a busy machine, or None."""
@@ -93,16 +93,15 @@ def _load_per_core(cores: int) -> float | None:
 
 
 def measure_with_load(fn: Callable[[], T], cores: int, speed: SpeedReference | None = None) -> tuple[T, Load]:
-    """fn(), and the machine's load around it (with `speed`, its probes before and after)."""
+    """fn(), and the machine's load around it (with `speed`, the speed probe after it)."""
     tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     load = Load(load_per_core=_load_per_core(cores))
-    probe_before = probe_ms() if speed is not None else None
     before, own_before, wall_before = machine_cpu_times(), time.process_time(), time.perf_counter()
     value = fn()
     after, own = machine_cpu_times(), time.process_time() - own_before
     wall = time.perf_counter() - wall_before
-    if speed is not None:
-        load.slow_factor = round(max(speed.slow_factor(probe_before), speed.slow_factor(probe_ms())), 3)
+    if speed is not None:  # after it: the probe's threads spin a while after it (planner.profiling.speed)
+        load.slow_factor = round(speed.slow_factor(probe_ms()), 3)
     if before is not None and after is not None and after[1] > before[1]:
         total = after[1] - before[1]
         if before[2] is not None and after[2] is not None:

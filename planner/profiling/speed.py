@@ -2,14 +2,15 @@
 
 On the project's 2-vCPU VM the same work slowed 2x for minutes with the load average at 0, no
 other process busy and no CPU steal reported (benchmarks/results/machine_drift.md: OCR det 50 ->
-108 ms for ~90 s; a cache-resident matrix product 1.5x with it, r = 0.81 over the run; the
-memory bandwidth did not move). planner.profiling.load cannot see such a spell, and a profile
-measured in one is cached and reused. So every host measurement is framed by a probe of fixed,
-cache-resident compute on every core (PROBE, the benchmark's `probe`: a few ms), and its time is
-compared with the fastest probe this
-machine has run, kept in the profile cache's directory (`machine_speed.json`, per CPU model
-and core count): a measurement whose probes ran more than SLOW_FACTOR times slower than that
-counts as busy (planner.profiling.load: warned about, measured again after a bounded wait).
+108 ms for ~90 s; a cache-resident matrix product on OpenBLAS's threads 1.5x with it, r = 0.886
+over a 10-minute run; the memory bandwidth did not move). planner.profiling.load cannot see
+such a spell, and a profile measured in one is cached and reused. So every host measurement is
+followed by a probe of fixed, cache-resident compute (PROBE, the benchmark's `matmul`: ~4 ms),
+and its time is compared with the fastest probe this machine has run, kept in the profile
+cache's directory (`machine_speed.json`, per CPU model and core count): a measurement whose
+probe ran more than SLOW_FACTOR times slower than that counts as busy (planner.profiling.load:
+warned about, measured again after a bounded wait). The first probe on a machine sets the
+reference, so a spell during it goes unseen until a faster probe comes.
 """
 
 from __future__ import annotations
@@ -22,49 +23,30 @@ from pathlib import Path
 
 import numpy as np
 
-# Every core, as the measured builds use them: in the slow spells seen here work on one thread
-# did not slow at all while det and a 2-thread BLAS product ran 1.5-2x slower (one of the two
-# vCPUs slow, the parallel work waiting for it at every barrier). ONNX Runtime's own pool with
-# spinning off, as the profiler and the runtime run it: a BLAS pool would keep spinning after the
-# probe, into the measurement it frames. A new probe must not compare with an old one's figures.
-PROBE = "ONNX Runtime MatMul 384x384 float32 on every core, spinning off, median of 9"
-PROBE_RUNS = 9
-SLOW_FACTOR = 1.5  # the spells seen here were 1.5-2x; run-to-run noise stays within ~1.15x
+# What tracked det's spells here (benchmarks/results/machine_drift.md, 14:15: r = 0.886 over 10
+# minutes; 0.81 from the samples of the run before, as committed in a21cb90) is numpy's product
+# of two 256 x 256 float32 matrices on OpenBLAS's threads. Probes that did not: the same product
+# as one ONNX Runtime op on every core (r = -0.22), a 64 MB copy (0.06), one-thread numpy
+# arithmetic (it did not move through one spell; observed, no results file).
+# OpenBLAS's threads spin for a while after a product, so the probe is taken after the
+# measurement, never just before it (a spell lasts 30 s to minutes: the probe after a
+# measurement of seconds falls in the same one). A new probe must not compare with an old one's
+# figures.
+PROBE = "numpy float32 matmul 256x256 (OpenBLAS threads), median of 20, after the measurement"
+PROBE_RUNS = 20
+SLOW_FACTOR = 1.5  # the spells seen here were 1.5-1.9x for the probe; between them it stayed within ~1.15x
 FILE = "machine_speed.json"
-_N = 384
 
-_session = None
-
-
-def _probe_session():
-    global _session
-    if _session is None:
-        import onnxruntime as ort
-        from onnx import TensorProto, helper
-
-        from planner_runtime.ort_options import session_options
-
-        w = helper.make_tensor("w", TensorProto.FLOAT, [_N, _N],
-                               np.random.default_rng(1).random((_N, _N), dtype=np.float32).ravel().tolist())
-        graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "speed_probe",
-                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [_N, _N])],
-                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [_N, _N])], [w])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        model.ir_version = 8
-        _session = (ort.InferenceSession(model.SerializeToString(), session_options(os.cpu_count() or 1),
-                                         providers=["CPUExecutionProvider"]),
-                    {"x": np.random.default_rng(0).random((_N, _N), dtype=np.float32)})
-    return _session
+_A = np.random.default_rng(0).random((256, 256), dtype=np.float32)
 
 
 def probe_ms() -> float:
     """The probe's time now (median of PROBE_RUNS after one untimed run)."""
-    session, feed = _probe_session()
-    session.run(None, feed)
+    _A @ _A
     times = []
     for _ in range(PROBE_RUNS):
         t0 = time.perf_counter()
-        session.run(None, feed)
+        _A @ _A
         times.append((time.perf_counter() - t0) * 1000)
     return statistics.median(times)
 

@@ -48,8 +48,8 @@ class NodeProfile(BaseModel):
                                         "measured (what else ran)")
     steal_pct: float | None = Field(default=None, description="CPU steal during the host measurement, where the "
                                     "kernel reports it")
-    slow_factor: float | None = Field(default=None, description="the slower of the compute probes around the host "
-                                      "measurement against the fastest this machine ran (planner.profiling.speed)")
+    slow_factor: float | None = Field(default=None, description="the compute probe after the host measurement "
+                                      "against the fastest this machine ran (planner.profiling.speed)")
     expected_error_pct: float | None = Field(default=None, description="estimates: the calibration's stated error")
 
     @property
