@@ -42,17 +42,18 @@ class Load:
     slow_factor: float | None = None  # the probe after it / the machine's fastest (planner.profiling.speed)
 
     def busy_reason(self, cores: int) -> str | None:
-        """Why this measurement counts as taken on a busy machine, or None."""
+        """Why this measurement counts as taken on a busy machine (every reason), or None."""
+        reasons = []
         if self.others_pct is not None and self.others_pct > BUSY_OTHERS_PCT:
-            return f"other processes used {self.others_pct:.0f} % of the CPUs while it was measured"
+            reasons.append(f"other processes used {self.others_pct:.0f} % of the CPUs while it was measured")
         if self.load_per_core is not None and (self.load_per_core * cores - 1) / cores > BUSY_LOAD_PER_CORE:
-            return f"load average {self.load_per_core:.2f} per core when it was measured"
+            reasons.append(f"load average {self.load_per_core:.2f} per core when it was measured")
         if self.steal_pct is not None and self.steal_pct > BUSY_STEAL_PCT:
-            return f"CPU steal {self.steal_pct:.0f} % while it was measured"
+            reasons.append(f"CPU steal {self.steal_pct:.0f} % while it was measured")
         if self.slow_factor is not None and self.slow_factor > SLOW_FACTOR:
-            return (f"the machine ran {self.slow_factor:.1f}x slower than its fastest around it (a fixed compute "
-                    "probe), with nothing else visible: a shared host's slow spell")
-        return None
+            reasons.append(f"the machine ran {self.slow_factor:.1f}x slower than its fastest right after it (a fixed "
+                           "compute probe: a shared host's slow spell shows only there)")
+        return "; ".join(reasons) or None
 
     def noise(self, cores: int) -> tuple:
         """Sorts the quieter of two measurements first."""

@@ -41,6 +41,9 @@ def test_slow_probes_make_a_measurement_busy_and_the_faster_one_is_kept(monkeypa
     assert "1.6x slower" in load.Load(0.1, 0.0, 1.0, slow_factor=1.6).busy_reason(2)
     probes = iter([2.0, 4.2, 2.1])  # quiet; then a spell; then over again
     monkeypatch.setattr(load, "probe_ms", lambda: next(probes))
+    # nothing else busy, whatever this machine is doing now: only the probe tells
+    monkeypatch.setattr(load, "_load_per_core", lambda cores: 0.1)
+    monkeypatch.setattr(load, "machine_cpu_times", lambda: None)
     slept = []
     monkeypatch.setattr(load.time, "sleep", slept.append)
     ref = SpeedReference(None)
