@@ -268,8 +268,8 @@ def ocr(duration: float, seed: int, work: Path, out: Path | None) -> dict:
 class SpeedProbe:
     """The machine's speed around a run: OCR det alone in this process (ONNX Runtime, this machine's
     cores as threads, spinning off, as served), the median of PROBE_RUNS back to back. Here its
-    time moved from 52 to 103 ms and back within minutes with nothing else running (the host is
-    shared; a cache-resident matmul stayed within 1 %), so a row whose probe moved says its
+    time moved from ~52 to ~104 ms and back within minutes with nothing else running
+    (benchmarks/results/machine_drift.md: the host is shared), so a row whose probe moved says its
     comparison measured the machine as much as the model."""
 
     PROBE_RUNS = 7
