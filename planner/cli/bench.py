@@ -183,6 +183,11 @@ def show_load(report: dict) -> None:
                       ("modeled", "the prediction's"), ("served_pass", "the served pass"), ("pilot", "its pilot"),
                       ("under_load", "under load"))),
                   highlight=False)
+    speed = report.get("machine_speed")
+    if speed and speed["moved"]:
+        out.print(f"  note: this machine's speed moved during the bench: a fixed compute probe took {speed['before_ms']:g} "
+                  f"ms before it and {speed['after_ms']:g} ms after the load (a shared host's slow spell): the "
+                  "prediction and the load were not measured on the same machine; run it again", highlight=False)
     check = report.get("at_load_cpu")
     if check:
         out.print(f"  after the fact, the same model with the CPU the load used (crowded cores cost "

@@ -19,6 +19,7 @@ from planner.local.load_test import Outcome, error_pct, schedule, summarize
 from planner.local.served import PILOT_S, Served, served_pass
 from planner.local.sites import entry_bundle, live_endpoints, live_services, site_bundles
 from planner.profiling.load import busy_core_ms, machine_cpu_times
+from planner.profiling.speed import SLOW_FACTOR, probe_ms
 from planner_runtime.executor import Graph
 
 REPASS_WAIT_S = 20.0  # before a disturbed served pass is taken again
@@ -138,6 +139,15 @@ def at_load_cpu(measured: Served | None, times: list[float], busy_core_ms: float
             "error_pct": {"p50": error_pct(p50_ms, again["p50_ms"]), "p99": error_pct(p99_ms, again["p99_ms"])}}
 
 
+def machine_speed(before_ms: float, after_ms: float) -> dict:
+    """The speed probe (planner.profiling.speed) before the bench and after its load: `moved` where
+    one took over SLOW_FACTOR times the other (a shared host's slow spell began or ended between
+    them: the prediction, made before, and the load were then taken on different machines)."""
+    ratio = after_ms / before_ms
+    return {"before_ms": round(before_ms, 4), "after_ms": round(after_ms, 4), "after_over_before": round(ratio, 3),
+            "moved": not 1 / SLOW_FACTOR <= ratio <= SLOW_FACTOR}
+
+
 def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals: str = "poisson", seed: int = 0,
                   warmup: int = 3, timeout_s: float = 30.0, entry: str | None = None, inputs: dict | None = None,
                   host: dict | None = None, served_requests: int = 0,
@@ -162,6 +172,7 @@ def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals
     request = infer_request(b.app, inputs or random_inputs(graph), dtypes)
     clients = [OipClient(a, b.runtime.max_message_bytes) for a in addresses]
     measured, served = None, None
+    speed_before = probe_ms()  # before the warm-up: the probe's thread pool spins a while after it
     try:
         warm_up(clients, request, warmup, timeout_s)
         if served_requests and predict_served is not None:
@@ -171,6 +182,7 @@ def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals
     finally:
         for c in clients:
             c.close()
+    speed = machine_speed(speed_before, probe_ms())
     replicas = {site: len(a) for site, a in services.items()}
     host = host or {"status": "not computed"}
     report = summarize(outcomes, rate_rps, duration_s, replicas, host if host.get("status") == "ok" else None,
@@ -181,6 +193,7 @@ def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals
         "served_pass": ((served or {}).get("served") or {}).get("cpu_per_request_ms"),
         "pilot": ((served or {}).get("served") or {}).get("pilot_cpu_per_request_ms"),
         "under_load": None if busy is None or not sent else round(busy / sent, 3)}
+    report["machine_speed"] = speed
     report["at_load_cpu"] = None if predict_served is None else at_load_cpu(
         measured, times, busy, lambda s: predict_served(s, entry_site), report["p50_ms"], report["p99_ms"])
     return {"app": b.app, "entry": {"site": entry_site, "addresses": addresses}, "arrivals": arrivals, "seed": seed,

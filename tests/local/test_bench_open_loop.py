@@ -49,7 +49,7 @@ REPORT_KEYS = {"app", "entry", "arrivals", "seed", "duration_s", "warmup", "time
                "rate_rps", "achieved_rps", "sent", "ok", "errors", "error_messages", "p50_ms", "p95_ms", "p99_ms",
                "predicted", "error_pct", "utilization", "predicted_utilization", "models", "window_s",
                "sender_late_ms", "requests", "predicted_from", "predicted_from_profiles", "error_pct_from_profiles",
-               "served_prediction", "cpu_per_request_ms", "at_load_cpu"}
+               "served_prediction", "cpu_per_request_ms", "at_load_cpu", "machine_speed"}
 
 
 # -- the schedule and the statistics, alone --------------------------------------------------
@@ -306,6 +306,8 @@ def test_report_keys_and_the_prediction_beside(site, env):
     assert report["predicted_from"] == "the served pass" and report["predicted"]["p50_ms"] is not None
     assert set(report["cpu_per_request_ms"]) == {"modeled", "served_pass", "pilot", "under_load"}
     assert served["pilot_requests"] == len(schedule(5, 0.25, "poisson", 7919)) and report["served_prediction"]["contention"] >= 1
+    speed = report["machine_speed"]
+    assert speed["before_ms"] > 0 and speed["after_ms"] > 0 and isinstance(speed["moved"], bool)
     # after the load, the same model with the load as its pilot: its toll from the CPU the load used
     check = report["at_load_cpu"]
     assert set(check) == {"p50_ms", "p99_ms", "contention", "error_pct"} and check["contention"] >= 1
@@ -339,3 +341,11 @@ def test_bench_refuses_conflicting_or_bad_options(tmp_path, args, says):
 
     r = CliRunner().invoke(cli, ["bench", str(tmp_path), *args])
     assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output, (args, r.output)
+
+
+def test_the_speed_probe_says_when_the_machine_moved_between_the_prediction_and_the_load():
+    from planner.local.open_loop import machine_speed
+
+    assert machine_speed(0.2, 0.22) == {"before_ms": 0.2, "after_ms": 0.22, "after_over_before": 1.1, "moved": False}
+    assert machine_speed(0.2, 0.35)["moved"] and machine_speed(0.35, 0.2)["moved"]  # a spell began, or ended
+    assert not machine_speed(0.2, 0.3)["moved"]  # 1.5x: the profiler's own threshold, not over it
