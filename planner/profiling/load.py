@@ -50,10 +50,15 @@ class Load:
             reasons.append(f"load average {self.load_per_core:.2f} per core when it was measured")
         if self.steal_pct is not None and self.steal_pct > BUSY_STEAL_PCT:
             reasons.append(f"CPU steal {self.steal_pct:.0f} % while it was measured")
-        if self.slow_factor is not None and self.slow_factor > SLOW_FACTOR:
+        if self.slow:
             reasons.append(f"the machine ran {self.slow_factor:.1f}x slower than its fastest right after it (a fixed "
                            "compute probe: a shared host's slow spell shows only there)")
         return "; ".join(reasons) or None
+
+    @property
+    def slow(self) -> bool:
+        """The speed probe after it ran over SLOW_FACTOR times slower than the machine's fastest."""
+        return self.slow_factor is not None and self.slow_factor > SLOW_FACTOR
 
     def noise(self, cores: int) -> tuple:
         """Sorts the quieter of two measurements first."""
@@ -140,7 +145,7 @@ def quietest(fn: Callable[[], T], cores: int, wait_s: float | None = None,
     wait_s = load_wait_s() if wait_s is None else wait_s
     if reason is None or wait_s <= 0:
         return value, load, reason
-    if load.slow_factor is not None and load.slow_factor > SLOW_FACTOR:
+    if load.slow:
         time.sleep(wait_s)
     else:
         wait_until_quiet(cores, wait_s)
