@@ -51,6 +51,7 @@ from planner.local.load_test import schedule  # noqa: E402
 from planner.model.queueing import Queue  # noqa: E402
 from tests.load_app import STEPS, write_load_app  # noqa: E402
 from tests.local.fifo_replay import ideal_percentiles, replay_report  # noqa: E402
+from benchmarks.machine_drift import DetProbe  # noqa: E402
 
 OCR_APP = ROOT / "examples" / "ocr" / "app.yaml"
 OCR_INPUT = f"camera={ROOT / 'examples' / 'ocr' / 'sample.png'}"
@@ -251,48 +252,21 @@ def ocr(duration: float, seed: int, work: Path, out: Path | None) -> dict:
             rates = {u: round(u * cores * 1000 / cpu, 4) for u in UTILIZATIONS}
             rates_from = (f"this machine's cores as the throwaway load used them: {cpu:g} core-ms per request "
                           f"(the host profiles' stages: {profiled:.1f})")
-        probe = SpeedProbe()
+        # the machine's speed around each run: det alone here moved from ~52 to ~104 ms and back
+        # within minutes with nothing else running (benchmarks/results/machine_drift.md: the host is
+        # shared), so a row whose probe moved says its comparison measured the machine as much as the model
+        probe = DetProbe()
         for u, rate in rates.items():
-            before = probe.ms()
+            before = round(probe.ms(), 2)
             # 20 requests of warm-up: the first served pass after `planner up` ran up to 2x slow here
             report, load = bench(out, rate, duration, seed, [OCR_INPUT], 120, warmup=20)
             rows.append(row(report, load, site, u) | {"overlap": overlap_split(out, report),
-                                                      "det_probe_ms": {"before": before, "after": probe.ms()}})
+                                                      "det_probe_ms": {"before": before, "after": round(probe.ms(), 2)}})
             print(json.dumps({k: rows[-1][k] for k in ("target_utilization", "rate_rps", "predicted", "measured",
                                                        "error_pct", "errors", "overlap")}), flush=True)
     plan = json.loads((out / "plan.json").read_text())
     return {"app": "OCR example (examples/ocr/app.yaml)", "busiest_site": site, "rates_from": rates_from,
             "replicas": {s: v["replicas"] for s, v in plan["sites"].items()}, "runs": rows}
-
-
-class SpeedProbe:
-    """The machine's speed around a run: OCR det alone in this process (ONNX Runtime, this machine's
-    cores as threads, spinning off, as served), the median of PROBE_RUNS back to back. Here its
-    time moved from ~52 to ~104 ms and back within minutes with nothing else running
-    (benchmarks/results/machine_drift.md: the host is shared), so a row whose probe moved says its
-    comparison measured the machine as much as the model."""
-
-    PROBE_RUNS = 7
-
-    def __init__(self):
-        import onnxruntime as ort
-
-        from planner_runtime.ort_options import session_options
-
-        path = ROOT / "examples" / "ocr" / "models" / "ch_PP-OCRv4_det_infer.onnx"
-        self.session = ort.InferenceSession(str(path), session_options(os.cpu_count() or 1),
-                                            providers=["CPUExecutionProvider"])
-        self.feed = {self.session.get_inputs()[0].name: np.random.default_rng(0).random((1, 3, 640, 640),
-                                                                                         dtype=np.float32)}
-
-    def ms(self) -> float:
-        self.session.run(None, self.feed)
-        times = []
-        for _ in range(self.PROBE_RUNS):
-            t0 = time.perf_counter()
-            self.session.run(None, self.feed)
-            times.append((time.perf_counter() - t0) * 1000)
-        return round(float(np.median(times)), 2)
 
 
 def overlap_split(out: Path, report: dict) -> dict:

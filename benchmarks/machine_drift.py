@@ -50,6 +50,28 @@ def median_ms(fn, runs: int) -> float:
     return statistics.median(times)
 
 
+class DetProbe:
+    """OCR det alone in this process (ONNX Runtime, this machine's cores as threads, spinning off,
+    as served): the median of RUNS back to back after one untimed run. This benchmark's `det`, and
+    the speed probe around each OCR row of load_accuracy.py."""
+
+    RUNS = 7
+
+    def __init__(self):
+        import onnxruntime as ort
+
+        from planner_runtime.ort_options import session_options
+
+        self.session = ort.InferenceSession(str(DET), session_options(os.cpu_count() or 1),
+                                            providers=["CPUExecutionProvider"])
+        self.feed = {self.session.get_inputs()[0].name: np.random.default_rng(0).random((1, 3, 640, 640),
+                                                                                         dtype=np.float32)}
+
+    def ms(self) -> float:
+        self.session.run(None, self.feed)
+        return median_ms(lambda: self.session.run(None, self.feed), self.RUNS)
+
+
 def correlation(samples: list[dict], key: str) -> float | None:
     """Pearson's r between det's time and `key`'s over the samples ("copy_s": the copy's time, 1 / GB/s)."""
     if len(samples) < 3:
@@ -71,11 +93,8 @@ def main() -> None:
 
     import onnxruntime as ort
 
-    from planner_runtime.ort_options import session_options
-
     cores = os.cpu_count() or 1
-    session = ort.InferenceSession(str(DET), session_options(cores), providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: np.random.default_rng(0).random((1, 3, 640, 640), dtype=np.float32)}
+    det_probe = DetProbe()
     a = np.random.default_rng(1).random((256, 256), dtype=np.float32)
     src = np.ones(64 << 18, dtype=np.float32)  # 64 MB
     dst = np.empty_like(src)
@@ -84,8 +103,7 @@ def main() -> None:
     while time.time() - start < args.minutes * 60:
         due = time.time() + args.every
         before = machine_cpu_times()
-        session.run(None, feed)
-        det = median_ms(lambda: session.run(None, feed), 7)
+        det = det_probe.ms()
         control = median_ms(lambda: a @ a, 20)
         probe = probe_ms()
         copy_ms = min(median_ms(lambda: np.copyto(dst, src), 1) for _ in range(3))
