@@ -29,6 +29,14 @@ simulation carries it as one more stage, OUTSIDE, after each request's answer (o
 path: one at a time it delays nothing the pass's end-to-end time does not already hold), of the
 pass's CPU per request less what the stages need and less what the machine spent idle
 (IDLE_S before the pass, nothing sent).
+
+The medians are what the pass reports; the simulation runs on its requests themselves: each
+simulated request takes the times of one request of the pass, drawn at random, for every model,
+hop and client share (planner.model.simulation's samples). Served, a run's time is not one
+number: OCR det alone here runs ~52 ms most of the time and ~104 ms in the machine's slow
+spells (benchmarks/results/machine_drift.md); a queue fed runs of varying length waits longer
+than one fed their median (Pollaczek-Khinchine: the wait grows with 1 + cv^2), and the cores'
+load is the runs' mean, not their median.
 """
 
 from __future__ import annotations
@@ -57,7 +65,7 @@ MIN_CROWDED_SHARE = 0.1
 
 @dataclass
 class Served:
-    """Medians over the pass (ms)."""
+    """Medians over the pass (ms), and each request's own times (`runs`)."""
 
     requests: int
     every_s: float  # one request every so many seconds (or right after the last answer)
@@ -71,6 +79,9 @@ class Served:
     wall_s: float = 0.0  # the pass, from its first request to its last answer
     pilot_arrivals_ms: list[float] = field(default_factory=list)  # then a short open loop at the load's rate
     pilot_cpu_per_request_ms: float | None = None  # the machine's busy core-ms over it, per request
+    # each answered request's own times, in the pass's order: {"models": {m: ms}, "hops": {(a, b): ms},
+    # "client_ms": ms}; the simulation draws whole requests from them (their spread, not only medians)
+    runs: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"requests": self.requests, "every_s": round(self.every_s, 4), "e2e_ms": round(self.e2e_ms, 3),
@@ -99,28 +110,32 @@ def summarize_pass(answers: list[tuple[float, list]], every_s: float) -> Served:
     wall: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {}
     hops: dict[tuple[str, str], list[float]] = {}
-    outside = []
+    outside, runs = [], []
     for e2e, timings in answers:
         inside = 0.0
+        run: dict = {"models": {}, "hops": {}}
         for t in timings:
             kind, name, ms = t[0], t[1], float(t[3])
             if kind == "model":
                 wall.setdefault(name, []).append(ms)
+                run["models"][name] = run["models"].get(name, 0.0) + ms
                 if len(t) > 6 and t[6] is not None:
                     cpu.setdefault(name, []).append(float(t[6]))
                 inside += ms
             elif kind == "hop":
                 src, _, dst = name.partition("->")
                 hops.setdefault((src, dst), []).append(ms)
+                run["hops"][(src, dst)] = run["hops"].get((src, dst), 0.0) + ms
                 inside += ms
             elif kind == "queue":
                 inside += ms
         outside.append(max(0.0, e2e - inside))
+        runs.append(run | {"client_ms": outside[-1]})
     med = statistics.median
     return Served(requests=len(answers), every_s=every_s, models={m: med(v) for m, v in wall.items()},
                   models_cpu={m: med(v) for m, v in cpu.items()}, hops={k: med(v) for k, v in hops.items()},
                   client_ms=med(outside) if outside else 0.0,
-                  e2e_ms=med(e for e, _ in answers) if answers else 0.0)
+                  e2e_ms=med(e for e, _ in answers) if answers else 0.0, runs=runs)
 
 
 def served_pass(clients: list, request, n: int, every_s: float, timeout_s: float) -> Served | str:
@@ -161,14 +176,20 @@ def served_pass(clients: list, request, n: int, every_s: float, timeout_s: float
 def served_stages(stages: list[Stage], sinks: list[tuple[str, float]], sites: dict[str, str], entry_site: str,
                   served: Served) -> tuple[list[Stage], list[tuple[str, float]]]:
     """`stages` (every site on this machine's cores: one pool) with the served times: each model's
-    run as served, keeping busy the cores its CPU time says; each hop between two sites and the
+    run as served (its median, and each request's time as samples), keeping busy the cores its
+    CPU time says; each hop between two sites and the
     client's share as work on this machine's cores too (on loopback a hop is CPU: serialize, copy
     through the kernel, parse), one core each, never waiting for one another. A hop no request of
     the pass made keeps the stage's own delay. The machine's CPU per request that none of them
     carries (the pass's, less the idle machine's, less what they need) is one more stage, OUTSIDE,
     on one core after the request's answer."""
     pool = stages[0].pool if stages else ""
-    out = [Stage(CLIENT, served.client_ms, 1, UNLIMITED, (("", 0.0),), pool)]
+
+    def samples(pick, median: float) -> tuple[float, ...]:
+        return tuple(v if (v := pick(r)) is not None else median for r in served.runs)
+
+    out = [Stage(CLIENT, served.client_ms, 1, UNLIMITED, (("", 0.0),), pool,
+                 samples_ms=samples(lambda r: r["client_ms"], served.client_ms))]
     hops: dict[tuple[str, str], str] = {}
 
     def hop(producer: str, delay_ms: float, dst: str) -> tuple[str, float]:
@@ -181,14 +202,17 @@ def served_stages(stages: list[Stage], sinks: list[tuple[str, float]], sites: di
         key = (producer, dst)
         if key not in hops:
             hops[key] = f"hop {producer or 'client'}->{dst}"
-            out.append(Stage(hops[key], ms, 1, UNLIMITED, ((producer or CLIENT, 0.0),), pool))
+            out.append(Stage(hops[key], ms, 1, UNLIMITED, ((producer or CLIENT, 0.0),), pool,
+                             samples_ms=samples(lambda r: r["hops"].get((src, dst)), ms)))
         return (hops[key], 0.0)
 
     for s in stages:
         ms = served.models.get(s.name, s.service_ms)
         cpu = served.models_cpu.get(s.name)
         out.append(replace(s, service_ms=ms, busy_cores=None if cpu is None or ms <= 0 else cpu / ms,
-                           inputs=tuple(hop(p, d, sites[s.name]) for p, d in s.inputs)))
+                           inputs=tuple(hop(p, d, sites[s.name]) for p, d in s.inputs),
+                           samples_ms=samples(lambda r: r["models"].get(s.name), ms) if s.name in served.models
+                           else ()))
     answer = [hop(p, d, entry_site) for p, d in sinks]
     outside = unattributed_ms(served, out)
     if outside > 0:

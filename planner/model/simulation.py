@@ -13,7 +13,9 @@ pipeline's P99 by simulating it:
   finished, plus the hop when the producer ran on another site);
 - each model is a FIFO queue with `servers` = replicas x instances, as the runtime gates it;
 - a model that runs needs `service_ms` x `threads` core-milliseconds (its profile, taken alone,
-  with the threads it is served with) and runs on at most `threads` cores (or, where its CPU time
+  with the threads it is served with; where its runs were measured request by request, the time
+  of one measured request drawn for each simulated request, the same draw for all its stages)
+  and runs on at most `threads` cores (or, where its CPU time
   alone was measured, `busy_cores` = CPU time / wall time: a run that waits part of its time keeps
   fewer cores busy than its threads); each pool of cores (a
   site; for `planner up`, this machine) is shared between the models running on it by processor
@@ -49,6 +51,19 @@ class Stage:
     inputs: tuple[tuple[str, float], ...] = ()  # (producer stage, or "" for the request's arrival; hop ms)
     pool: str = ""  # the cores it runs on (a site): simulate's `cores` per pool
     busy_cores: float | None = None  # cores a run keeps busy alone (its CPU time / its wall time); None: threads
+    # times alone of single runs, measured request by request: where given, a simulated request runs
+    # the stage for the time of one measured request, drawn for the request (the same index for every
+    # stage: a run slow because the machine was slow comes with its request's other slow runs)
+    samples_ms: tuple[float, ...] = ()
+
+    def ms_for(self, draw: int) -> float:
+        """The time alone of a run for the request that drew `draw` (service_ms without samples)."""
+        return self.samples_ms[draw % len(self.samples_ms)] if self.samples_ms else self.service_ms
+
+    @property
+    def mean_ms(self) -> float:
+        """The mean time alone of a run: of its samples, or service_ms."""
+        return sum(self.samples_ms) / len(self.samples_ms) if self.samples_ms else self.service_ms
 
     @property
     def cores_alone(self) -> float:
@@ -84,8 +99,9 @@ class SimulatedRun:
 
 
 def core_ms_per_request(stages: list[Stage]) -> float:
-    """Core-milliseconds the stages need for one request (every stage once, alone on its cores)."""
-    return sum(s.service_ms * s.cores_alone for s in stages)
+    """Core-milliseconds the stages need for one request on average (every stage once, alone on its
+    cores; a stage with samples, their mean)."""
+    return sum(s.mean_ms * s.cores_alone for s in stages)
 
 
 def core_utilization(stages: list[Stage], rate_rps: float, cores: int) -> float:
@@ -157,6 +173,9 @@ def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: floa
             arrivals.append(t)
     else:
         arrivals, requests = list(arrivals_ms), len(arrivals_ms)
+    drawn = max((len(s.samples_ms) for s in stages), default=0)
+    draw_rng = random.Random(f"{seed}:samples")  # its own stream: the arrivals stay those of the seed
+    draws = [draw_rng.randrange(drawn) for _ in range(requests)] if drawn else [0] * requests
     arrived_inputs: dict[tuple[int, str], int] = {}
     answered_parts: dict[int, int] = {}
     done_at: dict[int, float] = {}
@@ -186,7 +205,7 @@ def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: floa
             request = queues[name].pop(0)
             s = by_name[name]
             busy_servers[name] += 1
-            running.append(_Job(request, name, s.service_ms * s.cores_alone, s.cores_alone, s.pool, now))
+            running.append(_Job(request, name, s.ms_for(draws[request]) * s.cores_alone, s.cores_alone, s.pool, now))
             started = True
         return started
 

@@ -32,6 +32,41 @@ def test_the_pass_takes_each_models_and_hops_median_and_the_rest_is_the_clients(
     assert served.client_ms == 6.0 and served.e2e_ms == 33.0
 
 
+def test_the_pass_keeps_each_requests_own_times_and_the_stages_carry_them_in_order():
+    """Beside the medians, each answered request's times: the stages get them as samples, aligned
+    request by request (sample i of every stage is request i's), a model or hop a request did
+    not time taking the stage's median."""
+    answers = [
+        (30.0, [timing("model", "a", "edge", 10.0, 16.0), timing("hop", "edge->mec", "edge", 2.0),
+                timing("model", "b", "mec", 12.0)]),
+        (90.0, [timing("model", "a", "edge", 40.0, 64.0), timing("hop", "edge->mec", "edge", 4.0),
+                timing("model", "b", "mec", 36.0)]),
+        (20.0, [timing("model", "a", "edge", 12.0, 19.0)]),
+    ]
+    served = summarize_pass(answers, 0.25)
+    assert [r["client_ms"] for r in served.runs] == [6.0, 10.0, 8.0]
+    stages, sinks, sites = two_sites()
+    out, _ = served_stages(stages, sinks, sites, "edge", served)
+    by = {st.name: st for st in out}
+    assert by["a"].samples_ms == (10.0, 40.0, 12.0) and by["a"].service_ms == 12.0
+    assert by["b"].samples_ms == (12.0, 36.0, 24.0)  # the third request never reached b: b's median
+    assert by[CLIENT].samples_ms == (6.0, 10.0, 8.0)
+    hop = by[by["b"].inputs[0][0]]
+    assert hop.samples_ms == (2.0, 4.0, 3.0)
+    # the cores' load is the runs' mean, not their median: a at 1.6 cores, (10 + 40 + 12) / 3 ms
+    assert by["a"].mean_ms == pytest.approx(62 / 3)
+
+
+def test_a_request_of_the_pass_that_was_slow_everywhere_is_drawn_whole():
+    """One request alone at a time, far apart: each simulated request takes one pass request's
+    times for every stage, so its response is one of the pass's requests' (here 20 + 30 or
+    60 + 90 ms, with no hops or client share), never a fast a with a slow b; both are drawn."""
+    stages = [Stage("a", 20.0, 1, 1, (("", 0.0),), samples_ms=(20.0, 60.0)),
+              Stage("b", 30.0, 1, 1, (("a", 0.0),), samples_ms=(30.0, 90.0))]
+    run = simulate(stages, [("b", 0.0)], 0, cores=2, arrivals_ms=[1000.0 * k for k in range(200)])
+    assert set(round(r, 6) for r in run.responses_ms) == {50.0, 150.0}
+
+
 def test_timings_of_an_older_runtime_without_cpu_times_leave_the_threads_to_count():
     served = summarize_pass([(10.0, [["model", "a", "edge", 8.0, 0, ""]])], 0.1)
     assert served.models == {"a": 8.0} and served.models_cpu == {}
