@@ -57,6 +57,7 @@ OCR_APP = ROOT / "examples" / "ocr" / "app.yaml"
 OCR_INPUT = f"camera={ROOT / 'examples' / 'ocr' / 'sample.png'}"
 UTILIZATIONS = (0.3, 0.6, 0.85)
 GOAL_PCT = 15.0
+MOVED = 1.25  # det alone between runs stayed within ~1.15x outside the slow spells, 2x in them
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
 
 
@@ -224,7 +225,7 @@ def synthetic(kind: str, duration: float, seed: int, work: Path) -> dict:
     return {"app": f"synthetic ({kind} step)", "service_ms": service_ms, "runs": rows}
 
 
-def ocr(duration: float, seed: int, work: Path, out: Path | None) -> dict:
+def ocr(duration: float, seed: int, work: Path, out: Path | None, retakes: int) -> dict:
     if out is None:
         out = work / "ocr"
         r = planner("solve", OCR_APP, "-o", out)
@@ -242,31 +243,61 @@ def ocr(duration: float, seed: int, work: Path, out: Path | None) -> dict:
         # than its profiled stages (OCR: ~345 core-ms against ~290), so a rate the profiles call 85 %
         # kept the cores ~95 % busy; the throwaway load measures what a request costs under load
         rates_from = "the host profiles (the prediction's utilization of the busiest resource)"
-        try:
-            cpu = json.loads(warm.stdout)["cpu_per_request_ms"]["under_load"]
-        except (ValueError, KeyError, TypeError):
-            cpu = None
+        cpu = _under_load_cpu(warm)
         if cpu and site == "this machine's cores":
             cores = os.cpu_count() or 1
             profiled = UTILIZATIONS[1] * cores * 1000 / rates[UTILIZATIONS[1]]
             rates = {u: round(u * cores * 1000 / cpu, 4) for u in UTILIZATIONS}
             rates_from = (f"this machine's cores as the throwaway load used them: {cpu:g} core-ms per request "
                           f"(the host profiles' stages: {profiled:.1f})")
+            # a request costs more CPU the busier the machine (two sites' threads preempting each
+            # other): 326 core-ms at the 60 % rate made the 85 % rate's cores 94 % busy (360 core-ms),
+            # where a 2 % error in the CPU moves the p50 by half; so the top rate from its own
+            top = UTILIZATIONS[-1]
+            cpu_top = _under_load_cpu(planner("bench", out, "--rate", repr(rates[top]), "--duration", "30",
+                                              "--served-pass", "0", "--no-predict", "--json", "--input", OCR_INPUT,
+                                              timeout=600))
+            if cpu_top:
+                rates[top] = round(top * cores * 1000 / cpu_top, 4)
+                rates_from += f"; the top rate from a second throwaway at it: {cpu_top:g} core-ms per request"
         # the machine's speed around each run: det alone here moved from ~52 to ~104 ms and back
         # within minutes with nothing else running (benchmarks/results/machine_drift.md: the host is
-        # shared), so a row whose probe moved says its comparison measured the machine as much as the model
+        # shared); a run whose probe moved more than MOVED between before and after measured the
+        # machine as much as the model, and is taken again (up to `retakes` times; the last taken is
+        # the row, whatever its error; the earlier ones are kept beside it)
         probe = DetProbe()
         for u, rate in rates.items():
-            before = round(probe.ms(), 2)
-            # 20 requests of warm-up: the first served pass after `planner up` ran up to 2x slow here
-            report, load = bench(out, rate, duration, seed, [OCR_INPUT], 120, warmup=20)
-            rows.append(row(report, load, site, u) | {"overlap": overlap_split(out, report),
-                                                      "det_probe_ms": {"before": before, "after": round(probe.ms(), 2)}})
-            print(json.dumps({k: rows[-1][k] for k in ("target_utilization", "rate_rps", "predicted", "measured",
-                                                       "error_pct", "errors", "overlap")}), flush=True)
+            attempts = []
+            for _ in range(1 + retakes):
+                before = round(probe.ms(), 2)
+                # 20 requests of warm-up: the first served pass after `planner up` ran up to 2x slow here
+                report, load = bench(out, rate, duration, seed, [OCR_INPUT], 120, warmup=20)
+                attempts.append(row(report, load, site, u) | {
+                    "overlap": overlap_split(out, report),
+                    "det_probe_ms": {"before": before, "after": round(probe.ms(), 2)}})
+                print(json.dumps({k: attempts[-1][k] for k in ("target_utilization", "rate_rps", "predicted",
+                                                               "measured", "error_pct", "errors", "det_probe_ms")}),
+                      flush=True)
+                if not moved(attempts[-1]["det_probe_ms"]):
+                    break
+            rows.append(attempts[-1] | {"earlier_attempts": [
+                {k: a[k] for k in ("predicted", "measured", "error_pct", "det_probe_ms", "cpu_per_request_ms")}
+                | {"at_load_cpu_error_pct": (a.get("at_load_cpu") or {}).get("error_pct")} for a in attempts[:-1]]})
     plan = json.loads((out / "plan.json").read_text())
     return {"app": "OCR example (examples/ocr/app.yaml)", "busiest_site": site, "rates_from": rates_from,
             "replicas": {s: v["replicas"] for s, v in plan["sites"].items()}, "runs": rows}
+
+
+def _under_load_cpu(r: subprocess.CompletedProcess) -> float | None:
+    try:
+        return json.loads(r.stdout)["cpu_per_request_ms"]["under_load"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def moved(det_probe_ms: dict) -> bool:
+    a, b = det_probe_ms["before"], det_probe_ms["after"]
+    return max(a, b) / min(a, b) > MOVED
 
 
 def overlap_split(out: Path, report: dict) -> dict:
@@ -320,7 +351,8 @@ def markdown(r: dict) -> str:
              "the load itself used; near the measurement where the prediction was not, the load model held and the "
              "machine's speed moved between the pass and the load. The machine's speed (OCR): det alone in the "
              "benchmark's process (ONNX Runtime, median of 7 back to back) before the served pass and after the "
-             "load.", ""]
+             f"load; a run where it moved over {MOVED:g}x is taken again (at most the --retakes times), the earlier "
+             "takings listed under the table.", ""]
     for app in r["apps"]:
         synthetic = "service_ms" in app
         lines += [f"## {app['app']}", ""]
@@ -389,6 +421,16 @@ def markdown(r: dict) -> str:
                 cells.append(f"{_pct(s['p50'])} / {_pct(s['p99'])}")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        retaken = [(x["target_utilization"], a) for x in app["runs"] for a in x.get("earlier_attempts", [])]
+        if retaken:
+            lines += [f"Taken again (det alone moved over {MOVED:g}x between before and after; the row above is the "
+                      "last taking, whatever its error):", ""]
+            lines += [f"- u {u:.2f}: det {a['det_probe_ms']['before']} -> {a['det_probe_ms']['after']} ms; p50 "
+                      f"{a['predicted']['p50_ms']} / {a['measured']['p50_ms']} ms, p99 {a['predicted']['p99_ms']} / "
+                      f"{a['measured']['p99_ms']} ms ({_pct(a['error_pct']['p50'])} / {_pct(a['error_pct']['p99'])});"
+                      f" after the fact {_pct((a.get('at_load_cpu_error_pct') or {}).get('p50'))} / "
+                      f"{_pct((a.get('at_load_cpu_error_pct') or {}).get('p99'))}" for u, a in retaken]
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -406,6 +448,8 @@ def main() -> int:
     ap.add_argument("--no-ocr", action="store_true", help="the synthetic app only")
     ap.add_argument("--ocr-out", type=Path, default=None,
                     help="an OUT of `planner solve examples/ocr/app.yaml -o OUT` to serve (default: solved here)")
+    ap.add_argument("--retakes", type=int, default=2,
+                    help="OCR: times a run is taken again when det alone moved over 1.25x between before and after")
     ap.add_argument("--out", default=None, help="output prefix (.json, .md)")
     ap.add_argument("--note", default="", help="the run's conditions, e.g. 'other jobs shared the 2 cores'")
     args = ap.parse_args()
@@ -417,7 +461,7 @@ def main() -> int:
         for kind in [s for s in args.steps.split(",") if s and s != "none"]:
             result["apps"].append(synthetic(kind, synth_s, args.seed, work))
         if not args.no_ocr:
-            result["apps"].append(ocr(ocr_s, args.seed, work, args.ocr_out))
+            result["apps"].append(ocr(ocr_s, args.seed, work, args.ocr_out, args.retakes))
     result["machine"]["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
     Path(prefix + ".json").write_text(json.dumps(result, indent=2))
     Path(prefix + ".md").write_text(markdown(result))
