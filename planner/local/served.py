@@ -91,7 +91,29 @@ class Served:
                 "pilot_cpu_per_request_ms": _r(self.pilot_cpu_per_request_ms),
                 "models": {m: {"ms": round(ms, 3), "cpu_ms": _r(self.models_cpu.get(m))}
                            for m, ms in sorted(self.models.items())},
-                "hops": {f"{a}->{b}": round(ms, 3) for (a, b), ms in sorted(self.hops.items())}}
+                "hops": {f"{a}->{b}": round(ms, 3) for (a, b), ms in sorted(self.hops.items())},
+                # what the prediction was simulated from, so that it can be made again from the report
+                "runs": [{"models": {m: round(ms, 3) for m, ms in r["models"].items()},
+                          "hops": {f"{a}->{b}": round(ms, 3) for (a, b), ms in r["hops"].items()},
+                          "client_ms": round(r["client_ms"], 3)} for r in self.runs],
+                "pilot_arrivals_ms": [round(t, 3) for t in self.pilot_arrivals_ms],
+                "wall_s": round(self.wall_s, 3)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Served:
+        """The pass again from as_dict's report (to the rounding of its figures)."""
+        def pair(key: str) -> tuple[str, str]:
+            src, _, dst = key.partition("->")
+            return src, dst
+
+        return cls(requests=d["requests"], every_s=d["every_s"], e2e_ms=d["e2e_ms"], client_ms=d["client_ms"],
+                   cpu_per_request_ms=d["cpu_per_request_ms"], idle_cores=d["idle_cores"], wall_s=d["wall_s"],
+                   models={m: v["ms"] for m, v in d["models"].items()},
+                   models_cpu={m: v["cpu_ms"] for m, v in d["models"].items() if v["cpu_ms"] is not None},
+                   hops={pair(k): ms for k, ms in d["hops"].items()},
+                   pilot_arrivals_ms=list(d["pilot_arrivals_ms"]), pilot_cpu_per_request_ms=d["pilot_cpu_per_request_ms"],
+                   runs=[{"models": dict(r["models"]), "hops": {pair(k): ms for k, ms in r["hops"].items()},
+                          "client_ms": r["client_ms"]} for r in d["runs"]])
 
     @property
     def idle_per_request_ms(self) -> float | None:

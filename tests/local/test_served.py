@@ -4,6 +4,8 @@ through the simulation."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from planner.local.served import CLIENT, OUTSIDE, Served, contention, served_stages, summarize_pass
@@ -260,3 +262,20 @@ def test_after_the_load_the_toll_is_fitted_to_the_cpu_the_load_used():
     assert check["error_pct"]["p50"] == pytest.approx(20.0, abs=1.0) and check["error_pct"]["p99"] == pytest.approx(0.0, abs=1.0)
     assert at_load_cpu(None, times, 1300.0, predict, 78.0, 65.0) is None
     assert at_load_cpu(served, times, None, predict, 78.0, 65.0) is None
+
+
+def test_the_report_holds_what_the_prediction_was_simulated_from():
+    """as_dict's report has each request of the pass and the pilot's schedule: the prediction's
+    stages and its toll come out the same from the report as from the pass (its figures rounded
+    to the microsecond)."""
+    answers = [(30.0 + k, [timing("model", "a", "edge", 10.0 + k, 16.0 + k), timing("hop", "edge->mec", "edge", 2.0),
+                           timing("model", "b", "mec", 12.0 + 3 * k, 11.0)]) for k in range(7)]
+    served = summarize_pass(answers, 0.25)
+    served.cpu_per_request_ms, served.idle_cores, served.wall_s = 70.0, 0.01, 1.75
+    served.pilot_arrivals_ms, served.pilot_cpu_per_request_ms = apart([0.0, 5.0, 10.0]), 95.0
+    again = Served.from_dict(json.loads(json.dumps(served.as_dict())))
+    stages, sinks, sites = two_sites()
+    assert served_stages(stages, sinks, sites, "edge", again) == served_stages(stages, sinks, sites, "edge", served)
+    out, out_sinks = served_stages(stages, sinks, sites, "edge", served)
+    toll = contention(out, out_sinks, served, 2)
+    assert toll > 1.0 and contention(out, out_sinks, again, 2) == pytest.approx(toll)
