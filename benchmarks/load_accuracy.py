@@ -207,7 +207,7 @@ def synthetic(kind: str, duration: float, seed: int, work: Path) -> dict:
         for u in UTILIZATIONS:
             rate = round(u * 1000 / service_ms, 4)
             report, load = bench(out, rate, duration, seed, [], 30)
-            entry = row(report, load, "mec", u)
+            entry = row(report, load, "mec", u) | {"medians_only": medians_only(out, report)}
             if report["errors"] == 0:
                 replay = replay_report(report)
                 entry["replay"] = {"p50_ms": round(replay["p50_ms"], 3), "p99_ms": round(replay["p99_ms"], 3),
@@ -273,7 +273,7 @@ def ocr(duration: float, seed: int, work: Path, out: Path | None, retakes: int) 
                 # 20 requests of warm-up: the first served pass after `planner up` ran up to 2x slow here
                 report, load = bench(out, rate, duration, seed, [OCR_INPUT], 120, warmup=20)
                 attempts.append(row(report, load, site, u) | {
-                    "overlap": overlap_split(out, report),
+                    "overlap": overlap_split(out, report), "medians_only": medians_only(out, report),
                     "det_probe_ms": {"before": before, "after": round(probe.ms(), 2)}})
                 print(json.dumps({k: attempts[-1][k] for k in ("target_utilization", "rate_rps", "predicted",
                                                                "measured", "error_pct", "errors", "det_probe_ms")}),
@@ -286,6 +286,32 @@ def ocr(duration: float, seed: int, work: Path, out: Path | None, retakes: int) 
     plan = json.loads((out / "plan.json").read_text())
     return {"app": "OCR example (examples/ocr/app.yaml)", "busiest_site": site, "rates_from": rates_from,
             "replicas": {s: v["replicas"] for s, v in plan["sites"].items()}, "runs": rows}
+
+
+def medians_only(out: Path, report: dict) -> dict | None:
+    """The served prediction made again from the report with each stage at its median (no draws
+    of the pass's requests, the toll refitted): what the draws change. None without a served pass."""
+    from dataclasses import replace
+
+    from planner.local.prediction import host_stages_for
+    from planner.local.served import Served, contention, served_stages
+    from planner.model.simulation import simulate
+
+    pred = report.get("served_prediction") or {}
+    if not pred.get("served") or "runs" not in pred["served"]:
+        return None
+    served = Served.from_dict(pred["served"])
+    stages, sinks, _ = host_stages_for(out, report["rate_rps"])
+    sites = {m["model"]: m["site"] for m in report["models"]}
+    drawn, answer = served_stages(stages, sinks, sites, report["entry"]["site"], served)
+    flat = [replace(s, samples_ms=()) for s in drawn]
+    cores = os.cpu_count() or 1
+    times = [q["at_ms"] for q in report["requests"]]
+    run = simulate(flat, answer, 0, cores, arrivals_ms=times, contention=contention(flat, answer, served, cores))
+    p50, p99 = run.percentile(50), run.percentile(99)
+    return {"p50_ms": round(p50, 3), "p99_ms": round(p99, 3),
+            "error_pct": {"p50": round(100 * (report["p50_ms"] / p50 - 1), 1),
+                          "p99": round(100 * (report["p99_ms"] / p99 - 1), 1)}}
 
 
 def _under_load_cpu(r: subprocess.CompletedProcess) -> float | None:
@@ -343,7 +369,9 @@ def markdown(r: dict) -> str:
              f"Goal: measured p50 and p99 within {GOAL_PCT:g} % of the prediction for this machine (the plan's "
              "placement, builds and replicas simulated on this machine's cores at that rate). Error = (measured - "
              "predicted) / predicted. Predicted from the served pass (`planner bench --rate`'s default: each model, "
-             "hop and the client's share timed as served, one request at a time, before the load, and the contention "
+             "hop and the client's share timed as served, one request at a time, before the load, each simulated "
+             "request drawing one pass request's times whole; beside it the same with every stage at its median, "
+             "no draws), and the contention "
              "the pass's pilot measured: 10 s of open loop at the rate on another schedule), and from the host profiles "
              "alone beside it. CPU per request: the whole machine's busy core-ms per request (/proc/stat): "
              "what the prediction's stages need, the served pass, its pilot, and under load. After the fact (not a "
@@ -375,10 +403,11 @@ def markdown(r: dict) -> str:
                      " p50 measured / simulated, requests alone and overlapping ms | the machine's speed: det alone ms,"
                      " before / after |")
             cols += 5
-        head += (" from profiles p50 / p99 ms (error) | CPU per request ms: modeled / served pass / pilot / under load |"
+        head += (" from profiles p50 / p99 ms (error) | each stage its median, no draws: p50 / p99 ms (error) |"
+                 " CPU per request ms: modeled / served pass / pilot / under load |"
                  " after the fact, toll from the load's CPU: p50 / p99 ms (error), toll |"
                  " served pass: model ms (CPU ms), hops, client ms, contention |")
-        cols += 4
+        cols += 5
         if synthetic:
             head += " replay p50 / p99 ms (measured vs) | schedule alone vs model p50 / p99 |"
             cols += 2
@@ -403,6 +432,9 @@ def markdown(r: dict) -> str:
                 cells.append(f"{dp.get('before', '-')} / {dp.get('after', '-')}")
             fp, fe = x.get("predicted_from_profiles") or {}, x.get("error_pct_from_profiles") or {}
             cells.append(f"{fp.get('p50_ms')} / {fp.get('p99_ms')} ({_pct(fe.get('p50'))} / {_pct(fe.get('p99'))})")
+            mo = x.get("medians_only")
+            cells.append("-" if not mo else f"{mo['p50_ms']} / {mo['p99_ms']} ({_pct(mo['error_pct']['p50'])} / "
+                         f"{_pct(mo['error_pct']['p99'])})")
             cpu = x.get("cpu_per_request_ms") or {}
             cells.append(" / ".join(str(cpu.get(k)) for k in ("modeled", "served_pass", "pilot", "under_load")))
             ac = x.get("at_load_cpu")
