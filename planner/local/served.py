@@ -102,17 +102,13 @@ class Served:
     @classmethod
     def from_dict(cls, d: dict) -> Served:
         """The pass again from as_dict's report (to the rounding of its figures)."""
-        def pair(key: str) -> tuple[str, str]:
-            src, _, dst = key.partition("->")
-            return src, dst
-
         return cls(requests=d["requests"], every_s=d["every_s"], e2e_ms=d["e2e_ms"], client_ms=d["client_ms"],
                    cpu_per_request_ms=d["cpu_per_request_ms"], idle_cores=d["idle_cores"], wall_s=d["wall_s"],
                    models={m: v["ms"] for m, v in d["models"].items()},
                    models_cpu={m: v["cpu_ms"] for m, v in d["models"].items() if v["cpu_ms"] is not None},
-                   hops={pair(k): ms for k, ms in d["hops"].items()},
+                   hops={_hop_sites(k): ms for k, ms in d["hops"].items()},
                    pilot_arrivals_ms=list(d["pilot_arrivals_ms"]), pilot_cpu_per_request_ms=d["pilot_cpu_per_request_ms"],
-                   runs=[{"models": dict(r["models"]), "hops": {pair(k): ms for k, ms in r["hops"].items()},
+                   runs=[{"models": dict(r["models"]), "hops": {_hop_sites(k): ms for k, ms in r["hops"].items()},
                           "client_ms": r["client_ms"]} for r in d["runs"]])
 
     @property
@@ -121,6 +117,12 @@ class Served:
         if self.idle_cores is None or not self.requests:
             return None
         return self.idle_cores * 1000 * self.wall_s / self.requests
+
+
+def _hop_sites(name: str) -> tuple[str, str]:
+    """(from site, to site) of a hop named "from->to", as the runtime's timings and the report name it."""
+    src, _, dst = name.partition("->")
+    return src, dst
 
 
 def _r(v: float | None) -> float | None:
@@ -145,9 +147,9 @@ def summarize_pass(answers: list[tuple[float, list]], every_s: float) -> Served:
                     cpu.setdefault(name, []).append(float(t[6]))
                 inside += ms
             elif kind == "hop":
-                src, _, dst = name.partition("->")
-                hops.setdefault((src, dst), []).append(ms)
-                run["hops"][(src, dst)] = run["hops"].get((src, dst), 0.0) + ms
+                pair = _hop_sites(name)
+                hops.setdefault(pair, []).append(ms)
+                run["hops"][pair] = run["hops"].get(pair, 0.0) + ms
                 inside += ms
             elif kind == "queue":
                 inside += ms
