@@ -217,18 +217,29 @@ def test_open_loop_keeps_its_schedule_while_answers_queue(site, env):
 
 
 def test_low_rate_matches_the_sequential_bench(site, env):
-    """At 10 % utilization (10 ms of service, 10 rps) the open loop's p50 is the sequential one's."""
-    r = bench(site, env, "-n", "20", "--input", f"cam={site['sleep10']}", "--json")
-    assert r.returncode == 0, r.stderr
-    sequential = json.loads(r.stdout)["e2e_ms"]["p50"]
-    r = bench(site, env, "--rate", "10", "--duration", "2", "--seed", "5", "--input", f"cam={site['sleep10']}",
-              "--json")
-    assert r.returncode == 0, r.stderr
-    report = json.loads(r.stdout)
+    """At 10 % utilization (10 ms of service, 10 rps) the open loop's p50 is the sequential one's.
+
+    Both are measured on a machine the rest of the suite shares: a compile on the other core can
+    slow the site between the two (CI once saw 47 ms against 11.9 ms). So the pair is measured up
+    to three times, and one agreeing pair passes; an open loop that queued or timed requests wrong
+    at this load would disagree every time.
+    """
     times = schedule(10, 2, "poisson", seed=5)  # the documented schedule, sent as it is
-    assert report["sent"] == len(times) and report["seed"] == 5 and report["arrivals"] == "poisson"
-    assert [q["at_ms"] for q in report["requests"]] == pytest.approx([1000 * t for t in times], abs=1e-3)
-    assert abs(report["p50_ms"] - sequential) < 5, (report["p50_ms"], sequential)
+    pairs = []
+    for _ in range(3):
+        r = bench(site, env, "-n", "20", "--input", f"cam={site['sleep10']}", "--json")
+        assert r.returncode == 0, r.stderr
+        sequential = json.loads(r.stdout)["e2e_ms"]["p50"]
+        r = bench(site, env, "--rate", "10", "--duration", "2", "--seed", "5", "--input", f"cam={site['sleep10']}",
+                  "--json")
+        assert r.returncode == 0, r.stderr
+        report = json.loads(r.stdout)
+        assert report["sent"] == len(times) and report["seed"] == 5 and report["arrivals"] == "poisson"
+        assert [q["at_ms"] for q in report["requests"]] == pytest.approx([1000 * t for t in times], abs=1e-3)
+        pairs.append((report["p50_ms"], sequential))
+        if abs(report["p50_ms"] - sequential) < 5:
+            break
+    assert abs(report["p50_ms"] - sequential) < 5, pairs
     assert report["utilization"]["here"] == pytest.approx(len(times) * 0.010 / report["window_s"], rel=0.15)
 
 
