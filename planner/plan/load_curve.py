@@ -6,6 +6,8 @@ of the percentile at the lightest load on the curve (a quarter of the planned ra
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from planner.model.queueing import Queue
 from planner.plan.schema import LoadPoint
 from planner.solver.evaluate import Evaluation
@@ -22,16 +24,17 @@ def model_queue(rate_rps: float, latency_us: int, servers: int) -> Queue:
 
 
 def site_share_ms(inst: Instance, evaluation: Evaluation, option: Option, site: str, scale: float,
-                   percentile: float) -> float:
-    """A model's share of its site's wait at this scale of the planned rates (as the evaluator's, at the plan's)."""
-    load = round(evaluation.core_load.get(site, 0) * scale)
+                   percentile: float, slower: float = 1.0) -> float:
+    """A model's share of its site's wait at this scale of the planned rates (as the evaluator's, at the plan's),
+    with every model's service time `slower` times its profile (its cores' load and its share grow with it)."""
+    load = round(evaluation.core_load.get(site, 0) * scale * slower)
     data = inst.site(site)
     if not data.waits or not load or not option.core_us:
         return 0.0
     replicas = evaluation.replicas[site]
     table = site_wait_table(len(data.waits), percentile)
     per_us = table[min(replicas, len(table)) - 1][data.level(load, replicas)]
-    return option.site_wait_us(per_us) / 1000
+    return slower * option.site_wait_us(per_us) / 1000
 
 
 def _slowest_path_ms(inst: Instance, evaluation: Evaluation, duration_ms: dict[str, float]) -> float:
@@ -46,35 +49,61 @@ def _slowest_path_ms(inst: Instance, evaluation: Evaluation, duration_ms: dict[s
     return max(finish[k] for k in inst.sinks)
 
 
-def load_curve(inst: Instance, evaluation: Evaluation, rates: dict[str, float],
-               instances: dict[str, int]) -> list[LoadPoint]:
+@dataclass(frozen=True)
+class Point:
+    """The plan at `scale` x its planned rates with every model's service time `slower` x its profile."""
+
+    max_utilization: float
+    stable: bool
+    p50_ms: float | None = None
+    tail_ms: float | None = None
+
+
+class PlanQueues:
+    """The chosen placement, builds and replicas, whose load and service times may be scaled."""
+
+    def __init__(self, inst: Instance, evaluation: Evaluation, rates: dict[str, float], instances: dict[str, int]):
+        self.inst, self.evaluation, self.rates = inst, evaluation, rates
+        self.options = {m: inst.option(m, s, evaluation.builds[m]) for m, s in evaluation.placement.items()}
+        self.servers = {m: evaluation.replicas[s] * instances[m] for m, s in evaluation.placement.items()}
+
+    def point(self, scale: float = 1.0, slower: float = 1.0) -> Point:
+        """The slowest path's p50 and percentile; unstable (no latency) where a queue cannot keep up
+        (at or above 100 %) or a site's cores are past the last level of its wait table."""
+        inst, evaluation = self.inst, self.evaluation
+        service = {m: o.latency_us * slower for m, o in self.options.items()}
+        queues = {m: model_queue(self.rates[m] * scale, service[m], self.servers[m]) for m in service}
+        cores = {s: load * scale * slower / REPLICA_CAPACITY / evaluation.replicas[s]
+                 for s, load in evaluation.core_load.items() if load and inst.site(s).waits}
+        busiest = round(max([q.utilization for q in queues.values()] + list(cores.values()), default=0.0), 4)
+        if any(not q.stable for q in queues.values()) or any(
+                inst.site(s).level(round(evaluation.core_load[s] * scale * slower), evaluation.replicas[s]) is None
+                for s in cores):
+            return Point(busiest, stable=False)
+        # each model's wait: its queue's, or its share of its site's cores' queue, whichever is longer
+        p50, tail = ({m: service[m] / 1000 + max(q.wait_ms(p), site_share_ms(inst, evaluation, self.options[m],
+                                                                               evaluation.placement[m], scale, p,
+                                                                               slower))
+                      for m, q in queues.items()} for p in (50, inst.percentile))
+        return Point(busiest, stable=True, p50_ms=round(_slowest_path_ms(inst, evaluation, p50), 3),
+                     tail_ms=round(_slowest_path_ms(inst, evaluation, tail), 3))
+
+
+def load_curve(plan: PlanQueues) -> list[LoadPoint]:
     """Points at SCALES x the planned rates, up to the first one the plan cannot keep up with
     (a queue at 100 %, or a site's cores past the last level of its wait table)."""
-    options = {m: inst.option(m, s, evaluation.builds[m]) for m, s in evaluation.placement.items()}
-    service = {m: o.latency_us for m, o in options.items()}
-    servers = {m: evaluation.replicas[s] * instances[m] for m, s in evaluation.placement.items()}
+    inst, rates = plan.inst, plan.rates
     lightest: float | None = None
     total_rps = sum(rates.get(s, 0.0) for s in inst.sources) or max(rates.values(), default=0.0)
     points: list[LoadPoint] = []
     for scale in SCALES:
-        queues = {m: model_queue(rates[m] * scale, service[m], servers[m]) for m in service}
-        cores = {s: load * scale / REPLICA_CAPACITY / evaluation.replicas[s]
-                 for s, load in evaluation.core_load.items() if load and inst.site(s).waits}
-        busiest = max([q.utilization for q in queues.values()] + list(cores.values()), default=0.0)
-        if any(not q.stable for q in queues.values()) or any(
-                inst.site(s).level(round(evaluation.core_load[s] * scale), evaluation.replicas[s]) is None
-                for s in cores):
+        p = plan.point(scale)
+        if not p.stable:
             points.append(LoadPoint(rate_scale=scale, rate_rps=round(total_rps * scale, 6),
-                                    max_utilization=round(busiest, 4), stable=False))
+                                    max_utilization=p.max_utilization, stable=False))
             break
-        # each model's wait: its queue's, or its share of its site's cores' queue, whichever is longer
-        p50, tail = ({m: service[m] / 1000 + max(q.wait_ms(p), site_share_ms(inst, evaluation, options[m],
-                                                                               evaluation.placement[m], scale, p))
-                      for m, q in queues.items()} for p in (50, inst.percentile))
-        high = _slowest_path_ms(inst, evaluation, tail)
-        lightest = high if lightest is None else lightest
+        lightest = p.tail_ms if lightest is None else lightest
         points.append(LoadPoint(rate_scale=scale, rate_rps=round(total_rps * scale, 6),
-                                max_utilization=round(busiest, 4), stable=True,
-                                p50_ms=round(_slowest_path_ms(inst, evaluation, p50), 3), tail_ms=round(high, 3),
-                                within_knee=high <= KNEE_RATIO * lightest))
+                                max_utilization=p.max_utilization, stable=True, p50_ms=p.p50_ms, tail_ms=p.tail_ms,
+                                within_knee=p.tail_ms <= KNEE_RATIO * lightest))
     return points

@@ -7,7 +7,8 @@ from __future__ import annotations
 from planner.model.checked_app import CheckedApp
 from planner.model.graph import EnsembleGraph
 from planner.model.network import Network
-from planner.plan.load_curve import load_curve, model_queue, site_share_ms
+from planner.plan.load_curve import PlanQueues, load_curve, model_queue, site_share_ms
+from planner.plan.margin import service_margin
 from planner.plan.schema import (
     BaselineReport,
     CostReport,
@@ -202,8 +203,10 @@ def make_plan(
         )
     plan.paths_total, plan.paths = path_reports(inst, evaluation, graph, network, median_wait)
     sources = {name: src.rate_rps for name, src in checked.app.sources.items()}
-    plan.load_curve = load_curve(inst, evaluation, {**graph.rate_rps, **sources},
-                                 {m: checked.app.models[m].instances for m in inst.models})
+    queues = PlanQueues(inst, evaluation, {**graph.rate_rps, **sources},
+                        {m: checked.app.models[m].instances for m in inst.models})
+    plan.load_curve = load_curve(queues)
+    plan.service_margin = service_margin(queues, None if inst.slo_us is None else inst.slo_us / 1000)
     plan.cost = cost_report(inst, evaluation, graph, network)
     plan.simulated = simulated or simulated_check(checked, inst, evaluation, profiles)
     plan.warnings.extend(simulation_warnings(plan.simulated, inst))

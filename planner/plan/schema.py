@@ -91,6 +91,27 @@ class LoadPoint(Model):
     within_knee: bool = Field(default=False, description="tail_ms within 1.5x of the lightest load's on the curve")
 
 
+class SlowerPoint(Model):
+    """The plan at its planned rate with every model's service time `slower` x its profile."""
+
+    slower: float
+    max_utilization: float = Field(description="the busiest queue's, or site cores', utilization")
+    stable: bool = Field(description="every queue keeps up; when not, no latency (it grows without bound)")
+    p50_ms: float | None = None
+    tail_ms: float | None = Field(default=None, description="the slowest path at the plan's percentile")
+    within_slo: bool | None = Field(default=None, description="tail_ms within the SLO (None: no SLO)")
+
+
+class ServiceMargin(Model):
+    """How much slower the models may run before the plan misses its SLO (planner.plan.margin)."""
+
+    slower_pct: float | None = Field(
+        default=None, description="the largest slowdown of every model's service time, in %, under which the "
+                                  "percentile still meets the SLO at the planned rate (None: no SLO)")
+    at_least: bool = Field(default=False, description="the SLO holds even at the largest slowdown tried")
+    points: list[SlowerPoint] = Field(default_factory=list)
+
+
 class VettingRound(Model):
     """One solve of planner.plan.vetted: its plan, its latency by the model and simulated (both at
     the plan's percentile); a last round with no plan says the solver found none."""
@@ -192,6 +213,8 @@ class Plan(Model):
     paths: list[PathReport] = Field(default_factory=list)
     cost: CostReport | None = None
     load_curve: list[LoadPoint] = Field(default_factory=list, description="latency against load, planned rate = 1")
+    service_margin: ServiceMargin | None = Field(
+        default=None, description="the plan with every model slower than its profile, at its planned rate")
     simulated: SimulatedCheck | None = Field(default=None, description="the plan simulated at its planned rate")
     baselines: list[BaselineReport] = Field(default_factory=list)
     profiles: list[NodeProfile] = Field(default_factory=list)

@@ -215,7 +215,28 @@ def _load(plan: Plan) -> list[Block]:
                   "value at a quarter of the planned rates; past it, queueing dominates. A row marked unbounded has a queue "
                   "that cannot keep up."]),
             Table(["x planned rate", "rps", "busiest queue", "p50 ms", f"p{plan.percentile:g} ms", "within the knee"], rows,
-                  {1, 2, 3, 4}), *_simulated(plan)]
+                  {1, 2, 3, 4}), *_margin(plan), *_simulated(plan)]
+
+
+def _margin(plan: Plan) -> list[Block]:
+    m = plan.service_margin
+    if m is None or not m.points:
+        return []
+    q = f"p{plan.percentile:g}"
+    if m.slower_pct is None:
+        head = "No SLO: no margin against it."
+    elif m.slower_pct == 0:
+        head = f"No margin: {q} misses the SLO at the profiles' own times."
+    else:
+        head = (f"Margin: the SLO holds at the planned rate with every model {'at least ' if m.at_least else 'up to '}"
+                f"{num(m.slower_pct)} % slower than its profile.")
+    rows = [[num(p.slower), num(p.max_utilization), _ms(p.p50_ms) if p.stable else "unbounded",
+             _ms(p.tail_ms) if p.stable else "unbounded", "" if p.within_slo is None else "yes" if p.within_slo else "no"]
+            for p in m.points]
+    return [Para([f"{head} Near the knee a small error in a service time is a large error in the wait: the same plan "
+                  "(placement, builds, replicas, links) with every model's service time slower than its profile, "
+                  "as a slower machine or an optimistic estimate would make it."]),
+            Table(["x the profiles' times", "busiest", "p50 ms", f"{q} ms", "within the SLO"], rows, {0, 1, 2, 3})]
 
 
 def _simulated(plan: Plan) -> list[Block]:

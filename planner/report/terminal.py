@@ -73,6 +73,9 @@ def summary_lines(plan: Plan) -> list[str]:
     knee = knee_line(plan)
     if knee:
         lines.append(knee)
+    margin = margin_line(plan)
+    if margin:
+        lines.append(margin)
     simulated = simulated_line(plan)
     if simulated:
         lines.append(simulated)
@@ -101,6 +104,24 @@ def knee_line(plan: Plan) -> str | None:
     if unstable is not None:
         text += f"; at {unstable.rate_scale:g}x ({unstable.rate_rps:g} rps) a queue no longer keeps up"
     return text
+
+
+def margin_line(plan: Plan) -> str | None:
+    """How much slower the models may run before the plan misses its SLO (plan.service_margin)."""
+    m = plan.service_margin
+    if m is None or not m.points:
+        return None
+    q = f"p{plan.percentile:g}"
+    at = ", ".join(f"+{100 * (p.slower - 1):.0f} %: " + (f"{p.tail_ms:,.1f} ms" if p.stable else "unbounded")
+                   for p in m.points)
+    if m.slower_pct is None:
+        return f"margin: {q} with every model slower than its profile: {at}"
+    if m.slower_pct == 0:
+        head = f"margin: none, {q} misses the SLO at the profiles' own times"
+    else:
+        head = (f"margin: the SLO holds with every model {'at least ' if m.at_least else 'up to '}"
+                f"{m.slower_pct:g} % slower than its profile")
+    return f"{head} ({q} at {at})"
 
 
 def simulated_line(plan: Plan) -> str | None:

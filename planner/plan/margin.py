@@ -1,0 +1,47 @@
+"""How much slower the models may run before the plan misses its SLO at its planned rate.
+
+A plan's latency under load rests on its profiles, and near the knee a small error in a service
+time is a large error in the wait: a queue at 85 % busy waits ~1.8x as long once its service is
+10 % slower (M/M/1: rho / (1 - rho) goes from 5.7 to 14.5 at 94 %, and each wait is longer too).
+Measured, a machine's speed moves that much (benchmarks/results/machine_drift.md: a 2-vCPU VM ran
+the same build 2x slower in spells of a minute), and an estimate's stated error is often wider
+(profiles/calibration). So beside the plan's percentile the plan states what it becomes with
+every model's service time SLOWER x its profile, with the placement, builds, replicas and links
+unchanged (a slower machine everywhere: the same latency model, planner.plan.load_curve's), and
+the margin: the largest such slowdown, up to MAX_SLOWER, under which the percentile still meets
+the SLO (bisection: the percentile only grows as the models slow down)."""
+
+from __future__ import annotations
+
+from planner.plan.load_curve import PlanQueues
+from planner.plan.schema import ServiceMargin, SlowerPoint
+
+SLOWER = (1.1, 1.25, 1.5)
+MAX_SLOWER = 4.0  # a margin beyond this is reported as "at least"
+RESOLUTION = 0.005  # the margin's bisection stops within half a percent
+
+
+def service_margin(plan: PlanQueues, slo_ms: float | None) -> ServiceMargin:
+    """The plan's percentile with every model SLOWER x its profile, and its margin against `slo_ms`."""
+    points = []
+    for slower in SLOWER:
+        p = plan.point(slower=slower)
+        points.append(SlowerPoint(slower=slower, max_utilization=p.max_utilization, stable=p.stable,
+                                  p50_ms=p.p50_ms, tail_ms=p.tail_ms,
+                                  within_slo=None if slo_ms is None else p.stable and p.tail_ms <= slo_ms))
+    if slo_ms is None:
+        return ServiceMargin(points=points)
+
+    def meets(slower: float) -> bool:
+        p = plan.point(slower=slower)
+        return p.stable and p.tail_ms <= slo_ms
+
+    if not meets(1.0):
+        return ServiceMargin(slower_pct=0.0, points=points)
+    if meets(MAX_SLOWER):
+        return ServiceMargin(slower_pct=round(100 * (MAX_SLOWER - 1), 1), at_least=True, points=points)
+    lo, hi = 1.0, MAX_SLOWER
+    while hi - lo > RESOLUTION:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if meets(mid) else (lo, mid)
+    return ServiceMargin(slower_pct=round(100 * (lo - 1), 1), points=points)
