@@ -164,6 +164,10 @@ def show_load(report: dict) -> None:
                           f"cores cost {served['contention']:g}x", highlight=False)
         elif served.get("why"):
             out.print(f"  no served pass: {served['why']}", highlight=False)
+        if served.get("slower"):
+            out.print("  on this machine slower than in the served pass: " + ", ".join(
+                f"+{100 * (p['slower'] - 1):.0f} % p50 {_fmt(p['p50_ms'])} p99 {_fmt(p['p99_ms'])}"
+                for p in served["slower"]), highlight=False)
         for note in served.get("notes", []):
             out.print(f"  note: {note}", highlight=False)
         if report["predicted_from"] != "the host profiles":

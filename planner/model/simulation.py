@@ -34,7 +34,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 WARMUP_SHARE = 0.05  # of the simulated requests, dropped: the machine starts empty
 MIN_BUSY_CORES = 0.01  # a run that only waits still moves (a job of no cores would never end)
@@ -96,6 +96,13 @@ class SimulatedRun:
     def utilization(self) -> float:
         """The share of all the pools' cores busy over the run."""
         return self.busy_core_ms / (self.cores * self.span_ms) if self.span_ms > 0 else 0.0
+
+
+def slowed(stages: list[Stage], factor: float) -> list[Stage]:
+    """The stages on a machine `factor` times slower: every run, and every measured run, that much
+    longer (hop delays given as `inputs` unchanged: they are the links', not the cores')."""
+    return [replace(s, service_ms=s.service_ms * factor, samples_ms=tuple(v * factor for v in s.samples_ms))
+            for s in stages]
 
 
 def core_ms_per_request(stages: list[Stage]) -> float:

@@ -318,6 +318,10 @@ def test_report_keys_and_the_prediction_beside(site, env):
     assert report["predicted_from"] == "the served pass" and report["predicted"]["p50_ms"] is not None
     assert set(report["cpu_per_request_ms"]) == {"modeled", "served_pass", "pilot", "under_load"}
     assert served["pilot_requests"] == len(schedule(5, 0.25, "poisson", 7919)) and report["served_prediction"]["contention"] >= 1
+    # the same schedule on a machine 10, 25 and 50 % slower than the pass measured: never sooner
+    slower = report["served_prediction"]["slower"]
+    assert [p["slower"] for p in slower] == [1.1, 1.25, 1.5]
+    assert report["predicted"]["p50_ms"] <= slower[0]["p50_ms"] <= slower[1]["p50_ms"] <= slower[2]["p50_ms"]
     speed = report["machine_speed"]
     assert speed["before_ms"] > 0 and speed["after_ms"] > 0 and isinstance(speed["moved"], bool)
     # after the load, the same model with the load as its pilot: its toll from the CPU the load used
@@ -334,6 +338,9 @@ def test_report_keys_and_the_prediction_beside(site, env):
     else:
         assert f"p50 {from_profiles:.3f}" in r.stdout, r.stdout
     assert "utilization" in r.stdout and "here" in r.stdout
+    r = planner(env, "bench", out, "--entry", site["a"], "--rate", "5", "--duration", "0.5", "--served-pass", "3")
+    assert r.returncode == 0, r.stderr
+    assert "the served pass:" in r.stdout and "on this machine slower than in the served pass: +10 % p50 " in r.stdout
 
 
 @pytest.mark.parametrize("args, says", [(("-n", "5", "--rate", "5"), "-n and --rate"), (("--rate", "0"), "--rate"),

@@ -279,3 +279,61 @@ def test_the_report_holds_what_the_prediction_was_simulated_from():
     out, out_sinks = served_stages(stages, sinks, sites, "edge", served)
     toll = contention(out, out_sinks, served, 2)
     assert toll > 1.0 and contention(out, out_sinks, again, 2) == pytest.approx(toll)
+
+
+def test_the_slower_machine_is_the_served_prediction_on_a_slower_clock():
+    """planner.local.prediction.slower_machine: every stage of the served pass (models, hops, the
+    client's share, the CPU outside them) k times slower on the load's schedule. Checked by time
+    rescaling: on a schedule k times longer it must answer each request exactly k times later
+    than the served prediction on the schedule itself (the hops are the pass's measured stages,
+    so no fixed delay is left), with the same toll."""
+    import os
+
+    from planner.local.prediction import slower_machine
+    from planner.plan.margin import SLOWER
+
+    answers = [(30.0 + k, [timing("model", "a", "edge", 10.0 + k, 16.0 + k), timing("hop", "edge->mec", "edge", 2.0),
+                           timing("model", "b", "mec", 12.0 + 3 * k, 11.0), timing("hop", "mec->edge", "mec", 1.0)])
+               for k in range(7)]
+    served = summarize_pass(answers, 0.25)
+    served.cpu_per_request_ms, served.idle_cores, served.wall_s = 90.0, 0.01, 1.75
+    stages, sinks, sites = two_sites()
+    out, out_sinks = served_stages(stages, sinks, sites, "edge", served)
+    assert OUTSIDE in {s.name for s in out} and all(d == 0 for s in out for _, d in s.inputs)
+    schedule_s = [0.013 * i + 0.004 * (i % 3) for i in range(150)]
+    base = simulate(out, out_sinks, 0, os.cpu_count() or 1, arrivals_ms=[1000 * t for t in schedule_s],
+                    contention=1.2)
+    points = slower_machine(out, out_sinks, schedule_s, 1.2)
+    assert [p["slower"] for p in points] == list(SLOWER) and points[0]["p99_ms"] > base.percentile(99)
+    assert [p["p99_ms"] for p in points] == sorted(p["p99_ms"] for p in points)
+    for k in SLOWER:
+        [p] = [p for p in slower_machine(out, out_sinks, [k * t for t in schedule_s], 1.2) if p["slower"] == k]
+        assert p["p50_ms"] == pytest.approx(k * base.percentile(50), abs=2e-3)
+        assert p["p99_ms"] == pytest.approx(k * base.percentile(99), abs=2e-3)
+    assert slower_machine(out, out_sinks, None, 1.2) == []
+
+
+@pytest.mark.parametrize("profiled_scale, a_ms, b_ms, cpu_per_request_ms, disturbed", [
+    (1, 20.0, 30.0, 60.0, False),      # as profiled (a 20 ms, b 30 ms)
+    (1, 22.0, 33.0, 400.0, False),     # the models as profiled, the sites' gRPC and python costly
+    (1, 32.0, 38.0, 60.0, True),       # 70 ms of runs for 50 profiled: a slow spell, another job
+    (1, 26.0, 40.0, 60.0, False),      # 66 for 50: within SERVED_SLOW_WARN and 1 ms a model
+    (0.001, 0.05, 0.08, 60.0, False),  # 0.13 ms for 0.05: the runtime's own timing around tiny models
+])
+def test_a_pass_is_disturbed_when_its_models_ran_slower_than_their_profiles(profiled_scale, a_ms, b_ms,
+                                                                            cpu_per_request_ms, disturbed):
+    """served_prediction's `disturbed` (the pass is then taken again once, 20 s later): the models'
+    own times against their host profiles, whatever the machine spent around them."""
+    from dataclasses import replace
+
+    from planner.local.prediction import served_prediction
+
+    stages, sinks, sites = two_sites()
+    stages = [replace(s, service_ms=s.service_ms * profiled_scale) for s in stages]
+    need = 50 * profiled_scale
+    served = Served(requests=5, every_s=0.2, models={"a": a_ms, "b": b_ms}, models_cpu={"a": 2 * a_ms},
+                    hops={("edge", "mec"): 2.0, ("mec", "edge"): 1.5}, client_ms=4.0,
+                    cpu_per_request_ms=cpu_per_request_ms, idle_cores=0.0, wall_s=1.0)
+    got = served_prediction({"rate_rps": 2.0, "sites": sites}, stages, sinks, served, "edge", [0.0, 0.5, 1.0])
+    assert got["disturbed"] is disturbed and got["models_over_profiles"] == pytest.approx((a_ms + b_ms) / need, abs=1e-3)
+    assert any("ran the models in" in n for n in got["notes"]) is disturbed

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from planner.model.simulation import Stage, core_utilization, fair_rates, simulate
+from planner.model.simulation import Stage, core_utilization, fair_rates, simulate, slowed
 from planner.model.queueing import Queue
 
 ARRIVAL = (("", 0.0),)
@@ -214,3 +214,26 @@ def test_runs_of_varying_length_wait_as_pollaczek_khinchine_says():
     assert sum(fixed.responses_ms) / len(fixed.responses_ms) - 30.0 == pytest.approx(mean_wait(900.0), rel=0.05)
     assert core_utilization(varying, rate, 1) == pytest.approx(0.6)
     assert run.utilization == pytest.approx(0.6, abs=0.01)
+
+
+def test_a_machine_k_times_slower_is_the_same_run_on_a_clock_k_times_slower():
+    """Time rescaling: with every run k times longer and every arrival k times later, each response
+    is k times longer (shared cores, samples and the contention toll included). `slowed` leaves the
+    links' hop delays as they are, so they are 0 here."""
+    import random
+
+    rng = random.Random(3)
+    arrivals = sorted(rng.uniform(0, 4000) for _ in range(300))
+    stages = [Stage("a", 12.0, threads=2, servers=1, inputs=ARRIVAL, samples_ms=(8.0, 12.0, 30.0)),
+              Stage("b", 20.0, threads=1, servers=2, inputs=(("a", 0.0),), busy_cores=0.7),
+              Stage("c", 5.0, threads=2, servers=1, inputs=(("a", 0.0),), samples_ms=(4.0, 6.0, 5.0))]
+    sinks = [("b", 0.0), ("c", 0.0)]
+    base = simulate(stages, sinks, 0, 2, arrivals_ms=arrivals, contention=1.3)
+    for k in (1.1, 1.5):
+        slow = simulate(slowed(stages, k), sinks, 0, 2, arrivals_ms=[k * a for a in arrivals], contention=1.3)
+        assert slow.responses_ms == pytest.approx([k * r for r in base.responses_ms], rel=1e-9)
+    # on the same schedule, a slower machine only ever answers later
+    later = simulate(slowed(stages, 1.25), sinks, 0, 2, arrivals_ms=arrivals, contention=1.3)
+    assert all(s >= r - 1e-9 for s, r in zip(later.responses_ms, base.responses_ms))
+    assert later.percentile(99) > 1.25 * base.percentile(99)  # the queues grow more than the runs
+    assert slowed(stages, 2)[0].inputs == stages[0].inputs and slowed(stages, 2)[1].busy_cores == 0.7
