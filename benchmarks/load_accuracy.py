@@ -188,6 +188,7 @@ def row(report: dict, load: dict, site: str, target_u: float) -> dict:
         "contention": (report.get("served_prediction") or {}).get("contention"),
         "cpu_per_request_ms": report.get("cpu_per_request_ms"),
         "at_load_cpu": report.get("at_load_cpu"),
+        "slower_machine": (report.get("served_prediction") or {}).get("slower"),
         "within_goal": all(e is not None and abs(e) <= GOAL_PCT for e in error.values()),
         "models": [m | {"profile_ms": report["host_prediction"].get("models", {}).get(m["model"], {}).get("ms")}
                    for m in report["models"]],
@@ -289,27 +290,23 @@ def ocr(duration: float, seed: int, work: Path, out: Path | None, retakes: int) 
 
 
 def medians_only(out: Path, report: dict) -> dict | None:
-    """The served prediction made again from the report with each stage at its median (no draws
-    of the pass's requests, the toll refitted): what the draws change. None without a served pass."""
+    """The served prediction made again from the report with each stage at its median: the pass
+    without its requests' own times (no draws; OUTSIDE and the toll from the medians, as the
+    prediction would have made them): what the draws change. None without a served pass."""
     from dataclasses import replace
 
-    from planner.local.prediction import host_stages_for
-    from planner.local.served import Served, contention, served_stages
-    from planner.model.simulation import simulate
+    from planner.local.prediction import host_stages_for, served_prediction
+    from planner.local.served import Served
 
     pred = report.get("served_prediction") or {}
     if not pred.get("served") or "runs" not in pred["served"]:
         return None
-    served = Served.from_dict(pred["served"])
+    served = replace(Served.from_dict(pred["served"]), runs=[])
     stages, sinks, _ = host_stages_for(out, report["rate_rps"])
-    sites = {m["model"]: m["site"] for m in report["models"]}
-    drawn, answer = served_stages(stages, sinks, sites, report["entry"]["site"], served)
-    flat = [replace(s, samples_ms=()) for s in drawn]
-    cores = os.cpu_count() or 1
-    times = [q["at_ms"] for q in report["requests"]]
-    run = simulate(flat, answer, 0, cores, arrivals_ms=times, contention=contention(flat, answer, served, cores))
-    p50, p99 = run.percentile(50), run.percentile(99)
-    return {"p50_ms": round(p50, 3), "p99_ms": round(p99, 3),
+    schedule_s = [q["at_ms"] / 1000 for q in report["requests"]]
+    again = served_prediction(report["host_prediction"], stages, sinks, served, report["entry"]["site"], schedule_s)
+    p50, p99 = again["p50_ms"], again["p99_ms"]
+    return {"p50_ms": p50, "p99_ms": p99,
             "error_pct": {"p50": round(100 * (report["p50_ms"] / p50 - 1), 1),
                           "p99": round(100 * (report["p99_ms"] / p99 - 1), 1)}}
 
@@ -377,7 +374,9 @@ def markdown(r: dict) -> str:
              "what the prediction's stages need, the served pass, its pilot, and under load. After the fact (not a "
              "prediction: the check that splits a miss): the same model with its contention toll fitted to the CPU "
              "the load itself used; near the measurement where the prediction was not, the load model held and the "
-             "machine's speed moved between the pass and the load. The machine's speed (OCR): det alone in the "
+             "machine's speed moved between the pass and the load. Beside it the prediction on a machine 1.1, 1.25 "
+             "and 1.5x slower than the pass measured it (every model, hop and client share that much longer, the same "
+             "toll): how far a drift of the machine's speed moves it. The machine's speed (OCR): det alone in the "
              "benchmark's process (ONNX Runtime, median of 7 back to back) before the served pass and after the "
              f"load; a run where it moved over {MOVED:g}x is taken again (at most the --retakes times), the earlier "
              "takings listed under the table.", ""]
@@ -406,8 +405,9 @@ def markdown(r: dict) -> str:
         head += (" from profiles p50 / p99 ms (error) | each stage its median, no draws: p50 / p99 ms (error) |"
                  " CPU per request ms: modeled / served pass / pilot / under load |"
                  " after the fact, toll from the load's CPU: p50 / p99 ms (error), toll |"
+                 " the prediction on a machine 1.1 / 1.25 / 1.5x slower than the pass: p50 / p99 ms |"
                  " served pass: model ms (CPU ms), hops, client ms, contention |")
-        cols += 5
+        cols += 6
         if synthetic:
             head += " replay p50 / p99 ms (measured vs) | schedule alone vs model p50 / p99 |"
             cols += 2
@@ -440,6 +440,7 @@ def markdown(r: dict) -> str:
             ac = x.get("at_load_cpu")
             cells.append("-" if not ac else f"{ac['p50_ms']} / {ac['p99_ms']} ({_pct(ac['error_pct']['p50'])} / "
                          f"{_pct(ac['error_pct']['p99'])}), {ac['contention']}")
+            cells.append("; ".join(f"{p['p50_ms']} / {p['p99_ms']}" for p in x.get("slower_machine") or []) or "-")
             sp = x.get("served_pass")
             cells.append("-" if not sp else ", ".join(f"{m} {v['ms']} ({v['cpu_ms']})" for m, v in sp["models"].items())
                          + "; " + ", ".join(f"{h} {ms}" for h, ms in sp["hops"].items()) + f"; client {sp['client_ms']}"
