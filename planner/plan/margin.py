@@ -1,8 +1,9 @@
 """How much slower the models may run before the plan misses its SLO at its planned rate.
 
 A plan's latency under load rests on its profiles, and near the knee a small error in a service
-time is a large error in the wait: a queue at 85 % busy waits ~1.8x as long once its service is
-10 % slower (M/M/1: rho / (1 - rho) goes from 5.7 to 14.5 at 94 %, and each wait is longer too).
+time is a large error in the wait: a queue at 85 % busy waits ~2.8x as long once its service is
+10 % slower (M/M/1's mean wait, rho / (1 - rho) services: 5.7 at 85 %, 14.4 at 93.5 %, of services
+10 % longer).
 Measured, a machine's speed moves that much (benchmarks/results/machine_drift.md: a 2-vCPU VM ran
 the same build 2x slower in spells of a minute), and an estimate's stated error is often wider
 (profiles/calibration). So beside the plan's percentile the plan states what it becomes with
