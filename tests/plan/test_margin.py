@@ -70,3 +70,19 @@ def test_no_slo_no_margin_and_a_plan_over_its_slo_has_none(solved):
     capacity = service_margin(queues, 1e9)
     at = 1 + capacity.slower_pct / 100
     assert queues.point(slower=at).stable and (capacity.at_least or not queues.point(slower=at + 0.01).stable)
+
+
+def test_the_readmes_example_is_what_solve_says():
+    """README, latency model: the smart-camera example's margin, as `planner solve` finds it now."""
+    import re
+
+    from tests import ROOT
+
+    plan = solve_prepared(prepare(CAMERA), SolverConfig(time_limit_s=20, workers=2))
+    text = " ".join((ROOT / "README.md").read_text().split())
+    said = re.search(r"smart-camera example meets its (\d+) ms SLO at ([\d.]+) ms, and 10 % slower models take it "
+                     r"to (\d+) ms \(margin ([\d.]+) %\)", text)
+    assert said, "the README's sentence on the smart-camera margin moved: update this test"
+    slo, at, slower, margin = map(float, said.groups())
+    assert slo == plan.constraints["latency_ms"] and at == round(plan.latency_ms, 1)
+    assert slower == round(plan.service_margin.points[0].tail_ms) and margin == plan.service_margin.slower_pct
