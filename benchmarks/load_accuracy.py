@@ -327,13 +327,21 @@ def overlap_split(out: Path, report: dict) -> dict:
     """Where the prediction parts from the measurement: the requests alone on the machine (the one
     before had answered when it arrived, the next arrived after it answered; by the measured
     times) and the others, each group's measured p50 beside the p50 of the same requests in the
-    simulation of the same schedule."""
+    simulation of the same schedule: the prediction's (the served pass's stages and toll, where it
+    has one; else the host profiles')."""
     from planner.local.prediction import host_stages_for
+    from planner.local.served import Served, served_stages
     from planner.model.simulation import simulate
 
     ok = [q for q in report["requests"] if q["ms"] is not None]
     stages, sinks, client_ms = host_stages_for(out, report["rate_rps"])
-    run = simulate(stages, sinks, report["rate_rps"], os.cpu_count() or 1, arrivals_ms=[q["at_ms"] for q in ok])
+    pred, toll = report.get("served_prediction") or {}, 1.0
+    if pred.get("served") and "runs" in pred["served"]:
+        stages, sinks = served_stages(stages, sinks, report["host_prediction"]["sites"], report["entry"]["site"],
+                                      Served.from_dict(pred["served"]))
+        client_ms, toll = 0.0, pred["contention"]
+    run = simulate(stages, sinks, report["rate_rps"], os.cpu_count() or 1, arrivals_ms=[q["at_ms"] for q in ok],
+                   contention=toll)
     groups: dict[str, list[int]] = {"alone": [], "overlapping": []}
     for i, q in enumerate(ok):
         before = ok[i - 1]["at_ms"] + ok[i - 1]["ms"] if i else float("-inf")
@@ -399,7 +407,7 @@ def markdown(r: dict) -> str:
         cols = 10
         if not synthetic:
             head += (" long run p50 / p99 ms | independent queues p50 / p99 ms | service p50 per model ms (profile) |"
-                     " p50 measured / simulated, requests alone and overlapping ms | the machine's speed: det alone ms,"
+                     " p50 measured / simulated (as predicted), requests alone and overlapping ms | the machine's speed: det alone ms,"
                      " before / after |")
             cols += 5
         head += (" from profiles p50 / p99 ms (error) | each stage its median, no draws: p50 / p99 ms (error) |"
