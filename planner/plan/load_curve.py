@@ -6,6 +6,7 @@ of the percentile at the lightest load on the curve (a quarter of the planned ra
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from planner.model.queueing import Queue
@@ -24,10 +25,11 @@ def model_queue(rate_rps: float, latency_us: int, servers: int) -> Queue:
 
 
 def site_share_ms(inst: Instance, evaluation: Evaluation, option: Option, site: str, scale: float,
-                   percentile: float, slower: float = 1.0) -> float:
+                   percentile: float, slower: float = 1.0, core_load: float | None = None) -> float:
     """A model's share of its site's wait at this scale of the planned rates (as the evaluator's, at the plan's),
-    with every model's service time `slower` times its profile (its cores' load and its share grow with it)."""
-    load = round(evaluation.core_load.get(site, 0) * scale * slower)
+    with its service time `slower` times its profile; `core_load`: the site's cores' load at the planned
+    rates where its models' times are not their profiles' (default: the evaluation's)."""
+    load = round((evaluation.core_load.get(site, 0) if core_load is None else core_load) * scale)
     data = inst.site(site)
     if not data.waits or not load or not option.core_us:
         return 0.0
@@ -67,24 +69,28 @@ class PlanQueues:
         self.options = {m: inst.option(m, s, evaluation.builds[m]) for m, s in evaluation.placement.items()}
         self.servers = {m: evaluation.replicas[s] * instances[m] for m, s in evaluation.placement.items()}
 
-    def point(self, scale: float = 1.0, slower: float = 1.0) -> Point:
-        """The slowest path's p50 and percentile; unstable (no latency) where a queue cannot keep up
-        (at or above 100 %) or a site's cores are past the last level of its wait table."""
+    def point(self, scale: float = 1.0, slower: float | Mapping[str, float] = 1.0) -> Point:
+        """The slowest path's p50 and percentile with every model's service time `slower` x its profile
+        (or each model's own factor, 1 where none is given); unstable (no latency) where a queue cannot
+        keep up (at or above 100 %) or a site's cores are past the last level of its wait table."""
         inst, evaluation = self.inst, self.evaluation
-        service = {m: o.latency_us * slower for m, o in self.options.items()}
+        k = {m: slower.get(m, 1.0) if isinstance(slower, Mapping) else slower for m in self.options}
+        service = {m: o.latency_us * k[m] for m, o in self.options.items()}
         queues = {m: model_queue(self.rates[m] * scale, service[m], self.servers[m]) for m in service}
-        cores = {s: load * scale * slower / REPLICA_CAPACITY / evaluation.replicas[s]
-                 for s, load in evaluation.core_load.items() if load and inst.site(s).waits}
+        core_load: dict[str, float] = {}
+        for m, o in self.options.items():
+            site = evaluation.placement[m]
+            core_load[site] = core_load.get(site, 0.0) + o.core_load * k[m]
+        cores = {s: load * scale / REPLICA_CAPACITY / evaluation.replicas[s]
+                 for s, load in core_load.items() if load and inst.site(s).waits}
         busiest = round(max([q.utilization for q in queues.values()] + list(cores.values()), default=0.0), 4)
         if any(not q.stable for q in queues.values()) or any(
-                inst.site(s).level(round(evaluation.core_load[s] * scale * slower), evaluation.replicas[s]) is None
-                for s in cores):
+                inst.site(s).level(round(core_load[s] * scale), evaluation.replicas[s]) is None for s in cores):
             return Point(busiest, stable=False)
         # each model's wait: its queue's, or its share of its site's cores' queue, whichever is longer
-        p50, tail = ({m: service[m] / 1000 + max(q.wait_ms(p), site_share_ms(inst, evaluation, self.options[m],
-                                                                               evaluation.placement[m], scale, p,
-                                                                               slower))
-                      for m, q in queues.items()} for p in (50, inst.percentile))
+        p50, tail = ({m: service[m] / 1000 + max(q.wait_ms(p), site_share_ms(
+            inst, evaluation, self.options[m], evaluation.placement[m], scale, p, k[m],
+            core_load[evaluation.placement[m]])) for m, q in queues.items()} for p in (50, inst.percentile))
         return Point(busiest, stable=True, p50_ms=round(_slowest_path_ms(inst, evaluation, p50), 3),
                      tail_ms=round(_slowest_path_ms(inst, evaluation, tail), 3))
 

@@ -171,10 +171,16 @@ def make_plan(
     plan.cost_per_hour = evaluation.cost_uph / 1e6
     prof = {(p.node, p.site, p.build): p for p in profiles}
     median_wait: dict[str, float] = {}
+    stated_pct: dict[str, float] = {}  # the chosen builds' stated errors (estimates)
+    unknown_error: list[str] = []  # estimates that state none
     for m in inst.models:
         s = evaluation.placement[m]
         opt = inst.option(m, s, evaluation.builds[m])
         p = prof.get((m, s, opt.build))
+        if p is not None and p.expected_error_pct is not None:
+            stated_pct[m] = round(p.expected_error_pct, 1)
+        elif p is not None and p.provenance == "estimated":
+            unknown_error.append(m)
         instances = checked.app.models[m].instances
         queue = model_queue(graph.rate_rps[m], opt.latency_us, evaluation.replicas[s] * instances)
         # its own queue's median wait, or its share of its site's (as at the percentile: the longer)
@@ -206,7 +212,8 @@ def make_plan(
     queues = PlanQueues(inst, evaluation, {**graph.rate_rps, **sources},
                         {m: checked.app.models[m].instances for m in inst.models})
     plan.load_curve = load_curve(queues)
-    plan.service_margin = service_margin(queues, None if inst.slo_us is None else inst.slo_us / 1000)
+    plan.service_margin = service_margin(queues, None if inst.slo_us is None else inst.slo_us / 1000, stated_pct,
+                                         unknown_error)
     plan.cost = cost_report(inst, evaluation, graph, network)
     plan.simulated = simulated or simulated_check(checked, inst, evaluation, profiles)
     plan.warnings.extend(simulation_warnings(plan.simulated, inst))

@@ -10,39 +10,54 @@ the same build 2x slower in spells of a minute), and an estimate's stated error 
 every model's service time SLOWER x its profile, with the placement, builds, replicas and links
 unchanged (a slower machine everywhere: the same latency model, planner.plan.load_curve's), and
 the margin: the largest such slowdown, up to MAX_SLOWER, under which the percentile still meets
-the SLO (bisection: the percentile only grows as the models slow down)."""
+the SLO (bisection: the percentile only grows as the models slow down). And where profiles state
+their error (estimates for hardware not measured here: their calibration's expected error), the
+plan with each of those models that much slower and the others as profiled: the slow end of what
+the profiles themselves claim."""
 
 from __future__ import annotations
 
 from planner.plan.load_curve import PlanQueues
-from planner.plan.schema import ServiceMargin, SlowerPoint
+from planner.plan.schema import ServiceMargin, SlowerPoint, StatedErrorsPoint
 
 SLOWER = (1.1, 1.25, 1.5)
 MAX_SLOWER = 4.0  # a margin beyond this is reported as "at least"
 RESOLUTION = 0.005  # the margin's bisection stops within half a percent
 
 
-def service_margin(plan: PlanQueues, slo_ms: float | None) -> ServiceMargin:
-    """The plan's percentile with every model SLOWER x its profile, and its margin against `slo_ms`."""
+def service_margin(plan: PlanQueues, slo_ms: float | None, stated_pct: dict[str, float] | None = None,
+                   unknown: list[str] | None = None) -> ServiceMargin:
+    """The plan's percentile with every model SLOWER x its profile, its margin against `slo_ms`, and
+    the percentile with each model of `stated_pct` (its stated error, %) that much slower; `unknown`:
+    the estimated models whose error nobody states (said, not guessed)."""
+
+    def within(p) -> bool | None:
+        return None if slo_ms is None else p.stable and p.tail_ms <= slo_ms
+
     points = []
     for slower in SLOWER:
         p = plan.point(slower=slower)
         points.append(SlowerPoint(slower=slower, max_utilization=p.max_utilization, stable=p.stable,
-                                  p50_ms=p.p50_ms, tail_ms=p.tail_ms,
-                                  within_slo=None if slo_ms is None else p.stable and p.tail_ms <= slo_ms))
-    if slo_ms is None:
-        return ServiceMargin(points=points)
+                                  p50_ms=p.p50_ms, tail_ms=p.tail_ms, within_slo=within(p)))
+    stated = {m: pct for m, pct in (stated_pct or {}).items() if pct > 0}
+    at_stated = None
+    if stated:
+        p = plan.point(slower={m: 1 + pct / 100 for m, pct in stated.items()})
+        at_stated = StatedErrorsPoint(errors_pct=stated, max_utilization=p.max_utilization, stable=p.stable,
+                                      p50_ms=p.p50_ms, tail_ms=p.tail_ms, within_slo=within(p))
+    slower_pct, at_least = (None, False) if slo_ms is None else _margin_pct(lambda k: within(plan.point(slower=k)))
+    return ServiceMargin(slower_pct=slower_pct, at_least=at_least, points=points, at_stated_errors=at_stated,
+                         unknown_errors=sorted(unknown or []))
 
-    def meets(slower: float) -> bool:
-        p = plan.point(slower=slower)
-        return p.stable and p.tail_ms <= slo_ms
 
+def _margin_pct(meets) -> tuple[float, bool]:
+    """The largest slowdown (%) under which `meets`, and whether even MAX_SLOWER does."""
     if not meets(1.0):
-        return ServiceMargin(slower_pct=0.0, points=points)
+        return 0.0, False
     if meets(MAX_SLOWER):
-        return ServiceMargin(slower_pct=round(100 * (MAX_SLOWER - 1), 1), at_least=True, points=points)
+        return round(100 * (MAX_SLOWER - 1), 1), True
     lo, hi = 1.0, MAX_SLOWER
     while hi - lo > RESOLUTION:
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if meets(mid) else (lo, mid)
-    return ServiceMargin(slower_pct=round(100 * (lo - 1), 1), points=points)
+    return round(100 * (lo - 1), 1), False

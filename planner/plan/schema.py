@@ -91,15 +91,26 @@ class LoadPoint(Model):
     within_knee: bool = Field(default=False, description="tail_ms within 1.5x of the lightest load's on the curve")
 
 
-class SlowerPoint(Model):
-    """The plan at its planned rate with every model's service time `slower` x its profile."""
+class MarginPoint(Model):
+    """The plan at its planned rate with its models slower than their profiles."""
 
-    slower: float
     max_utilization: float = Field(description="the busiest queue's, or site cores', utilization")
     stable: bool = Field(description="every queue keeps up; when not, no latency (it grows without bound)")
     p50_ms: float | None = None
     tail_ms: float | None = Field(default=None, description="the slowest path at the plan's percentile")
     within_slo: bool | None = Field(default=None, description="tail_ms within the SLO (None: no SLO)")
+
+
+class SlowerPoint(MarginPoint):
+    """Every model's service time `slower` x its profile."""
+
+    slower: float
+
+
+class StatedErrorsPoint(MarginPoint):
+    """Each model whose profile states an error (an estimate: its calibration's) that much slower."""
+
+    errors_pct: dict[str, float] = Field(default_factory=dict, description="per model: its stated error, in %")
 
 
 class ServiceMargin(Model):
@@ -110,6 +121,11 @@ class ServiceMargin(Model):
                                   "percentile still meets the SLO at the planned rate (None: no SLO)")
     at_least: bool = Field(default=False, description="the SLO holds even at the largest slowdown tried")
     points: list[SlowerPoint] = Field(default_factory=list)
+    at_stated_errors: StatedErrorsPoint | None = Field(
+        default=None, description="the estimated models at the slow end of their stated errors (None: no model's "
+                                  "profile states one)")
+    unknown_errors: list[str] = Field(default_factory=list,
+                                      description="models whose profile is an estimate with no stated error")
 
 
 class VettingRound(Model):

@@ -236,7 +236,23 @@ def _margin(plan: Plan) -> list[Block]:
     return [Para([f"{head} Near the knee a small error in a service time is a large error in the wait: the same plan "
                   "(placement, builds, replicas, links) with every model's service time slower than its profile, "
                   "as a slower machine or an optimistic estimate would make it."]),
-            Table(["x the profiles' times", "busiest", "p50 ms", f"{q} ms", "within the SLO"], rows, {0, 1, 2, 3})]
+            Table(["x the profiles' times", "busiest", "p50 ms", f"{q} ms", "within the SLO"], rows, {0, 1, 2, 3}),
+            *_stated_errors(m, q)]
+
+
+def _stated_errors(m, q: str) -> list[Block]:
+    blocks: list[Block] = []
+    s = m.at_stated_errors
+    if s is not None:
+        latency = (f"p50 {_ms(s.p50_ms)} ms, {q} {_ms(s.tail_ms)} ms" if s.stable else "a queue that cannot keep up")
+        slo = "" if s.within_slo is None else (", within the SLO" if s.within_slo else ", over the SLO")
+        blocks += [Para([f"With each estimated model at the slow end of the error its calibration states (the others as "
+                         f"profiled): {latency}{slo}; the busiest queue or site {num(s.max_utilization)}."]),
+                   Table(["model", "stated error %"], [[name, num(pct)] for name, pct in s.errors_pct.items()], {1})]
+    if m.unknown_errors:
+        blocks.append(Para([f"Estimated with no stated error (no calibration to derive one from): "
+                            f"{', '.join(m.unknown_errors)}."]))
+    return blocks
 
 
 def _simulated(plan: Plan) -> list[Block]:

@@ -115,13 +115,21 @@ def margin_line(plan: Plan) -> str | None:
     at = ", ".join(f"+{100 * (p.slower - 1):.0f} %: " + (f"{p.tail_ms:,.1f} ms" if p.stable else "unbounded")
                    for p in m.points)
     if m.slower_pct is None:
-        return f"margin: {q} with every model slower than its profile: {at}"
-    if m.slower_pct == 0:
-        head = f"margin: none, {q} misses the SLO at the profiles' own times"
+        text = f"margin: {q} with every model slower than its profile: {at}"
+    elif m.slower_pct == 0:
+        text = f"margin: none, {q} misses the SLO at the profiles' own times ({q} at {at})"
     else:
-        head = (f"margin: the SLO holds with every model {'at least ' if m.at_least else 'up to '}"
-                f"{m.slower_pct:g} % slower than its profile")
-    return f"{head} ({q} at {at})"
+        text = (f"margin: the SLO holds with every model {'at least ' if m.at_least else 'up to '}"
+                f"{m.slower_pct:g} % slower than its profile ({q} at {at})")
+    s = m.at_stated_errors
+    if s is not None:
+        errors = ", ".join(f"{name} +{pct:g} %" for name, pct in s.errors_pct.items())
+        text += (f"; at the estimates' stated errors ({errors}): {q} "
+                 + (f"{s.tail_ms:,.1f} ms" if s.stable else "unbounded")
+                 + ("" if s.within_slo is None else ", within the SLO" if s.within_slo else ", over the SLO"))
+    if m.unknown_errors:
+        text += f"; estimated with no stated error: {', '.join(m.unknown_errors)}"
+    return text
 
 
 def simulated_line(plan: Plan) -> str | None:

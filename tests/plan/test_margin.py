@@ -86,3 +86,40 @@ def test_the_readmes_example_is_what_solve_says():
     slo, at, slower, margin = map(float, said.groups())
     assert slo == plan.constraints["latency_ms"] and at == round(plan.latency_ms, 1)
     assert slower == round(plan.service_margin.points[0].tail_ms) and margin == plan.service_margin.slower_pct
+
+
+def test_estimates_at_their_stated_errors_and_the_ones_that_state_none(tmp_path):
+    """The plan with each estimated model at the slow end of its stated error (the others as
+    profiled) is the evaluator on a table where only those models are that much slower; an
+    estimate with no stated error is named, not guessed."""
+    from planner.pipeline import Prepared
+    from planner.profiling.app_profiles import AppProfiles
+
+    prepared = prepare(CAMERA)
+    stated = {"detector": 30.0, "reid": 12.5}  # the smart camera's own numbers are given: state some
+    entries = [e.model_copy(update={"provenance": "estimated", "expected_error_pct": stated.get(e.node)})
+               if e.node in (*stated, "fusion") else e for e in prepared.profiles.table.entries]
+    table = ProfileTable(entries=entries)
+    estimated = Prepared(prepared.checked, AppProfiles(table), build_instance(prepared.checked, table))
+    plan = solve_prepared(estimated, SolverConfig(time_limit_s=20, workers=2))
+    margin = plan.service_margin
+    assert margin.unknown_errors == ["fusion"]
+    point = margin.at_stated_errors
+    assert point.errors_pct == stated and point.stable
+    slowed = ProfileTable(entries=[e.model_copy(update={"latency_ms": e.latency_ms * (1 + stated.get(e.node, 0) / 100)})
+                                   for e in table.entries])
+    inst = build_instance(prepared.checked, slowed)
+    ev = evaluate(inst, plan.placement, {m: f"{r.engine}/{r.precision}" for m, r in plan.models.items()},
+                  {s: r.replicas for s, r in plan.sites.items()})
+    assert point.tail_ms == pytest.approx(ev.latency_us / 1000, abs=0.01 * len(plan.models) + 0.01)
+    assert point.within_slo == (point.tail_ms <= plan.constraints["latency_ms"])
+    # between the plan as profiled and every model 30 % slower
+    assert plan.latency_ms < point.tail_ms < slower_latency_ms(estimated, plan, 1.3)
+    # the report holds every number of it, and names the estimate with no stated error
+    from planner.report import write_reports
+    from tests.report.test_report import check_report_holds_plan
+
+    write_reports(plan, tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    check_report_holds_plan(plan, md)
+    assert "Estimated with no stated error (no calibration to derive one from): fusion." in md
