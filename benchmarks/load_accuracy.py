@@ -189,6 +189,7 @@ def row(report: dict, load: dict, site: str, target_u: float) -> dict:
         "cpu_per_request_ms": report.get("cpu_per_request_ms"),
         "at_load_cpu": report.get("at_load_cpu"),
         "slower_machine": (report.get("served_prediction") or {}).get("slower"),
+        "implied_slowdown": report.get("implied_slowdown"),
         "within_goal": all(e is not None and abs(e) <= GOAL_PCT for e in error.values()),
         "models": [m | {"profile_ms": report["host_prediction"].get("models", {}).get(m["model"], {}).get("ms")}
                    for m in report["models"]],
@@ -384,7 +385,9 @@ def markdown(r: dict) -> str:
              "the load itself used; near the measurement where the prediction was not, the load model held and the "
              "machine's speed moved between the pass and the load. Beside it the prediction on a machine 1.1, 1.25 "
              "and 1.5x slower than the pass measured it (every model, hop and client share that much longer, the same "
-             "toll): how far a drift of the machine's speed moves it. The machine's speed (OCR): det alone in the "
+             "toll): how far a drift of the machine's speed moves it; and the slowdown under which that prediction "
+             "gives the measured p50, beside the load's CPU per request over the pass's: two measures of one drift. "
+             "The machine's speed (OCR): det alone in the "
              "benchmark's process (ONNX Runtime, median of 7 back to back) before the served pass and after the "
              f"load; a run where it moved over {MOVED:g}x is taken again (at most the --retakes times), the earlier "
              "takings listed under the table.", ""]
@@ -414,8 +417,9 @@ def markdown(r: dict) -> str:
                  " CPU per request ms: modeled / served pass / pilot / under load |"
                  " after the fact, toll from the load's CPU: p50 / p99 ms (error), toll |"
                  " the prediction on a machine 1.1 / 1.25 / 1.5x slower than the pass: p50 / p99 ms |"
+                 " the machine's slowdown the measured p50 implies / CPU per request under load over the pass |"
                  " served pass: model ms (CPU ms), hops, client ms, contention |")
-        cols += 6
+        cols += 7
         if synthetic:
             head += " replay p50 / p99 ms (measured vs) | schedule alone vs model p50 / p99 |"
             cols += 2
@@ -449,6 +453,8 @@ def markdown(r: dict) -> str:
             cells.append("-" if not ac else f"{ac['p50_ms']} / {ac['p99_ms']} ({_pct(ac['error_pct']['p50'])} / "
                          f"{_pct(ac['error_pct']['p99'])}), {ac['contention']}")
             cells.append("; ".join(f"{p['p50_ms']} / {p['p99_ms']}" for p in x.get("slower_machine") or []) or "-")
+            im = x.get("implied_slowdown") or {}
+            cells.append(f"{im.get('p50', '-')} / {im.get('cpu_under_load_over_pass', '-')}")
             sp = x.get("served_pass")
             cells.append("-" if not sp else ", ".join(f"{m} {v['ms']} ({v['cpu_ms']})" for m, v in sp["models"].items())
                          + "; " + ", ".join(f"{h} {ms}" for h, ms in sp["hops"].items()) + f"; client {sp['client_ms']}"

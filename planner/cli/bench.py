@@ -92,7 +92,7 @@ def bench(
     if rate is not None:
         from planner.local.open_loop import run_load_test
 
-        from planner.local.prediction import host_stages_for, served_prediction
+        from planner.local.prediction import host_stages_for, implied_slowdown, served_prediction
 
         times = schedule(rate, duration, arrivals, seed)
         served = served if host.get("status") == "ok" else 0
@@ -101,7 +101,9 @@ def bench(
         report = run_load_test(out_dir, rate, duration, arrivals=arrivals, seed=seed, warmup=warmup,
                                timeout_s=timeout, entry=entry, inputs=given, host=host, served_requests=served,
                                predict_served=lambda s, entry_site: served_prediction(host, stages, sinks, s,
-                                                                                      entry_site, times))
+                                                                                      entry_site, times),
+                               implied=lambda s, entry_site, p50: implied_slowdown(host, stages, sinks, s, entry_site,
+                                                                                   times, p50))
         if as_json:
             print(json.dumps(report, indent=2))
         else:
@@ -198,6 +200,12 @@ def show_load(report: dict) -> None:
                   f"{check['contention']:g}x): " + _against(check, check["error_pct"])
                   + " (near the measurement where the prediction was not: the machine's speed moved, not the model)",
                   highlight=False)
+    implied = report.get("implied_slowdown") or {}
+    if implied.get("p50") is not None:
+        ratio = implied.get("cpu_under_load_over_pass")
+        out.print(f"  the measured p50 is the prediction on a machine {implied['p50']:g}x as slow as the served pass "
+                  "measured it" + (f"; the load used {ratio:g}x the pass's CPU per request" if ratio else "")
+                  + " (near each other: the machine's speed moved, the model held)", highlight=False)
     predicted_util = report["predicted_utilization"] or {}
     t = Table(title="per site: utilization (busy time of its models over the window, per replica)")
     for col in ("site", "measured", "predicted"):

@@ -151,14 +151,17 @@ def machine_speed(before_ms: float, after_ms: float) -> dict:
 def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals: str = "poisson", seed: int = 0,
                   warmup: int = 3, timeout_s: float = 30.0, entry: str | None = None, inputs: dict | None = None,
                   host: dict | None = None, served_requests: int = 0,
-                  predict_served: Callable[[Served, str], dict] | None = None) -> dict:
+                  predict_served: Callable[[Served, str], dict] | None = None,
+                  implied: Callable[[Served, str, float], float | None] | None = None) -> dict:
     """The open-loop load test through the entry site; the report as a dict (`planner bench --rate --json`).
 
     `host` is host_prediction(out_dir, rate_rps=rate_rps), computed before the requests. With
     `served_requests`, the served pass (planner.local.served) and its pilot (PILOT_S s of open
     loop at the rate, at most half the load's duration, on another schedule) run after the
     warm-up (measure_served), and `predict_served` turns their figures and the entry site into
-    the prediction the load is compared with (before the load starts, so it does not compete)."""
+    the prediction the load is compared with (before the load starts, so it does not compete);
+    after the load, `implied` gives the slowdown of the machine under which that prediction
+    would have been the measured p50 (planner.local.prediction.implied_slowdown)."""
     from planner_runtime.client import OipClient, infer_request
 
     times = schedule(rate_rps, duration_s, arrivals, seed)
@@ -196,5 +199,10 @@ def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals
     report["machine_speed"] = speed
     report["at_load_cpu"] = None if predict_served is None else at_load_cpu(
         measured, times, busy, lambda s: predict_served(s, entry_site), report["p50_ms"], report["p99_ms"])
+    cpu = report["cpu_per_request_ms"]
+    report["implied_slowdown"] = None if implied is None or measured is None or report["p50_ms"] is None else {
+        "p50": implied(measured, entry_site, report["p50_ms"]),
+        "cpu_under_load_over_pass": (round(cpu["under_load"] / cpu["served_pass"], 3)
+                                     if cpu["under_load"] and cpu["served_pass"] else None)}
     return {"app": b.app, "entry": {"site": entry_site, "addresses": addresses}, "arrivals": arrivals, "seed": seed,
             "duration_s": duration_s, "warmup": warmup, "timeout_s": timeout_s, "host_prediction": host, **report}

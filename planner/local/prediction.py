@@ -297,3 +297,32 @@ def slower_machine(stages: list[Stage], sinks: list[tuple[str, float]], schedule
         run = simulate(slowed(stages, factor), sinks, 0, cores, arrivals_ms=arrivals, contention=toll)
         out.append({"slower": factor, "p50_ms": round(run.percentile(50), 3), "p99_ms": round(run.percentile(99), 3)})
     return out
+
+
+SLOWDOWN_RANGE = (0.5, 4.0)  # implied_slowdown looks for the factor within these
+
+
+def implied_slowdown(host: dict, profiled: list[Stage], sinks: list[tuple[str, float]], served: Served,
+                     entry_site: str, schedule_s: list[float], measured_p50_ms: float) -> float | None:
+    """After a load: how much slower than the served pass measured it (every stage alike, as
+    slower_machine) this machine must have been for the prediction of the load's schedule to give
+    the p50 the load measured (bisection to half a percent; the simulated p50 only grows with the
+    factor). Beside the load's own CPU per request over the pass's, the check that a miss was the
+    machine's speed and not the model: the two are independent measures of the same drift. None
+    outside SLOWDOWN_RANGE or without a schedule."""
+    if not schedule_s or measured_p50_ms is None:
+        return None
+    stages, sinks = served_stages(profiled, sinks, host["sites"], entry_site, served)
+    cores, arrivals = os.cpu_count() or 1, [1000 * s for s in schedule_s]
+    toll = contention(stages, sinks, served, cores)
+
+    def p50(factor: float) -> float:
+        return simulate(slowed(stages, factor), sinks, 0, cores, arrivals_ms=arrivals, contention=toll).percentile(50)
+
+    lo, hi = SLOWDOWN_RANGE
+    if not p50(lo) <= measured_p50_ms <= p50(hi):
+        return None
+    while hi - lo > 0.005:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if p50(mid) < measured_p50_ms else (lo, mid)
+    return round((lo + hi) / 2, 3)

@@ -49,7 +49,7 @@ REPORT_KEYS = {"app", "entry", "arrivals", "seed", "duration_s", "warmup", "time
                "rate_rps", "achieved_rps", "sent", "ok", "errors", "error_messages", "p50_ms", "p95_ms", "p99_ms",
                "predicted", "error_pct", "utilization", "predicted_utilization", "models", "window_s",
                "sender_late_ms", "requests", "predicted_from", "predicted_from_profiles", "error_pct_from_profiles",
-               "served_prediction", "cpu_per_request_ms", "at_load_cpu", "machine_speed"}
+               "served_prediction", "cpu_per_request_ms", "at_load_cpu", "machine_speed", "implied_slowdown"}
 
 
 # -- the schedule and the statistics, alone --------------------------------------------------
@@ -300,7 +300,7 @@ def test_requests_spread_over_the_replicas_of_services_json(site, env, tmp_path)
     assert report["p99_ms"] < 200 + 200
 
 
-def test_report_keys_and_the_prediction_beside(site, env):
+def test_report_keys_and_the_prediction_beside(site, env, capsys):
     out = site["out"]
     r = planner(env, "bench", out, "--entry", site["a"], "--rate", "5", "--duration", "0.5", "--served-pass", "3",
                 "--json")
@@ -322,6 +322,16 @@ def test_report_keys_and_the_prediction_beside(site, env):
     slower = report["served_prediction"]["slower"]
     assert [p["slower"] for p in slower] == [1.1, 1.25, 1.5]
     assert report["predicted"]["p50_ms"] <= slower[0]["p50_ms"] <= slower[1]["p50_ms"] <= slower[2]["p50_ms"]
+    implied = report["implied_slowdown"]  # None: outside 0.5-4x (a 0.5 s load's p50 is one draw)
+    assert set(implied) == {"p50", "cpu_under_load_over_pass"}
+    assert implied["cpu_under_load_over_pass"] is None or implied["cpu_under_load_over_pass"] > 0  # 10 ms ticks
+    assert implied["p50"] is None or 0.5 <= implied["p50"] <= 4
+    # the text output says it (the same report, shown)
+    from planner.cli.bench import show_load
+
+    show_load(report | {"implied_slowdown": {"p50": 1.125, "cpu_under_load_over_pass": 1.14}})
+    assert "the measured p50 is the prediction on a machine 1.125x as slow as the served pass measured it; the load " \
+           "used 1.14x the pass's CPU per request" in capsys.readouterr().out
     speed = report["machine_speed"]
     assert speed["before_ms"] > 0 and speed["after_ms"] > 0 and isinstance(speed["moved"], bool)
     # after the load, the same model with the load as its pilot: its toll from the CPU the load used

@@ -337,3 +337,27 @@ def test_a_pass_is_disturbed_when_its_models_ran_slower_than_their_profiles(prof
     got = served_prediction({"rate_rps": 2.0, "sites": sites}, stages, sinks, served, "edge", [0.0, 0.5, 1.0])
     assert got["disturbed"] is disturbed and got["models_over_profiles"] == pytest.approx((a_ms + b_ms) / need, abs=1e-3)
     assert any("ran the models in" in n for n in got["notes"]) is disturbed
+
+
+def test_the_slowdown_a_load_implies_is_the_one_that_made_it():
+    """implied_slowdown inverts slower_machine: the p50 of the prediction on a machine 1.2x slower,
+    given as the measurement, gives back 1.2 (to the bisection's half percent); a p50 no factor in
+    range reaches gives None."""
+    from planner.local.prediction import implied_slowdown
+
+    answers = [(30.0 + k, [timing("model", "a", "edge", 10.0 + k, 16.0 + k), timing("hop", "edge->mec", "edge", 2.0),
+                           timing("model", "b", "mec", 12.0 + 3 * k, 11.0), timing("hop", "mec->edge", "mec", 1.0)])
+               for k in range(7)]
+    served = summarize_pass(answers, 0.25)
+    served.cpu_per_request_ms, served.idle_cores, served.wall_s = 90.0, 0.01, 1.75
+    stages, sinks, sites = two_sites()
+    host = {"rate_rps": 30.0, "sites": sites}
+    schedule_s = [0.031 * i + 0.01 * (i % 4) for i in range(200)]
+    from planner.local.prediction import served_prediction
+
+    slower = {p["slower"]: p for p in served_prediction(host, stages, sinks, served, "edge", schedule_s)["slower"]}
+    for k in (1.1, 1.25):
+        got = implied_slowdown(host, stages, sinks, served, "edge", schedule_s, slower[k]["p50_ms"])
+        assert got == pytest.approx(k, abs=0.006)
+    assert implied_slowdown(host, stages, sinks, served, "edge", schedule_s, 1e7) is None
+    assert implied_slowdown(host, stages, sinks, served, "edge", [], 50.0) is None
