@@ -121,7 +121,8 @@ def run_sweep(path: Path, key: str, values: list[str], fixed: list[str], config:
             moved = [m for m, s in plan.placement.items() if previous.get(m) != s]
         points.append(SweepPoint(value=value, status=plan.status, placement=dict(plan.placement),
                                  latency_ms=plan.latency_ms, cost_per_hour=plan.cost_per_hour, moved=moved,
-                                 replicas={s: r.replicas for s, r in plan.sites.items()}))
+                                 replicas={s: r.replicas for s, r in plan.sites.items()},
+                                 margin_pct=plan.service_margin.slower_pct if plan.service_margin else None))
         if plan.placement:
             previous = plan.placement
     return Sweep(app=app, key=key, fixed=list(fixed), points=points)

@@ -125,12 +125,13 @@ def sweep(
     else:
         models = list(dict.fromkeys(m for p in result.points for m in p.placement))
         t = Table(title=f"{result.app}: sweep of {key}", title_justify="left")
-        for col in ("value", "status", "latency ms", "cost $/h", *models, "replicas", "moved"):
-            t.add_column(col, justify="right" if col in ("value", "latency ms", "cost $/h") else "left",
+        for col in ("value", "status", "latency ms", "cost $/h", "margin %", *models, "replicas", "moved"):
+            t.add_column(col, justify="right" if col in ("value", "latency ms", "cost $/h", "margin %") else "left",
                          no_wrap=col == "status")  # a status cut short says nothing
         for p in result.points:
             t.add_row(p.value, p.status, "-" if p.latency_ms is None else f"{p.latency_ms:,.3f}",
                       "-" if p.cost_per_hour is None else f"{p.cost_per_hour:.6f}",
+                      "-" if p.margin_pct is None else f"{p.margin_pct:g}",
                       *[p.placement.get(m, "-") for m in models],
                       " ".join(f"{s}={n}" for s, n in p.replicas.items()) or "-", ", ".join(p.moved))
         out.print(t)

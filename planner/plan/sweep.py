@@ -13,6 +13,7 @@ class SweepPoint(BaseModel):
     cost_per_hour: float | None
     moved: list[str]  # models whose site differs from the previous feasible value's
     replicas: dict[str, int] = {}  # per site the plan uses
+    margin_pct: float | None = None  # the plan's service margin (planner.plan.margin): None without a plan or an SLO
 
 
 class Sweep(BaseModel):

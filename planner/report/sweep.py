@@ -14,17 +14,21 @@ def _numeric(values: list[str]) -> list[float] | None:
 
 def markdown(sw: Sweep) -> str:
     models = list(dict.fromkeys(m for p in sw.points for m in p.placement))
-    lines = [f"# Sweep of `{sw.key}`: {sw.app}", ""]
+    lines = [f"# Sweep of `{sw.key}`: {sw.app}", "",
+             "margin %: how much slower every model may run than its profile before the plan misses its SLO "
+             "at its rates (plan.json's service_margin).", ""]
     if sw.fixed:
         lines += ["Fixed for every run: " + ", ".join(f"`{f}`" for f in sw.fixed), ""]
     lines += ["![sweep](sweep.svg)", "",
-              "| " + " | ".join([sw.key, "status", "latency ms", "cost $/h", *models, "replicas", "moved"]) + " |",
-              "|" + "|".join(["---:", "---", "---:", "---:", *["---"] * len(models), "---", "---"]) + "|"]
+              "| " + " | ".join([sw.key, "status", "latency ms", "cost $/h", "margin %", *models, "replicas", "moved"])
+              + " |",
+              "|" + "|".join(["---:", "---", "---:", "---:", "---:", *["---"] * len(models), "---", "---"]) + "|"]
     for p in sw.points:
         lat = "-" if p.latency_ms is None else f"{p.latency_ms:g}"
         cost = "-" if p.cost_per_hour is None else f"{p.cost_per_hour:.6f}"
         replicas = ", ".join(f"{s} {n}" for s, n in p.replicas.items()) or "-"
-        lines.append("| " + " | ".join([p.value, p.status, lat, cost, *[p.placement.get(m, "-") for m in models],
+        margin = "-" if p.margin_pct is None else f"{p.margin_pct:g}"
+        lines.append("| " + " | ".join([p.value, p.status, lat, cost, margin, *[p.placement.get(m, "-") for m in models],
                                          replicas, ", ".join(p.moved)]) + " |")
     return "\n".join(lines) + "\n"
 

@@ -86,3 +86,27 @@ def test_sweep_table_and_infeasible_values(split_app, tmp_path):
     assert r.exit_code == 2 and "phone-moon" in r.output
     r = CliRunner().invoke(cli, ["sweep", str(split_app), "--set", "constraints.latency_ms=100"])
     assert r.exit_code == 2 and "V1,V2" in r.output
+
+
+def test_a_rate_sweep_shows_the_margin_shrinking(split_app, tmp_path):
+    """The plan's service margin per value (planner.plan.margin): at the same placement, more
+    requests a second leave less room for slower models before the SLO is missed; an infeasible
+    value has none. Each is what `planner solve` reports at that value."""
+    from planner.pipeline import prepare, solve_prepared
+    from planner.solver.cpsat import SolverConfig
+
+    out = tmp_path / "o"
+    r = CliRunner().invoke(cli, ["sweep", str(split_app), "--set", "sources.camera.rate_rps=1,5,10,18",
+                                 "--set", "constraints.latency_ms=400", "-o", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    points = json.loads(r.output)["points"]
+    feasible = [p for p in points if p["placement"]]
+    assert len(feasible) >= 3 and len({json.dumps(p["placement"]) for p in feasible}) == 1
+    margins = [p["margin_pct"] for p in feasible]
+    assert all(m > 0 for m in margins) and margins == sorted(margins, reverse=True) and len(set(margins)) == len(margins)
+    assert all(p["margin_pct"] is None for p in points if not p["placement"])
+    value = feasible[1]["value"]
+    plan = solve_prepared(prepare(split_app, [f"sources.camera.rate_rps={value}", "constraints.latency_ms=400"]),
+                          SolverConfig(objective="latency", time_limit_s=20, workers=2))  # the app's objective
+    assert plan.service_margin.slower_pct == feasible[1]["margin_pct"]
+    assert f"| {value} | OPTIMAL | " in (out / "sweep.md").read_text() and "margin %" in (out / "sweep.md").read_text()
