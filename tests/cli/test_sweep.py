@@ -105,6 +105,7 @@ def test_a_rate_sweep_shows_the_margin_shrinking(split_app, tmp_path):
     margins = [p["margin_pct"] for p in feasible]
     assert all(m > 0 for m in margins) and margins == sorted(margins, reverse=True) and len(set(margins)) == len(margins)
     assert all(p["margin_pct"] is None for p in points if not p["placement"])
+    assert margins[:3] == [199.8, 80.0, 19.9]  # README, latency model, quotes them
     value = feasible[1]["value"]
     plan = solve_prepared(prepare(split_app, [f"sources.camera.rate_rps={value}", "constraints.latency_ms=400"]),
                           SolverConfig(objective="latency", time_limit_s=20, workers=2))  # the app's objective
