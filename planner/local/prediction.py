@@ -291,12 +291,18 @@ def slower_machine(stages: list[Stage], sinks: list[tuple[str, float]], schedule
     percentiles (near the cores' capacity, far more than the drift itself). Empty without a schedule."""
     if not schedule_s:
         return []
-    cores, arrivals = os.cpu_count() or 1, [1000 * s for s in schedule_s]
     out = []
     for factor in SLOWER:
-        run = simulate(slowed(stages, factor), sinks, 0, cores, arrivals_ms=arrivals, contention=toll)
+        run = _slowed_on_schedule(stages, sinks, schedule_s, toll, factor)
         out.append({"slower": factor, "p50_ms": round(run.percentile(50), 3), "p99_ms": round(run.percentile(99), 3)})
     return out
+
+
+def _slowed_on_schedule(stages: list[Stage], sinks: list[tuple[str, float]], schedule_s: list[float], toll: float,
+                        factor: float):
+    """The simulation of `schedule_s` (s) on this machine's cores with every stage `factor` times slower."""
+    return simulate(slowed(stages, factor), sinks, 0, os.cpu_count() or 1, arrivals_ms=[1000 * s for s in schedule_s],
+                    contention=toll)
 
 
 SLOWDOWN_RANGE = (0.5, 4.0)  # implied_slowdown looks for the factor within these
@@ -313,11 +319,10 @@ def implied_slowdown(host: dict, profiled: list[Stage], sinks: list[tuple[str, f
     if not schedule_s or measured_p50_ms is None:
         return None
     stages, sinks = served_stages(profiled, sinks, host["sites"], entry_site, served)
-    cores, arrivals = os.cpu_count() or 1, [1000 * s for s in schedule_s]
-    toll = contention(stages, sinks, served, cores)
+    toll = contention(stages, sinks, served, os.cpu_count() or 1)
 
     def p50(factor: float) -> float:
-        return simulate(slowed(stages, factor), sinks, 0, cores, arrivals_ms=arrivals, contention=toll).percentile(50)
+        return _slowed_on_schedule(stages, sinks, schedule_s, toll, factor).percentile(50)
 
     lo, hi = SLOWDOWN_RANGE
     if not p50(lo) <= measured_p50_ms <= p50(hi):

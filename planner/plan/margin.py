@@ -34,17 +34,15 @@ def service_margin(plan: PlanQueues, slo_ms: float | None, stated_pct: dict[str,
     def within(p) -> bool | None:
         return None if slo_ms is None else p.stable and p.tail_ms <= slo_ms
 
-    points = []
-    for slower in SLOWER:
+    def figures(slower) -> dict:
         p = plan.point(slower=slower)
-        points.append(SlowerPoint(slower=slower, max_utilization=p.max_utilization, stable=p.stable,
-                                  p50_ms=p.p50_ms, tail_ms=p.tail_ms, within_slo=within(p)))
+        return {"max_utilization": p.max_utilization, "stable": p.stable, "p50_ms": p.p50_ms, "tail_ms": p.tail_ms,
+                "within_slo": within(p)}
+
+    points = [SlowerPoint(slower=slower, **figures(slower)) for slower in SLOWER]
     stated = {m: pct for m, pct in (stated_pct or {}).items() if pct > 0}
-    at_stated = None
-    if stated:
-        p = plan.point(slower={m: 1 + pct / 100 for m, pct in stated.items()})
-        at_stated = StatedErrorsPoint(errors_pct=stated, max_utilization=p.max_utilization, stable=p.stable,
-                                      p50_ms=p.p50_ms, tail_ms=p.tail_ms, within_slo=within(p))
+    at_stated = (StatedErrorsPoint(errors_pct=stated, **figures({m: 1 + pct / 100 for m, pct in stated.items()}))
+                 if stated else None)
     slower_pct, at_least = (None, False) if slo_ms is None else _margin_pct(lambda k: within(plan.point(slower=k)))
     return ServiceMargin(slower_pct=slower_pct, at_least=at_least, points=points, at_stated_errors=at_stated,
                          unknown_errors=sorted(unknown or []))

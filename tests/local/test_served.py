@@ -281,6 +281,17 @@ def test_the_report_holds_what_the_prediction_was_simulated_from():
     assert toll > 1.0 and contention(out, out_sinks, again, 2) == pytest.approx(toll)
 
 
+def round_trip_pass() -> Served:
+    """Seven requests through two_sites, each hop timed both ways, the machine's CPU beyond the
+    stages' (an OUTSIDE stage): every stage of the prediction a measured one, no fixed delay left."""
+    answers = [(30.0 + k, [timing("model", "a", "edge", 10.0 + k, 16.0 + k), timing("hop", "edge->mec", "edge", 2.0),
+                           timing("model", "b", "mec", 12.0 + 3 * k, 11.0), timing("hop", "mec->edge", "mec", 1.0)])
+               for k in range(7)]
+    served = summarize_pass(answers, 0.25)
+    served.cpu_per_request_ms, served.idle_cores, served.wall_s = 90.0, 0.01, 1.75
+    return served
+
+
 def test_the_slower_machine_is_the_served_prediction_on_a_slower_clock():
     """planner.local.prediction.slower_machine: every stage of the served pass (models, hops, the
     client's share, the CPU outside them) k times slower on the load's schedule. Checked by time
@@ -292,11 +303,7 @@ def test_the_slower_machine_is_the_served_prediction_on_a_slower_clock():
     from planner.local.prediction import slower_machine
     from planner.plan.margin import SLOWER
 
-    answers = [(30.0 + k, [timing("model", "a", "edge", 10.0 + k, 16.0 + k), timing("hop", "edge->mec", "edge", 2.0),
-                           timing("model", "b", "mec", 12.0 + 3 * k, 11.0), timing("hop", "mec->edge", "mec", 1.0)])
-               for k in range(7)]
-    served = summarize_pass(answers, 0.25)
-    served.cpu_per_request_ms, served.idle_cores, served.wall_s = 90.0, 0.01, 1.75
+    served = round_trip_pass()
     stages, sinks, sites = two_sites()
     out, out_sinks = served_stages(stages, sinks, sites, "edge", served)
     assert OUTSIDE in {s.name for s in out} and all(d == 0 for s in out for _, d in s.inputs)
@@ -345,11 +352,7 @@ def test_the_slowdown_a_load_implies_is_the_one_that_made_it():
     range reaches gives None."""
     from planner.local.prediction import implied_slowdown
 
-    answers = [(30.0 + k, [timing("model", "a", "edge", 10.0 + k, 16.0 + k), timing("hop", "edge->mec", "edge", 2.0),
-                           timing("model", "b", "mec", 12.0 + 3 * k, 11.0), timing("hop", "mec->edge", "mec", 1.0)])
-               for k in range(7)]
-    served = summarize_pass(answers, 0.25)
-    served.cpu_per_request_ms, served.idle_cores, served.wall_s = 90.0, 0.01, 1.75
+    served = round_trip_pass()
     stages, sinks, sites = two_sites()
     host = {"rate_rps": 30.0, "sites": sites}
     schedule_s = [0.031 * i + 0.01 * (i % 4) for i in range(200)]
