@@ -191,9 +191,11 @@ def show_load(report: dict) -> None:
                   highlight=False)
     speed = report.get("machine_speed")
     if speed and speed["moved"]:
-        out.print(f"  note: this machine's speed moved during the bench: a fixed compute probe took {speed['before_ms']:g} "
-                  f"ms before it and {speed['after_ms']:g} ms after the load (a shared host's slow spell): the "
-                  "prediction and the load were not measured on the same machine; run it again", highlight=False)
+        out.print("  note: this machine's speed moved during the bench (a shared host's slow spell): "
+                  + "; ".join(speed.get("where") or [f"a fixed compute probe took {speed['before_ms']:g} ms before it "
+                                                     f"and {speed['after_ms']:g} ms after the load"])
+                  + ": the prediction and the load were not measured on the same machine; run it again",
+                  highlight=False)
     check = report.get("at_load_cpu")
     if check:
         out.print(f"  after the fact, the same model with the CPU the load used (crowded cores cost "
