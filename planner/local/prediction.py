@@ -18,6 +18,7 @@ from pathlib import Path
 
 from planner.app.spec import App, Link
 from planner.errors import InputError
+from planner.model.bisection import turning_point
 from planner.model.simulation import Stage, core_ms_per_request, core_utilization, simulate, slowed
 from planner.local.run import host_profiles
 from planner.local.served import OUTSIDE, Served, contention, served_stages
@@ -327,7 +328,5 @@ def implied_slowdown(host: dict, profiled: list[Stage], sinks: list[tuple[str, f
     lo, hi = SLOWDOWN_RANGE
     if not p50(lo) <= measured_p50_ms <= p50(hi):
         return None
-    while hi - lo > 0.005:
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if p50(mid) < measured_p50_ms else (lo, mid)
+    lo, hi = turning_point(lambda factor: p50(factor) < measured_p50_ms, lo, hi, 0.005)
     return round((lo + hi) / 2, 3)

@@ -45,6 +45,7 @@ import statistics
 import time
 from dataclasses import dataclass, field, replace
 
+from planner.model.bisection import turning_point
 from planner.model.simulation import Stage, core_ms_per_request, simulate
 from planner.profiling.load import busy_core_ms, machine_cpu_times
 
@@ -278,8 +279,5 @@ def contention(stages: list[Stage], sinks: list[tuple[str, float]], served: Serv
         return 1.0  # too little crowded to find a toll in the machine's noise; or no more than fair sharing
     if cpu(MAX_CONTENTION) <= measured:
         return MAX_CONTENTION
-    lo, hi = 1.0, MAX_CONTENTION
-    while hi - lo > 0.005:
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if cpu(mid) < measured else (lo, mid)
+    lo, hi = turning_point(lambda toll: cpu(toll) < measured, 1.0, MAX_CONTENTION, 0.005)
     return (lo + hi) / 2

@@ -17,6 +17,7 @@ the profiles themselves claim."""
 
 from __future__ import annotations
 
+from planner.model.bisection import turning_point
 from planner.plan.load_curve import PlanQueues
 from planner.plan.schema import ServiceMargin, SlowerPoint, StatedErrorsPoint
 
@@ -54,8 +55,5 @@ def _margin_pct(meets) -> tuple[float, bool]:
         return 0.0, False
     if meets(MAX_SLOWER):
         return round(100 * (MAX_SLOWER - 1), 1), True
-    lo, hi = 1.0, MAX_SLOWER
-    while hi - lo > RESOLUTION:
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if meets(mid) else (lo, mid)
+    lo, _ = turning_point(meets, 1.0, MAX_SLOWER, RESOLUTION)
     return round(100 * (lo - 1), 1), False
