@@ -102,9 +102,10 @@ def measure_served(clients: list, request, n: int, rate_rps: float, duration_s: 
     """The served pass and its pilot (planner.local.served), and `predict`'s prediction from them
     (None and why, where no request of the pass was answered).
     A pass the prediction calls disturbed (the machine slower than its profiles: e.g. the slow
-    spell seen here after the sites first serve load) is taken again once, REPASS_WAIT_S later,
-    and the quieter of the two is kept, saying so."""
-    kept = None
+    spell seen here after the sites first serve load), or whose pilot cost the machine less than
+    the pass (pilot_cheaper: the machine moved between them), is taken again once, REPASS_WAIT_S
+    later, and the quieter of the two is kept, saying so."""
+    kept, reasons = None, []
     for attempt in range(2):
         if attempt:
             time.sleep(REPASS_WAIT_S)
@@ -119,11 +120,15 @@ def measure_served(clients: list, request, n: int, rate_rps: float, duration_s: 
         prediction = predict(measured)
         if kept is None or (measured.cpu_per_request_ms or 0) < (kept[0].cpu_per_request_ms or 0):
             kept = (measured, prediction)
-        if not prediction.get("disturbed"):
+        why = ("its models ran slower than their host profiles" if prediction.get("disturbed") else
+               "its pilot cost less CPU per request than the pass, which crowding cannot do"
+               if pilot_cheaper(measured, rate_rps, os.cpu_count() or 1) else None)
+        if why is None:
             break
+        reasons.append(why)
     if attempt:
         kept[1]["notes"].append(f"the served pass was taken twice ({REPASS_WAIT_S:g} s apart), the first one "
-                                "disturbed; the one using less of the machine's CPU per request is kept")
+                                f"disturbed ({reasons[0]}); the one using less of the machine's CPU per request is kept")
     return kept
 
 
@@ -145,6 +150,20 @@ def at_load_cpu(measured: Served | None, times: list[float], busy_core_ms: float
             "error_pct": {"p50": error_pct(p50_ms, again["p50_ms"]), "p99": error_pct(p99_ms, again["p99_ms"])}}
 
 
+def busy_share(from_ms: float, to_ms: float, rate_rps: float, cores: int) -> float:
+    """The machine's busy share a change of CPU per request from `from_ms` to `to_ms` core-ms moves
+    at `rate_rps` (what moves the queues; a sleep-bound app's few core-ms move none)."""
+    return (to_ms - from_ms) * rate_rps / (1000 * cores)
+
+
+def pilot_cheaper(measured: Served, rate_rps: float, cores: int) -> bool:
+    """The pilot (the rate, crowded) cost MOVED_SHARE or more of the machine less than the pass
+    (one request at a time): crowding cannot make a request cheaper, so the machine moved
+    between them (a spell during the pass, or one that ended for the pilot)."""
+    served, pilot = measured.cpu_per_request_ms, measured.pilot_cpu_per_request_ms
+    return bool(served and pilot) and busy_share(served, pilot, rate_rps, cores) <= -MOVED_SHARE
+
+
 def machine_speed(before_ms: float, after_ms: float, cpu: dict | None = None, rate_rps: float = 0.0,
                   cores: int = 1) -> dict:
     """Whether this machine's speed held through the bench: `moved` names where it did not.
@@ -158,20 +177,15 @@ def machine_speed(before_ms: float, after_ms: float, cpu: dict | None = None, ra
     its CPU per request over the pass's 1.24).
     The pilot runs the load's own rate, so the load should cost what the pilot did; the pass
     runs one request at a time, so the pilot may cost more (crowding) but not less. A change is
-    counted where it moves the machine's busy share by MOVED_SHARE or more (CPU per request x
-    rate over the cores): what moves the queues, and not a sleep-bound app's few core-ms."""
+    counted where it moves the machine's busy share by MOVED_SHARE or more (busy_share)."""
     ratio = after_ms / before_ms
     moved = [] if 1 / SLOW_FACTOR <= ratio <= SLOW_FACTOR else ["the probe before the bench and after the load"]
     cpu = cpu or {}
     served, pilot, load = cpu.get("served_pass"), cpu.get("pilot"), cpu.get("under_load")
-
-    def share(a: float, b: float) -> float:  # the machine's busy share b uses over a's at the rate
-        return (b - a) * rate_rps / (1000 * cores)
-
-    if served and pilot and share(served, pilot) <= -MOVED_SHARE:
+    if served and pilot and busy_share(served, pilot, rate_rps, cores) <= -MOVED_SHARE:
         moved.append(f"between the served pass and its pilot (the pilot cost {pilot:g} core-ms a request, the pass "
                      f"{served:g}: crowding cannot make a request cheaper)")
-    if pilot and load and abs(share(pilot, load)) >= MOVED_SHARE:
+    if pilot and load and abs(busy_share(pilot, load, rate_rps, cores)) >= MOVED_SHARE:
         moved.append(f"between the pilot and the load (the same rate cost {load:g} core-ms a request under load, "
                      f"{pilot:g} in the pilot)")
     return {"before_ms": round(before_ms, 4), "after_ms": round(after_ms, 4), "after_over_before": round(ratio, 3),

@@ -5,6 +5,7 @@ through the simulation."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -238,6 +239,41 @@ def test_a_disturbed_served_pass_is_taken_again_and_the_quieter_one_kept(monkeyp
     passes = iter([350.0])
     kept, got = open_loop.measure_served([], None, 5, 4.0, 10.0, "poisson", 0, 1.0, predict)
     assert got["cpu"] == 350.0 and got["notes"] == [] and len(taken) == 3
+
+
+def test_a_pass_whose_pilot_cost_less_is_taken_again(monkeypatch):
+    """measure_served: a pilot at the rate that cost the machine 0.05 or more of its busy share
+    less than the one-at-a-time pass (here 400 -> 350 core-ms at 4 rps on 2 cores: 0.1) means the
+    machine moved between them; the pass is taken again and the cheaper one kept, saying why. A
+    pilot that cost more (crowding, the toll) does not."""
+    from planner.local import open_loop
+
+    passes, pilots = iter([400.0, 330.0]), iter([350.0, 345.0])
+    taken = []
+
+    def fake_pass(clients, request, n, every_s, timeout_s):
+        taken.append(every_s)
+        return Served(requests=n, every_s=every_s, models={"m": 1.0}, cpu_per_request_ms=next(passes))
+
+    def fake_pilot(clients, request, times, timeout_s):
+        return [], next(pilots) * len(times)
+
+    monkeypatch.setattr(open_loop, "served_pass", fake_pass)
+    monkeypatch.setattr(open_loop, "send_measured", fake_pilot)
+    monkeypatch.setattr(open_loop, "REPASS_WAIT_S", 0.0)
+    monkeypatch.setattr(open_loop.os, "cpu_count", lambda: 2)
+
+    def predict(served):
+        return {"cpu": served.cpu_per_request_ms, "disturbed": False, "notes": []}
+
+    kept, got = open_loop.measure_served([], None, 5, 4.0, 10.0, "poisson", 0, 1.0, predict)
+    assert len(taken) == 2 and got["cpu"] == 330.0 and kept.pilot_cpu_per_request_ms == pytest.approx(345.0)
+    assert got["notes"] == ["the served pass was taken twice (0 s apart), the first one disturbed (its pilot cost "
+                            "less CPU per request than the pass, which crowding cannot do); the one using less of the "
+                            "machine's CPU per request is kept"]
+    assert not open_loop.pilot_cheaper(kept, 4.0, 2)  # 330 -> 345: the toll's crowding
+    assert open_loop.pilot_cheaper(replace(kept, cpu_per_request_ms=400.0), 4.0, 2)
+    assert not open_loop.pilot_cheaper(replace(kept, cpu_per_request_ms=400.0), 4.0, 16)  # 0.0125 of 16 cores
 
 
 def test_after_the_load_the_toll_is_fitted_to_the_cpu_the_load_used():
