@@ -23,9 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-# What tracked det's spells here (benchmarks/results/machine_drift.md, 14:15: r = 0.886 over 10
-# minutes; 0.81 from the samples of the run before, as committed in a21cb90) is numpy's product
-# of two 256 x 256 float32 matrices on OpenBLAS's threads. Probes that did not: the same product
+# What tracked det's spells here (benchmarks/results/machine_drift.md as committed in 2b8c901,
+# 14:15: r = 0.886 over 10 minutes; 0.81 from the samples of the run before, as committed in
+# a21cb90; 23:55: 0.70, this probe itself 0.65) is numpy's product of two 256 x 256 float32
+# matrices on OpenBLAS's threads: a spell takes the second core's parallelism away (on one
+# thread the product did not move through the spells, r = 0.11), so the probe needs two. Probes that did not: the same product
 # as one ONNX Runtime op on every core (r = -0.22), a 64 MB copy (0.06), one-thread numpy
 # arithmetic (it did not move through one spell; observed, no results file).
 # OpenBLAS's threads spin for a while after a product, so the probe is taken after the

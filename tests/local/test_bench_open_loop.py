@@ -336,11 +336,12 @@ def test_report_keys_and_the_prediction_beside(site, env, capsys):
     assert speed["before_ms"] > 0 and speed["after_ms"] > 0 and speed["moved"] == bool(speed["where"])
     from planner.local.open_loop import machine_speed
 
-    moved = machine_speed(0.2, 0.2, {"served_pass": 295.0, "pilot": 309.815, "under_load": 364.884}, 3.8127, 2)
+    moved = machine_speed(0.2, 0.2, {"served_pass": 437.0, "pilot": 358.4, "under_load": 358.674}, 1.9063, 2)
     show_load(report | {"machine_speed": moved})
-    assert ("this machine's speed moved during the bench (a shared host's slow spell): between the pilot and the load "
-            "(the same rate cost 364.884 core-ms a request under load, 309.815 in the pilot): the prediction and the "
-            "load were not measured on the same machine; run it again") in " ".join(capsys.readouterr().out.split())
+    assert ("this machine's speed moved during the bench (a shared host's slow spell): between the served pass and its "
+            "pilot (the pilot cost 358.4 core-ms a request, the pass 437: crowding does not make a request cheaper): "
+            "the prediction and the load were not measured on the same machine; run it again"
+            ) in " ".join(capsys.readouterr().out.split())
     # after the load, the same model with the load as its pilot: its toll from the CPU the load used
     check = report["at_load_cpu"]
     assert set(check) == {"p50_ms", "p99_ms", "contention", "error_pct"} and check["contention"] >= 1
@@ -393,15 +394,12 @@ def cpu(served_pass: float, pilot: float, under_load: float) -> dict:
 
 
 @pytest.mark.parametrize("rate, figures, where", [
-    # the OCR load test's takings of 2026-11-29 18:43 (benchmarks/results/load_accuracy_ocr.json),
-    # each outside the 15 % goal, the probe before and after each within 1.5x of the other
-    (1.9063, cpu(437.0, 358.4, 358.674), "between the served pass and its pilot"),  # -21 % / -20 %
-    (1.9063, cpu(335.5, 406.8, 341.729), "between the pilot and the load"),  # -8 % / -33 %
-    (3.8127, cpu(295.0, 309.815, 364.884), "between the pilot and the load"),  # +60 % / +86 %
-    (3.8127, cpu(381.5, 342.593, 340.607), "between the served pass and its pilot"),  # -21 % / +13 %
-    (4.7455, cpu(299.0, 327.069, 350.857), "between the pilot and the load"),  # +35 % / +99 %
+    # the OCR load test's takings of 2026-11-29 18:43 (benchmarks/results/load_accuracy_ocr.json as
+    # committed in 3ccd60f), whose pass fell in a slow spell: predicted too slow, p50 -21 % and -21 %
+    (1.9063, cpu(437.0, 358.4, 358.674), "between the served pass and its pilot"),
+    (3.8127, cpu(381.5, 342.593, 340.607), "between the served pass and its pilot"),
 ])
-def test_a_move_inside_the_bench_shows_in_its_cpu_per_request(rate, figures, where):
+def test_a_pass_taken_in_a_slow_spell_shows_against_its_pilot(rate, figures, where):
     from planner.local.open_loop import machine_speed
 
     speed = machine_speed(0.2, 0.2, figures, rate, 2)
@@ -416,6 +414,10 @@ def test_a_move_inside_the_bench_shows_in_its_cpu_per_request(rate, figures, whe
     (28.2233, cpu(36.0, 34.683, 33.992)),  # CPU-bound step at 85 %
     # crowding: a pilot that costs more than the pass is the toll the prediction charges, not a move
     (3.8127, cpu(295.0, 330.0, 335.0)),
+    # the OCR takings of 2026-11-29 23:04 at 60 and 85 %: the load cost 1.31x and 1.17x its pilot,
+    # and its p50 was the prediction's (-1.0 %, -2.8 %): the load against its pilot is not judged
+    (2.0619, cpu(495.0, 542.963, 710.633)),
+    (2.6134, cpu(525.0, 559.459, 654.0)),
 ])
 def test_a_bench_whose_machine_held_is_not_called_moved(rate, figures):
     from planner.local.open_loop import machine_speed

@@ -269,7 +269,7 @@ def test_a_pass_whose_pilot_cost_less_is_taken_again(monkeypatch):
     kept, got = open_loop.measure_served([], None, 5, 4.0, 10.0, "poisson", 0, 1.0, predict)
     assert len(taken) == 2 and got["cpu"] == 330.0 and kept.pilot_cpu_per_request_ms == pytest.approx(345.0)
     assert got["notes"] == ["the served pass was taken twice (0 s apart), the first one disturbed (its pilot cost "
-                            "less CPU per request than the pass, which crowding cannot do); the one using less of the "
+                            "less CPU per request than the pass, which crowding does not do); the one using less of the "
                             "machine's CPU per request is kept"]
     assert not open_loop.pilot_cheaper(kept, 4.0, 2)  # 330 -> 345: the toll's crowding
     assert open_loop.pilot_cheaper(replace(kept, cpu_per_request_ms=400.0), 4.0, 2)
