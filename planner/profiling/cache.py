@@ -16,10 +16,11 @@ from pydantic import BaseModel, ValidationError
 
 from planner.profiling.locations import default_cache_dir
 
-FORMAT = 7  # bump when the meaning of a cached entry changes (3: untuned CPU code got a default schedule;
+FORMAT = 8  # bump when the meaning of a cached entry changes (3: untuned CPU code got a default schedule;
 #            4: estimates use all-core peaks; 5: `tuned:<K>/<N>` counts this model's tuned kernels;
 #            6: one entry per build (engine, precision), verified, timed on a recorded thread count;
-#            7: ONNX Runtime timed without spinning, as served: planner_runtime.ort_options)
+#            7: ONNX Runtime timed without spinning, as served: planner_runtime.ort_options;
+#            8: TVM timed with its pool's workers not spinning, as served: planner_runtime.tvm_options)
 
 Entry = TypeVar("Entry", bound=BaseModel)
 

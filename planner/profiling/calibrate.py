@@ -27,6 +27,7 @@ from planner.errors import InputError, PlannerError
 from planner.profiling import calibration_fit as fitmath
 from planner.profiling.calibration import (FORMAT, Calibration, EngineFit, ModelFigures, identity)
 from planner.profiling.calibration_models import MODELS, SET_VERSION, CalibrationModel
+from planner_runtime.tvm_options import quiet_pool
 
 METHOD = {
     "efficiency": "roofline_ms / measured_ms; roofline = sum over the compiled kernels of "
@@ -174,6 +175,7 @@ def calibrate(target: Target, out_dir: Path, *, rpc: Rpc | None = None, force: b
     threads = int(target.tvm_target.get("num-cores") or os.cpu_count() or 1)
     if rpc is None:  # read by TVM's runtime when it starts its thread pool (a fresh process)
         os.environ["TVM_NUM_THREADS"] = str(threads)
+        quiet_pool()
     started, load_before = datetime.datetime.now(datetime.timezone.utc), _load_per_core()
     fits, loads = measure_set(target, rpc, threads, step=step)
     cal = Calibration(

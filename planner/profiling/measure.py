@@ -12,6 +12,7 @@ import numpy as np
 
 from planner.app.tensors import ALL_DTYPES, TensorSpec
 from planner_runtime.ort_options import session_options
+from planner_runtime.tvm_options import quiet_pool
 
 # One repeat lasts at least MIN_REPEAT_MS (several calls when a call is short); REPEAT repeats.
 REPEAT = 5
@@ -73,6 +74,7 @@ def set_tvm_threads(threads: int) -> int:
     import os
 
     os.environ.setdefault("TVM_NUM_THREADS", str(max(threads, os.cpu_count() or 1)))
+    quiet_pool()  # timed as served: the workers sleep when idle (planner_runtime.tvm_options)
     import tvm
 
     tvm.get_global_func("runtime.config_threadpool")(1, threads)

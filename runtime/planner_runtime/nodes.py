@@ -23,6 +23,7 @@ from planner_runtime.ort_options import session_options
 from planner_runtime.step_workers import StepWorkers
 from planner_runtime.steps import StepLoadError, call_step, load_step
 from planner_runtime.tvm_noise import without_scope_warnings
+from planner_runtime.tvm_options import quiet_pool
 
 
 log = logging.getLogger("planner_runtime")
@@ -55,6 +56,7 @@ class TvmNode(_Node):
 
     def __init__(self, name: str, path: Path, inputs: list[Tensor], outputs: list[Tensor], instances: int = 1):
         super().__init__(name, inputs, outputs)
+        quiet_pool()
         import tvm
         from tvm import relax
 
@@ -226,8 +228,9 @@ def close_runners(runners: dict) -> None:
 def tvm_pool(specs) -> None:
     """Size TVM's thread pool for the most threads a TVM node of this site was profiled with.
     TVM reads TVM_NUM_THREADS once, when its pool starts (else it takes about half the hardware
-    threads: one on a 2-vCPU machine, half of what the profiler measured with); a value the
-    operator set is kept."""
+    threads: one on a 2-vCPU machine, half of what the profiler measured with), and its workers'
+    spin count (planner_runtime.tvm_options); a value the operator set is kept."""
+    quiet_pool()
     wanted = [s.threads for s in specs if s.kind == "tvm" and s.threads]
     if wanted:
         os.environ.setdefault("TVM_NUM_THREADS", str(max(wanted)))

@@ -61,3 +61,55 @@ def test_on_this_machine_a_build_takes_at_most_its_cores():
     assert threads_here(1, host_targets=True) == 1
     assert threads_here(16 * cores, host_targets=False) == 16 * cores  # on its own hardware: as profiled
     assert threads_here(None, host_targets=True) is None
+
+
+# a parallel TVM kernel run once, then 0.5 s idle: the CPU the process used meanwhile is its
+# pool's workers spinning (TVM's default: 300 000 sched_yield turns before they sleep)
+IDLE_AFTER_A_PARALLEL_LOOP = """
+import os, resource, sys, time
+{setup}
+import numpy as np
+import tvm
+from tvm import s_tir, te
+A = te.placeholder((1 << 16,), name="A")
+B = te.compute(A.shape, lambda i: A[i] * 2.0, name="B")
+sch = s_tir.Schedule(te.create_prim_func([A, B]))
+(i,) = sch.get_loops(sch.get_sblock("B"))
+sch.parallel(i)
+f = tvm.compile(sch.mod, target="llvm")
+a = tvm.runtime.tensor(np.ones(1 << 16, dtype="float32"))
+b = tvm.runtime.tensor(np.zeros(1 << 16, dtype="float32"))
+f(a, b)
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+c0 = cpu()
+f(a, b)
+time.sleep(0.5)
+assert (b.numpy() == 2.0).all()
+print((cpu() - c0) * 1000)
+"""
+
+
+def idle_cpu_ms(setup: str) -> float:
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("TVM_NUM_THREADS", "TVM_THREAD_POOL_SPIN_COUNT")}
+    out = subprocess.run([sys.executable, "-c", IDLE_AFTER_A_PARALLEL_LOOP.format(setup=setup)], capture_output=True,
+                         text=True, timeout=180, env=env)
+    assert out.returncode == 0, out.stderr
+    return float(out.stdout.split()[-1])
+
+
+def test_the_pool_of_a_site_and_of_the_profiler_sleeps_when_idle():
+    """The runtime (tvm_pool) and the profiler (set_tvm_threads) start TVM's pool with its workers
+    not spinning (planner_runtime.tvm_options): after a parallel loop the process is idle. TVM's
+    own default, beside it, spins 150-190 ms of the next 0.5 s here (benchmarks/tvm_spinning.py)."""
+    import os
+
+    site = ("from planner_runtime.bundle_format import NodeSpec\n"
+            "from planner_runtime.nodes import tvm_pool\n"
+            f"tvm_pool([NodeSpec(kind='tvm', threads=2, **{SPEC!r})])\n")
+    profiler = "from planner.profiling.measure import set_tvm_threads\nset_tvm_threads(2)\n"
+    assert idle_cpu_ms(site) < 20
+    assert idle_cpu_ms(profiler) < 20
+    if (os.cpu_count() or 1) >= 2:  # one core: TVM runs the loop inline, no pool to spin
+        assert idle_cpu_ms("os.environ['TVM_NUM_THREADS'] = '2'\n") > 50
