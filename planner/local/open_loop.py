@@ -30,7 +30,7 @@ GRACE_S = 5.0  # beyond the last request's deadline, how long to wait for answer
 # The machine's busy share by which a pilot cheaper than its pass says the machine moved
 # (pilot_cheaper): the synthetic app's passes and pilots, all within the goal, stayed within
 # 0.02; the OCR example's on 2026-11-29 18:43 (benchmarks/results/load_accuracy_ocr.json as
-# committed in acd7fef) 0.074-0.133 where the pass fell in a slow spell (p50 -11 to -21 %)
+# committed in 3ccd60f) 0.074-0.133 where the pass fell in a slow spell (p50 -11 to -21 %)
 MOVED_SHARE = 0.05
 
 
@@ -162,8 +162,11 @@ def pilot_cheaper(measured: Served, rate_rps: float, cores: int) -> bool:
     between them (a spell during the pass, or one that ended for the pilot). A sleeping step's
     pass cost more than its pilot (12.5 against 9.0 core-ms: fixed costs of a lone request), so
     only a share of the machine that moves the queues counts."""
-    served, pilot = measured.cpu_per_request_ms, measured.pilot_cpu_per_request_ms
-    return bool(served and pilot) and busy_share(served, pilot, rate_rps, cores) <= -MOVED_SHARE
+    return cheaper(measured.cpu_per_request_ms, measured.pilot_cpu_per_request_ms, rate_rps, cores)
+
+
+def cheaper(served_ms: float | None, pilot_ms: float | None, rate_rps: float, cores: int) -> bool:
+    return bool(served_ms and pilot_ms) and busy_share(served_ms, pilot_ms, rate_rps, cores) <= -MOVED_SHARE
 
 
 def machine_speed(before_ms: float, after_ms: float, cpu: dict | None = None, rate_rps: float = 0.0,
@@ -183,7 +186,7 @@ def machine_speed(before_ms: float, after_ms: float, cpu: dict | None = None, ra
     moved = [] if 1 / SLOW_FACTOR <= ratio <= SLOW_FACTOR else ["the probe before the bench and after the load"]
     cpu = cpu or {}
     served, pilot = cpu.get("served_pass"), cpu.get("pilot")
-    if served and pilot and busy_share(served, pilot, rate_rps, cores) <= -MOVED_SHARE:
+    if cheaper(served, pilot, rate_rps, cores):
         moved.append(f"between the served pass and its pilot (the pilot cost {pilot:g} core-ms a request, the pass "
                      f"{served:g}: crowding does not make a request cheaper)")
     return {"before_ms": round(before_ms, 4), "after_ms": round(after_ms, 4), "after_over_before": round(ratio, 3),
