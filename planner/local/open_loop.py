@@ -181,7 +181,9 @@ def machine_speed(before_ms: float, after_ms: float, cpu: dict | None = None, ra
     The load against its pilot is not judged: on 2026-11-29 23:04 the OCR loads at 60 and 85 %
     cost 1.31x and 1.17x their pilots' CPU per request while their p50 matched the pass's speed
     (implied slowdown 0.997, 0.994; benchmarks/results/load_accuracy_ocr.json): CPU that did not
-    slow them."""
+    slow them, TVM's pool spinning (since turned off: planner_runtime.tvm_options). Whether the
+    sign holds without the spinning is open (at 00:40 the loads cost 1.10-1.14x their passes, and
+    their p50s implied the same slowdown)."""
     ratio = after_ms / before_ms
     moved = [] if 1 / SLOW_FACTOR <= ratio <= SLOW_FACTOR else ["the probe before the bench and after the load"]
     cpu = cpu or {}
