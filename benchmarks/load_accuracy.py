@@ -266,9 +266,9 @@ def ocr(duration: float, seed: int, work: Path, out: Path | None, retakes: int) 
         # the machine's speed around each run: det alone here moved from ~52 to ~104 ms and back
         # within minutes with nothing else running (benchmarks/results/machine_drift.md: the host is
         # shared); a run whose probe moved more than MOVED between before and after, or where the
-        # bench itself saw the machine move (its machine_speed: the CPU a request cost in the pass,
-        # the pilot and the load), measured the machine as much as the model, and is taken again (up to `retakes` times; the last taken is
-        # the row, whatever its error; the earlier ones are kept beside it)
+        # bench itself saw the machine move (its machine_speed), measured the machine as much as
+        # the model, and is taken again (up to `retakes` times; the last taken is the row, whatever
+        # its error; the earlier ones are kept beside it)
         probe = DetProbe()
         for u, rate in rates.items():
             attempts = []
@@ -393,8 +393,8 @@ def markdown(r: dict) -> str:
              "The machine's speed (OCR): det alone in the "
              "benchmark's process (ONNX Runtime, median of 7 back to back) before the served pass and after the "
              f"load; a run where it moved over {MOVED:g}x, or where the bench saw the machine move (its "
-             "`machine_speed`: the probe before and after, and the CPU a request cost in the pass, the pilot and the "
-             "load, README, Serving, load test), is taken again (at most the --retakes times), the earlier takings "
+             "`machine_speed`: the probe before and after, and a pilot cheaper than its pass; README, Serving, load "
+             "test), is taken again (at most the --retakes times), the earlier takings "
              "listed under the table.", ""]
     for app in r["apps"]:
         synthetic = "service_ms" in app

@@ -8,9 +8,10 @@ Every `--every` seconds, in this one process: OCR det alone (ONNX Runtime, this 
 as threads, spinning off, as `planner up` serves it; the median of 7 runs back to back, after one
 untimed run), a control that fits in the caches (a 256 x 256 float32 matrix product, numpy,
 the median of 20; and the same product on one OpenBLAS thread, in a child process, whose ratio
-to it is the parallelism the machine gave: ~1.75 usually, ~1.0 in a spell), the profiler's own speed probe (planner/profiling/speed.py, what `slow_factor`
-compares: now the same numpy product, timed apart; in the 14:15 run one ONNX Runtime MatMul), and the memory bandwidth (a numpy copy of 64 MB, read + write bytes, the best
-of 3). Where det moves and the control does not, what moved is the memory system the host
+to it is the parallelism the machine gave: ~1.7 usually, ~1.0-1.15 in a spell), the profiler's
+own speed probe (planner/profiling/speed.py, what `slow_factor` compares: now the same numpy
+product, timed apart; in the 14:15 run one ONNX Runtime MatMul), and the memory bandwidth (a
+numpy copy of 64 MB, read + write bytes, the best of 3). Where det moves and the control does not, what moved is the memory system the host
 shares with other guests, not this guest's CPUs or its other processes (the load average and the
 machine's busy cores between samples are recorded beside); where the copy moves with det, a
 copy of a few milliseconds can tell a slow spell before a measurement. Writes

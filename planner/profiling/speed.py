@@ -27,9 +27,10 @@ import numpy as np
 # 14:15: r = 0.886 over 10 minutes; 0.81 from the samples of the run before, as committed in
 # a21cb90; 23:55: 0.70, this probe itself 0.65) is numpy's product of two 256 x 256 float32
 # matrices on OpenBLAS's threads: a spell takes the second core's parallelism away (on one
-# thread the product did not move through the spells, r = 0.11), so the probe needs two. Probes that did not: the same product
-# as one ONNX Runtime op on every core (r = -0.22), a 64 MB copy (0.06), one-thread numpy
-# arithmetic (it did not move through one spell; observed, no results file).
+# thread the product did not move through the spells, r = 0.11), so the probe needs two. Probes
+# that did not: the same product as one ONNX Runtime op on every core (r = -0.22), a 64 MB copy
+# (0.06), one-thread numpy arithmetic (it did not move through one spell; observed, no results
+# file).
 # OpenBLAS's threads spin for a while after a product, so the probe is taken after the
 # measurement, never just before it (a spell lasts 30 s to minutes: the probe after a
 # measurement of seconds falls in the same one). A new probe must not compare with an old one's

@@ -56,7 +56,6 @@ class TvmNode(_Node):
 
     def __init__(self, name: str, path: Path, inputs: list[Tensor], outputs: list[Tensor], instances: int = 1):
         super().__init__(name, inputs, outputs)
-        quiet_pool()
         import tvm
         from tvm import relax
 
