@@ -189,6 +189,7 @@ def row(report: dict, load: dict, site: str, target_u: float) -> dict:
         "cpu_per_request_ms": report.get("cpu_per_request_ms"),
         "at_load_cpu": report.get("at_load_cpu"),
         "slower_machine": (report.get("served_prediction") or {}).get("slower"),
+        "at_pilot_speed": report.get("at_pilot_speed"),
         "implied_slowdown": report.get("implied_slowdown"),
         "machine_speed": report.get("machine_speed"),
         "within_goal": all(e is not None and abs(e) <= GOAL_PCT for e in error.values()),
@@ -286,7 +287,7 @@ def ocr(duration: float, seed: int, work: Path, out: Path | None, retakes: int) 
                     break
             rows.append(attempts[-1] | {"earlier_attempts": [
                 {k: a[k] for k in ("predicted", "measured", "error_pct", "det_probe_ms", "cpu_per_request_ms",
-                                   "machine_speed")}
+                                   "machine_speed", "at_pilot_speed")}
                 | {"at_load_cpu_error_pct": (a.get("at_load_cpu") or {}).get("error_pct")} for a in attempts[:-1]]})
     plan = json.loads((out / "plan.json").read_text())
     return {"app": "OCR example (examples/ocr/app.yaml)", "busiest_site": site, "rates_from": rates_from,
@@ -383,7 +384,10 @@ def markdown(r: dict) -> str:
              "no draws), and the contention "
              "the pass's pilot measured: 10 s of open loop at the rate on another schedule), and from the host profiles "
              "alone beside it. CPU per request: the whole machine's busy core-ms per request (/proc/stat): "
-             "what the prediction's stages need, the served pass, its pilot, and under load. After the fact (not a "
+             "what the prediction's stages need, the served pass, its pilot, and under load. At the pilot's speed "
+             "(made before the load, as `planner bench` prints it): the pilot's measured p50 gives the slowdown "
+             "under which the simulation of its own schedule matches it, and the stages that much slower than the "
+             "pass predict the load. After the fact (not a "
              "prediction: the check that splits a miss): the same model with its contention toll fitted to the CPU "
              "the load itself used; near the measurement where the prediction was not, the load model held and the "
              "machine's speed moved between the pass and the load. Beside it the prediction on a machine 1.1, 1.25 "
@@ -420,11 +424,12 @@ def markdown(r: dict) -> str:
             cols += 6
         head += (" from profiles p50 / p99 ms (error) | each stage its median, no draws: p50 / p99 ms (error) |"
                  " CPU per request ms: modeled / served pass / pilot / under load |"
+                 " at the pilot's speed (a prediction, before the load): slowdown, p50 / p99 ms (error) |"
                  " after the fact, toll from the load's CPU: p50 / p99 ms (error), toll |"
                  " the prediction on a machine 1.1 / 1.25 / 1.5x slower than the pass: p50 / p99 ms |"
                  " the machine's slowdown the measured p50 implies / CPU per request under load over the pass |"
                  " served pass: model ms (CPU ms), hops, client ms, contention |")
-        cols += 7
+        cols += 8
         if synthetic:
             head += " replay p50 / p99 ms (measured vs) | schedule alone vs model p50 / p99 |"
             cols += 2
@@ -455,6 +460,9 @@ def markdown(r: dict) -> str:
                          f"{_pct(mo['error_pct']['p99'])})")
             cpu = x.get("cpu_per_request_ms") or {}
             cells.append(" / ".join(str(cpu.get(k)) for k in ("modeled", "served_pass", "pilot", "under_load")))
+            ps = x.get("at_pilot_speed")
+            cells.append("-" if not ps else f"{ps['slowdown']}, {ps['p50_ms']} / {ps['p99_ms']} "
+                         f"({_pct(ps['error_pct']['p50'])} / {_pct(ps['error_pct']['p99'])})")
             ac = x.get("at_load_cpu")
             cells.append("-" if not ac else f"{ac['p50_ms']} / {ac['p99_ms']} ({_pct(ac['error_pct']['p50'])} / "
                          f"{_pct(ac['error_pct']['p99'])}), {ac['contention']}")

@@ -117,6 +117,7 @@ def measure_served(clients: list, request, n: int, rate_rps: float, duration_s: 
         if busy is not None and pilot_at and all(o.ok for o in pilot):
             measured.pilot_arrivals_ms = [1000 * t for t in pilot_at]
             measured.pilot_cpu_per_request_ms = busy / len(pilot_at)
+            measured.pilot_ms = [1000 * (o.done - o.at) for o in pilot]
         prediction = predict(measured)
         if kept is None or (measured.cpu_per_request_ms or 0) < (kept[0].cpu_per_request_ms or 0):
             kept = (measured, prediction)
@@ -142,7 +143,7 @@ def at_load_cpu(measured: Served | None, times: list[float], busy_core_ms: float
     minutes with nothing else running: benchmarks/results/machine_drift.md). None without a served pass or the load's CPU."""
     if measured is None or busy_core_ms is None or not times:
         return None
-    again = predict(replace(measured, pilot_arrivals_ms=[1000 * t for t in times],
+    again = predict(replace(measured, pilot_arrivals_ms=[1000 * t for t in times], pilot_ms=[],
                             pilot_cpu_per_request_ms=busy_core_ms / len(times)))
     if again.get("p50_ms") is None:
         return None
@@ -247,6 +248,9 @@ def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals
                                             os.cpu_count() or 1)
     report["at_load_cpu"] = None if predict_served is None else at_load_cpu(
         measured, times, busy, lambda s: predict_served(s, entry_site), report["p50_ms"], report["p99_ms"])
+    pilot = (served or {}).get("at_pilot_speed")
+    report["at_pilot_speed"] = None if not pilot else pilot | {"error_pct": {
+        "p50": error_pct(report["p50_ms"], pilot["p50_ms"]), "p99": error_pct(report["p99_ms"], pilot["p99_ms"])}}
     cpu = report["cpu_per_request_ms"]
     report["implied_slowdown"] = None if implied is None or measured is None or report["p50_ms"] is None else {
         "p50": implied(measured, entry_site, report["p50_ms"]),

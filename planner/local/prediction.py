@@ -12,6 +12,7 @@ bytes / 2.0 GB/s for 10 KB .. 8 MB tensors).
 from __future__ import annotations
 
 import os
+import statistics
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -21,7 +22,7 @@ from planner.errors import InputError
 from planner.model.bisection import turning_point
 from planner.model.simulation import Stage, core_ms_per_request, core_utilization, simulate, slowed
 from planner.local.run import host_profiles
-from planner.local.served import OUTSIDE, Served, contention, served_stages
+from planner.local.served import MIN_PILOT_REQUESTS, OUTSIDE, Served, contention, served_stages
 from planner.model.checked_app import CheckedApp
 from planner.model.open_app import open_app
 from planner.model.network import link_transfer_ms
@@ -277,6 +278,7 @@ def served_prediction(host: dict, profiled: list[Stage], sinks: list[tuple[str, 
     toll = contention(stages, sinks, served, os.cpu_count() or 1)
     return {**under_load(stages, sinks, 0.0, host["rate_rps"], schedule_s, notes, toll), "notes": notes,
             "slower": slower_machine(stages, sinks, schedule_s, toll),
+            "at_pilot_speed": at_pilot_speed(stages, sinks, served, toll, host["rate_rps"], schedule_s),
             "served": served.as_dict(), "contention": round(toll, 4), "disturbed": disturbed,
             "models_over_profiles": round(ran / need, 3) if need > 0 else None,
             "modeled_cpu_per_request_ms": round(core_ms_per_request(stages), 3),
@@ -320,8 +322,14 @@ def implied_slowdown(host: dict, profiled: list[Stage], sinks: list[tuple[str, f
     if not schedule_s or measured_p50_ms is None:
         return None
     stages, sinks = served_stages(profiled, sinks, host["sites"], entry_site, served)
-    toll = contention(stages, sinks, served, os.cpu_count() or 1)
+    return slowdown_for_p50(stages, sinks, schedule_s, contention(stages, sinks, served, os.cpu_count() or 1),
+                            measured_p50_ms)
 
+
+def slowdown_for_p50(stages: list[Stage], sinks: list[tuple[str, float]], schedule_s: list[float], toll: float,
+                     measured_p50_ms: float) -> float | None:
+    """The factor (every stage alike, planner.model.simulation.slowed) under which the simulation of
+    `schedule_s` gives `measured_p50_ms`, to half a percent; None outside SLOWDOWN_RANGE."""
     def p50(factor: float) -> float:
         return _slowed_on_schedule(stages, sinks, schedule_s, toll, factor).percentile(50)
 
@@ -330,3 +338,23 @@ def implied_slowdown(host: dict, profiled: list[Stage], sinks: list[tuple[str, f
         return None
     lo, hi = turning_point(lambda factor: p50(factor) < measured_p50_ms, lo, hi, 0.005)
     return round((lo + hi) / 2, 3)
+
+
+def at_pilot_speed(stages: list[Stage], sinks: list[tuple[str, float]], served: Served, toll: float,
+                   rate_rps: float, schedule_s: list[float] | None) -> dict | None:
+    """The prediction on the machine as fast as the pilot found it: the pilot (PILOT_S s at the
+    load's rate, right before it) measured each request's latency; slowdown_for_p50 on its own
+    schedule gives how much slower than the one-at-a-time pass the machine served it, and the
+    stages that much slower (the same toll) give the load's p50 and p99. Where the pass and the load
+    differ by the machine's speed (this VM's second core comes and goes, machine_drift.md) or by a
+    crowding the toll under-reads, the pilot, at the rate and minutes nearer the load, has seen it.
+    None without a pilot of MIN_PILOT_REQUESTS answered, or outside SLOWDOWN_RANGE."""
+    if len(served.pilot_ms) < MIN_PILOT_REQUESTS or len(served.pilot_ms) != len(served.pilot_arrivals_ms):
+        return None
+    factor = slowdown_for_p50(stages, sinks, [t / 1000 for t in served.pilot_arrivals_ms], toll,
+                              statistics.median(served.pilot_ms))
+    if factor is None:
+        return None
+    run = under_load(slowed(stages, factor), sinks, 0.0, rate_rps, schedule_s, [], toll)
+    return {"slowdown": factor, "p50_ms": run["p50_ms"], "p99_ms": run["p99_ms"],
+            "pilot_p50_ms": round(statistics.median(served.pilot_ms), 3)}

@@ -80,6 +80,7 @@ class Served:
     wall_s: float = 0.0  # the pass, from its first request to its last answer
     pilot_arrivals_ms: list[float] = field(default_factory=list)  # then a short open loop at the load's rate
     pilot_cpu_per_request_ms: float | None = None  # the machine's busy core-ms over it, per request
+    pilot_ms: list[float] = field(default_factory=list)  # each pilot request's latency, from its due time
     # each answered request's own times, in the pass's order: {"models": {m: ms}, "hops": {(a, b): ms},
     # "client_ms": ms}; the simulation draws whole requests from them (their spread, not only medians)
     runs: list[dict] = field(default_factory=list)
@@ -98,6 +99,7 @@ class Served:
                           "hops": {f"{a}->{b}": round(ms, 3) for (a, b), ms in r["hops"].items()},
                           "client_ms": round(r["client_ms"], 3)} for r in self.runs],
                 "pilot_arrivals_ms": [round(t, 3) for t in self.pilot_arrivals_ms],
+                "pilot_ms": [round(t, 3) for t in self.pilot_ms],
                 "wall_s": round(self.wall_s, 3)}
 
     @classmethod
@@ -109,6 +111,7 @@ class Served:
                    models_cpu={m: v["cpu_ms"] for m, v in d["models"].items() if v["cpu_ms"] is not None},
                    hops={_hop_sites(k): ms for k, ms in d["hops"].items()},
                    pilot_arrivals_ms=list(d["pilot_arrivals_ms"]), pilot_cpu_per_request_ms=d["pilot_cpu_per_request_ms"],
+                   pilot_ms=list(d.get("pilot_ms", [])),
                    runs=[{"models": dict(r["models"]), "hops": {_hop_sites(k): ms for k, ms in r["hops"].items()},
                           "client_ms": r["client_ms"]} for r in d["runs"]])
 

@@ -309,7 +309,9 @@ def test_the_report_holds_what_the_prediction_was_simulated_from():
     served = summarize_pass(answers, 0.25)
     served.cpu_per_request_ms, served.idle_cores, served.wall_s = 70.0, 0.01, 1.75
     served.pilot_arrivals_ms, served.pilot_cpu_per_request_ms = apart([0.0, 5.0, 10.0]), 95.0
+    served.pilot_ms = [40.0 + k for k in range(len(served.pilot_arrivals_ms))]
     again = Served.from_dict(json.loads(json.dumps(served.as_dict())))
+    assert again.pilot_ms == served.pilot_ms
     stages, sinks, sites = two_sites()
     assert served_stages(stages, sinks, sites, "edge", again) == served_stages(stages, sinks, sites, "edge", served)
     out, out_sinks = served_stages(stages, sinks, sites, "edge", served)
@@ -400,3 +402,33 @@ def test_the_slowdown_a_load_implies_is_the_one_that_made_it():
         assert got == pytest.approx(k, abs=0.006)
     assert implied_slowdown(host, stages, sinks, served, "edge", schedule_s, 1e7) is None
     assert implied_slowdown(host, stages, sinks, served, "edge", [], 50.0) is None
+
+
+def test_the_pilots_own_latencies_give_the_machines_speed_before_the_load():
+    """at_pilot_speed: a pilot whose requests took what the served pass's stages take on a machine
+    1.25x slower (the simulation of its own schedule, slowed) gives back 1.25, and the load's
+    prediction at that speed is slower_machine's at 1.25 (to the bisection's half percent); a
+    pilot too short to read (MIN_PILOT_REQUESTS), or none, gives no such prediction."""
+    from planner.local.prediction import served_prediction
+    from planner.local.served import MIN_PILOT_REQUESTS
+    from planner.model.simulation import slowed
+
+    served = round_trip_pass()
+    stages, sinks, sites = two_sites()
+    host = {"rate_rps": 30.0, "sites": sites}
+    schedule_s = [0.031 * i + 0.01 * (i % 4) for i in range(200)]
+    served.pilot_arrivals_ms = [31.0 * i + 7.0 * (i % 3) for i in range(40)]
+    assert served_prediction(host, stages, sinks, served, "edge", schedule_s)["at_pilot_speed"] is None
+    out, out_sinks = served_stages(stages, sinks, sites, "edge", served)
+    pilot = simulate(slowed(out, 1.25), out_sinks, 0, cores=2, arrivals_ms=served.pilot_arrivals_ms)
+    served.pilot_ms = list(pilot.responses_ms)
+    got = served_prediction(host, stages, sinks, served, "edge", schedule_s)
+    at = got["at_pilot_speed"]
+    assert at["slowdown"] == pytest.approx(1.25, abs=0.007)
+    slower = {p["slower"]: p for p in got["slower"]}[1.25]
+    assert at["p50_ms"] == pytest.approx(slower["p50_ms"], rel=0.02)
+    assert at["p99_ms"] == pytest.approx(slower["p99_ms"], rel=0.02)
+    assert at["p50_ms"] > got["p50_ms"] * 1.1  # the slower machine is not the pass's
+    short = replace(served, pilot_arrivals_ms=served.pilot_arrivals_ms[:MIN_PILOT_REQUESTS - 1],
+                    pilot_ms=served.pilot_ms[:MIN_PILOT_REQUESTS - 1])
+    assert served_prediction(host, stages, sinks, short, "edge", schedule_s)["at_pilot_speed"] is None
