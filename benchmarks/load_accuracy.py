@@ -189,7 +189,8 @@ def row(report: dict, load: dict, site: str, target_u: float) -> dict:
         "cpu_per_request_ms": report.get("cpu_per_request_ms"),
         "at_load_cpu": report.get("at_load_cpu"),
         "slower_machine": (report.get("served_prediction") or {}).get("slower"),
-        "at_pilot_speed": report.get("at_pilot_speed"),
+        "pilot_speed": (report.get("served_prediction") or {}).get("pilot_speed"),
+        "at_pass_speed": report.get("at_pass_speed"),
         "implied_slowdown": report.get("implied_slowdown"),
         "machine_speed": report.get("machine_speed"),
         "within_goal": all(e is not None and abs(e) <= GOAL_PCT for e in error.values()),
@@ -287,7 +288,7 @@ def ocr(duration: float, seed: int, work: Path, out: Path | None, retakes: int) 
                     break
             rows.append(attempts[-1] | {"earlier_attempts": [
                 {k: a[k] for k in ("predicted", "measured", "error_pct", "det_probe_ms", "cpu_per_request_ms",
-                                   "machine_speed", "at_pilot_speed")}
+                                   "machine_speed", "pilot_speed")}
                 | {"at_load_cpu_error_pct": (a.get("at_load_cpu") or {}).get("error_pct")} for a in attempts[:-1]]})
     plan = json.loads((out / "plan.json").read_text())
     return {"app": "OCR example (examples/ocr/app.yaml)", "busiest_site": site, "rates_from": rates_from,
@@ -332,11 +333,11 @@ def overlap_split(out: Path, report: dict) -> dict:
     """Where the prediction parts from the measurement: the requests alone on the machine (the one
     before had answered when it arrived, the next arrived after it answered; by the measured
     times) and the others, each group's measured p50 beside the p50 of the same requests in the
-    simulation of the same schedule: the prediction's (the served pass's stages and toll, where it
-    has one; else the host profiles')."""
+    simulation of the same schedule: the prediction's (the served pass's stages at its pilot's speed
+    and its toll, where it has one; else the host profiles')."""
     from planner.local.prediction import host_stages_for
     from planner.local.served import Served, served_stages
-    from planner.model.simulation import simulate
+    from planner.model.simulation import simulate, slowed
 
     ok = [q for q in report["requests"] if q["ms"] is not None]
     stages, sinks, client_ms = host_stages_for(out, report["rate_rps"])
@@ -345,6 +346,9 @@ def overlap_split(out: Path, report: dict) -> dict:
         stages, sinks = served_stages(stages, sinks, report["host_prediction"]["sites"], report["entry"]["site"],
                                       Served.from_dict(pred["served"]))
         client_ms, toll = 0.0, pred["contention"]
+        factor = (pred.get("pilot_speed") or {}).get("slowdown")
+        if factor is not None:  # as predicted: at the pilot's speed
+            stages = slowed(stages, factor)
     run = simulate(stages, sinks, report["rate_rps"], os.cpu_count() or 1, arrivals_ms=[q["at_ms"] for q in ok],
                    contention=toll)
     groups: dict[str, list[int]] = {"alone": [], "overlapping": []}
@@ -384,10 +388,10 @@ def markdown(r: dict) -> str:
              "no draws), and the contention "
              "the pass's pilot measured: 10 s of open loop at the rate on another schedule), and from the host profiles "
              "alone beside it. CPU per request: the whole machine's busy core-ms per request (/proc/stat): "
-             "what the prediction's stages need, the served pass, its pilot, and under load. At the pilot's speed "
-             "(made before the load, as `planner bench` prints it): the pilot's measured p50 gives the slowdown "
-             "under which the simulation of its own schedule matches it, and the stages that much slower than the "
-             "pass predict the load. After the fact (not a "
+             "what the prediction's stages need, the served pass, its pilot, and under load. The pilot's speed: the "
+             "factor by which the pass's stages are slower where the simulation of the pilot's own schedule gives the "
+             "p50 the pilot measured; the prediction runs at it (since 2026-11-30; the pass's own speed before, "
+             "beside it now). After the fact (not a "
              "prediction: the check that splits a miss): the same model with its contention toll fitted to the CPU "
              "the load itself used; near the measurement where the prediction was not, the load model held and the "
              "machine's speed moved between the pass and the load. Beside it the prediction on a machine 1.1, 1.25 "
@@ -424,7 +428,7 @@ def markdown(r: dict) -> str:
             cols += 6
         head += (" from profiles p50 / p99 ms (error) | each stage its median, no draws: p50 / p99 ms (error) |"
                  " CPU per request ms: modeled / served pass / pilot / under load |"
-                 " at the pilot's speed (a prediction, before the load): slowdown, p50 / p99 ms (error) |"
+                 " the pilot's speed over the pass's; at the pass's speed: p50 / p99 ms (error) |"
                  " after the fact, toll from the load's CPU: p50 / p99 ms (error), toll |"
                  " the prediction on a machine 1.1 / 1.25 / 1.5x slower than the pass: p50 / p99 ms |"
                  " the machine's slowdown the measured p50 implies / CPU per request under load over the pass |"
@@ -460,9 +464,9 @@ def markdown(r: dict) -> str:
                          f"{_pct(mo['error_pct']['p99'])})")
             cpu = x.get("cpu_per_request_ms") or {}
             cells.append(" / ".join(str(cpu.get(k)) for k in ("modeled", "served_pass", "pilot", "under_load")))
-            ps = x.get("at_pilot_speed")
-            cells.append("-" if not ps else f"{ps['slowdown']}, {ps['p50_ms']} / {ps['p99_ms']} "
-                         f"({_pct(ps['error_pct']['p50'])} / {_pct(ps['error_pct']['p99'])})")
+            sp, ap = x.get("pilot_speed") or {}, x.get("at_pass_speed")
+            cells.append(f"{sp.get('slowdown', '-')}; " + ("-" if not ap else f"{ap['p50_ms']} / {ap['p99_ms']} "
+                         f"({_pct(ap['error_pct']['p50'])} / {_pct(ap['error_pct']['p99'])})"))
             ac = x.get("at_load_cpu")
             cells.append("-" if not ac else f"{ac['p50_ms']} / {ac['p99_ms']} ({_pct(ac['error_pct']['p50'])} / "
                          f"{_pct(ac['error_pct']['p99'])}), {ac['contention']}")

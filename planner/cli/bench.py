@@ -170,11 +170,11 @@ def show_load(report: dict) -> None:
             out.print("  on this machine slower than in the served pass: " + ", ".join(
                 f"+{100 * (p['slower'] - 1):.0f} % p50 {_fmt(p['p50_ms'])} p99 {_fmt(p['p99_ms'])}"
                 for p in served["slower"]), highlight=False)
-        pilot = report.get("at_pilot_speed")
-        if pilot:
-            out.print(f"  on this machine as fast as the pilot found it ({pilot['slowdown']:g}x the served pass's "
-                      f"times; its p50 {pilot['pilot_p50_ms']:g} ms): " + _against(pilot, pilot["error_pct"]),
-                      highlight=False)
+        speed, at_pass = served.get("pilot_speed") or {}, report.get("at_pass_speed")
+        if speed.get("slowdown") is not None and at_pass:
+            out.print(f"  the pilot found the machine {speed['slowdown']:g}x as slow as the served pass (the pilot's "
+                      f"p50 {speed['pilot_p50_ms']:g} ms on its own schedule); at the pass's speed: "
+                      + _against(at_pass, at_pass["error_pct"]), highlight=False)
         for note in served.get("notes", []):
             out.print(f"  note: {note}", highlight=False)
         if report["predicted_from"] != "the host profiles":

@@ -151,7 +151,8 @@ def summarize(outcomes: list[Outcome], rate_rps: float, duration_s: float, repli
         "predicted": predicted,
         "error_pct": {"p50": error_pct(e2e["p50"], predicted["p50_ms"]),
                       "p99": error_pct(e2e["p99"], predicted["p99_ms"])},
-        "predicted_from": "the served pass" if from_served else "the host profiles",
+        "predicted_from": (("the served pass at its pilot's speed" if (served.get("pilot_speed") or {}).get("slowdown")
+                            else "the served pass") if from_served else "the host profiles"),
         "predicted_from_profiles": from_profiles,
         "error_pct_from_profiles": {"p50": error_pct(e2e["p50"], from_profiles["p50_ms"]),
                                     "p99": error_pct(e2e["p99"], from_profiles["p99_ms"])},

@@ -263,7 +263,9 @@ def served_prediction(host: dict, profiled: list[Stage], sinks: list[tuple[str, 
                       entry_site: str, schedule_s: list[float] | None) -> dict:
     """`host` (host_prediction at a rate; `profiled` and `sinks` its stages, host_stages_for) again,
     with each model, hop and the client's share as the served pass through `entry_site` measured
-    them (planner.local.served): the load model alone, on what is served."""
+    them (planner.local.served), at the speed its pilot found the machine (pilot_speed; the pass's
+    own where the pilot gives none): the load model alone, on what is served. `at_pass_speed`:
+    the same at the pass's speed."""
     stages, sinks = served_stages(profiled, sinks, host["sites"], entry_site, served)
     notes: list[str] = []
     profiled_cpu = core_ms_per_request(profiled)
@@ -276,13 +278,19 @@ def served_prediction(host: dict, profiled: list[Stage], sinks: list[tuple[str, 
                      f"{need:.0f}: other jobs, or a slower machine, during the pass (its times, and this prediction, "
                      "are then too slow: run it again on a quiet machine)")
     toll = contention(stages, sinks, served, os.cpu_count() or 1)
-    return {**under_load(stages, sinks, 0.0, host["rate_rps"], schedule_s, notes, toll), "notes": notes,
+    speed = pilot_speed(stages, sinks, served, toll)
+    if speed.get("why"):
+        notes.append(f"predicted at the served pass's speed: {speed['why']}")
+    at_pass = under_load(stages, sinks, 0.0, host["rate_rps"], schedule_s, [], toll)
+    factor = speed.get("slowdown")
+    predicted = stages if factor is None else slowed(stages, factor)
+    return {**under_load(predicted, sinks, 0.0, host["rate_rps"], schedule_s, notes, toll), "notes": notes,
+            "pilot_speed": speed, "at_pass_speed": {"p50_ms": at_pass["p50_ms"], "p99_ms": at_pass["p99_ms"]},
             "slower": slower_machine(stages, sinks, schedule_s, toll),
-            "at_pilot_speed": at_pilot_speed(stages, sinks, served, toll, host["rate_rps"], schedule_s),
             "served": served.as_dict(), "contention": round(toll, 4), "disturbed": disturbed,
             "models_over_profiles": round(ran / need, 3) if need > 0 else None,
-            "modeled_cpu_per_request_ms": round(core_ms_per_request(stages), 3),
-            "outside_ms": round(sum(s.service_ms for s in stages if s.name == OUTSIDE), 3),
+            "modeled_cpu_per_request_ms": round(core_ms_per_request(predicted), 3),
+            "outside_ms": round(sum(s.service_ms for s in predicted if s.name == OUTSIDE), 3),
             "profiled_cpu_per_request_ms": round(profiled_cpu, 3)}
 
 
@@ -340,21 +348,23 @@ def slowdown_for_p50(stages: list[Stage], sinks: list[tuple[str, float]], schedu
     return round((lo + hi) / 2, 3)
 
 
-def at_pilot_speed(stages: list[Stage], sinks: list[tuple[str, float]], served: Served, toll: float,
-                   rate_rps: float, schedule_s: list[float] | None) -> dict | None:
-    """The prediction on the machine as fast as the pilot found it: the pilot (PILOT_S s at the
-    load's rate, right before it) measured each request's latency; slowdown_for_p50 on its own
-    schedule gives how much slower than the one-at-a-time pass the machine served it, and the
-    stages that much slower (the same toll) give the load's p50 and p99. Where the pass and the load
-    differ by the machine's speed (this VM's second core comes and goes, machine_drift.md) or by a
-    crowding the toll under-reads, the pilot, at the rate and minutes nearer the load, has seen it.
-    None without a pilot of MIN_PILOT_REQUESTS answered, or outside SLOWDOWN_RANGE."""
+def pilot_speed(stages: list[Stage], sinks: list[tuple[str, float]], served: Served, toll: float) -> dict:
+    """How fast the pilot found the machine, against the served pass: the pilot (PILOT_S s at the
+    load's rate, right before it) timed each of its requests, and slowdown_for_p50 on its own
+    schedule gives the factor by which every stage of the pass (`stages`, served_stages) was
+    slower for it (`slowdown`; the same toll). The pass, one request at a time over seconds, and a
+    load of minutes at the rate part by the machine's speed (this VM's second core comes and goes,
+    benchmarks/results/machine_drift.md) and by what crowding costs beyond the toll; the pilot, at
+    the rate and right before the load, has seen both. `slowdown` None and `why` where the pilot
+    cannot say: fewer than MIN_PILOT_REQUESTS answered, or a p50 outside SLOWDOWN_RANGE."""
     if len(served.pilot_ms) < MIN_PILOT_REQUESTS or len(served.pilot_ms) != len(served.pilot_arrivals_ms):
-        return None
-    factor = slowdown_for_p50(stages, sinks, [t / 1000 for t in served.pilot_arrivals_ms], toll,
-                              statistics.median(served.pilot_ms))
+        return {"slowdown": None, "pilot_p50_ms": None,
+                "why": f"no pilot of {MIN_PILOT_REQUESTS} or more requests, all answered"}
+    measured = statistics.median(served.pilot_ms)
+    factor = slowdown_for_p50(stages, sinks, [t / 1000 for t in served.pilot_arrivals_ms], toll, measured)
+    out = {"slowdown": factor, "pilot_p50_ms": round(measured, 3)}
     if factor is None:
-        return None
-    run = under_load(slowed(stages, factor), sinks, 0.0, rate_rps, schedule_s, [], toll)
-    return {"slowdown": factor, "p50_ms": run["p50_ms"], "p99_ms": run["p99_ms"],
-            "pilot_p50_ms": round(statistics.median(served.pilot_ms), 3)}
+        lo, hi = SLOWDOWN_RANGE
+        out["why"] = (f"the pilot's p50, {measured:.1f} ms, is not what its schedule gives on the pass's times "
+                      f"{lo:g}-{hi:g}x slower")
+    return out

@@ -50,7 +50,7 @@ REPORT_KEYS = {"app", "entry", "arrivals", "seed", "duration_s", "warmup", "time
                "predicted", "error_pct", "utilization", "predicted_utilization", "models", "window_s",
                "sender_late_ms", "requests", "predicted_from", "predicted_from_profiles", "error_pct_from_profiles",
                "served_prediction", "cpu_per_request_ms", "at_load_cpu", "machine_speed", "implied_slowdown",
-               "at_pilot_speed"}
+               "at_pass_speed"}
 
 
 # -- the schedule and the statistics, alone --------------------------------------------------
@@ -333,12 +333,15 @@ def test_report_keys_and_the_prediction_beside(site, env, capsys):
     show_load(report | {"implied_slowdown": {"p50": 1.125, "cpu_under_load_over_pass": 1.14}})
     assert "the measured p50 is the prediction on a machine 1.125x as slow as the served pass measured it; the load " \
            "used 1.14x the pass's CPU per request" in capsys.readouterr().out
-    # a pilot of ~1 request is too short to read the machine's speed off; one that was, shown
-    assert report["at_pilot_speed"] is None
-    show_load(report | {"at_pilot_speed": {"slowdown": 1.2, "pilot_p50_ms": 61.5, "p50_ms": 70.0, "p99_ms": 100.0,
-                                           "error_pct": {"p50": 10.0, "p99": -5.0}}})
-    assert ("on this machine as fast as the pilot found it (1.2x the served pass's times; its p50 61.5 ms): "
-            "p50 70.000 (measured +10%) p99 100.000 (measured -5%)") in " ".join(capsys.readouterr().out.split())
+    # a pilot of ~1 request is too short to read the machine's speed off: at the pass's; one that was, shown
+    assert report["served_prediction"]["pilot_speed"]["slowdown"] is None
+    assert report["at_pass_speed"]["p50_ms"] == report["predicted"]["p50_ms"]
+    sp = report["served_prediction"] | {"pilot_speed": {"slowdown": 1.2, "pilot_p50_ms": 61.5}}
+    show_load(report | {"served_prediction": sp, "at_pass_speed": {"p50_ms": 70.0, "p99_ms": 100.0,
+                                                                   "error_pct": {"p50": 10.0, "p99": -5.0}}})
+    assert ("the pilot found the machine 1.2x as slow as the served pass (the pilot's p50 61.5 ms on its own "
+            "schedule); at the pass's speed: p50 70.000 (measured +10%) p99 100.000 (measured -5%)"
+            ) in " ".join(capsys.readouterr().out.split())
     speed = report["machine_speed"]
     assert speed["before_ms"] > 0 and speed["after_ms"] > 0 and speed["moved"] == bool(speed["where"])
     from planner.local.open_loop import machine_speed
