@@ -17,7 +17,7 @@ from pathlib import Path
 
 from planner.local.bench import random_inputs
 from planner.local.load_test import Outcome, error_pct, schedule, summarize
-from planner.local.served import PILOT_S, Served, served_pass
+from planner.local.served import Served, pilot_seconds, served_pass
 from planner.local.sites import entry_bundle, live_endpoints, live_services, site_bundles
 from planner.profiling.load import busy_core_ms, machine_cpu_times
 from planner.profiling.speed import SLOW_FACTOR, probe_ms
@@ -112,7 +112,7 @@ def measure_served(clients: list, request, n: int, rate_rps: float, duration_s: 
         measured = served_pass(clients, request, n, 1 / rate_rps, timeout_s)
         if not isinstance(measured, Served):
             return None, {"status": "not available", "why": measured}
-        pilot_at = schedule(rate_rps, min(PILOT_S, duration_s / 2), arrivals, seed + PILOT_SEED)
+        pilot_at = schedule(rate_rps, pilot_seconds(rate_rps, duration_s), arrivals, seed + PILOT_SEED)
         pilot, busy = send_measured(clients, request, pilot_at, timeout_s)
         if busy is not None and pilot_at and all(o.ok for o in pilot):
             measured.pilot_arrivals_ms = [1000 * t for t in pilot_at]
@@ -204,7 +204,7 @@ def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals
     """The open-loop load test through the entry site; the report as a dict (`planner bench --rate --json`).
 
     `host` is host_prediction(out_dir, rate_rps=rate_rps), computed before the requests. With
-    `served_requests`, the served pass (planner.local.served) and its pilot (PILOT_S s of open
+    `served_requests`, the served pass (planner.local.served) and its pilot (pilot_seconds of open
     loop at the rate, at most half the load's duration, on another schedule) run after the
     warm-up (measure_served), and `predict_served` turns their figures and the entry site into
     the prediction the load is compared with (before the load starts, so it does not compete);

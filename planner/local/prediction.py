@@ -349,7 +349,7 @@ def slowdown_for_p50(stages: list[Stage], sinks: list[tuple[str, float]], schedu
 
 
 def pilot_speed(stages: list[Stage], sinks: list[tuple[str, float]], served: Served, toll: float) -> dict:
-    """How fast the pilot found the machine, against the served pass: the pilot (PILOT_S s at the
+    """How fast the pilot found the machine, against the served pass: the pilot (pilot_seconds at the
     load's rate, right before it) timed each of its requests, and slowdown_for_p50 on its own
     schedule gives the factor by which every stage of the pass (`stages`, served_stages) was
     slower for it (`slowdown`; the same toll). The pass, one request at a time over seconds, and a

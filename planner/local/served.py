@@ -8,7 +8,7 @@ back to back, 66 ms when each request came 0.4 s after the last one answered; in
 process the gap changed nothing. A load test compares the load model (queueing, shared cores)
 with the measurement only where its inputs are what is served, so the pass measures them: `n`
 requests, one every 1/rate seconds of the load (the load's mean gap; right after the last answer
-where that comes later), never two at once, and takes medians. Then a pilot: PILOT_S seconds of
+where that comes later), never two at once, and takes medians. Then a pilot (pilot_seconds) of
 open loop at the load's rate on a schedule of its own, whose CPU per request (more than one at a
 time: overlapping requests cost the machine more) gives the simulation its contention toll.
 
@@ -56,6 +56,9 @@ UNLIMITED = 1 << 20  # servers of a hop or the client's share: requests never wa
 MAX_GAP_S = 1.0  # idle gaps longer than this change nothing more (and would make the pass long)
 DEFAULT_REQUESTS = 20  # one at a time
 PILOT_S = 10.0  # then an open loop this long at the load's rate (its own schedule)
+# or as long as this many requests take at the rate, where that is longer: a 10 s pilot at the OCR
+# example's 30 % rate here (1.37 rps) drew 7 requests, too few to read its speed off (pilot_seconds)
+PILOT_REQUESTS = 20
 MAX_CONTENTION = 3.0  # beyond this the pilot measured something else than the cores' sharing
 # a toll is read off the pilot only where it has this many requests and its simulation spends this
 # share of its work crowded: a pilot of 2 requests that overlapped a little put a few core-ms of the
@@ -246,6 +249,12 @@ def served_stages(stages: list[Stage], sinks: list[tuple[str, float]], sites: di
     if outside > 0:
         out.append(Stage(OUTSIDE, outside, 1, UNLIMITED, tuple(answer) or (("", 0.0),), pool))
     return out, answer
+
+
+def pilot_seconds(rate_rps: float, load_s: float) -> float:
+    """The pilot's length: PILOT_S, or PILOT_REQUESTS' mean gaps at the rate where that is longer;
+    at most half the load's."""
+    return min(max(PILOT_S, PILOT_REQUESTS / rate_rps), load_s / 2)
 
 
 def unattributed_ms(served: Served, stages: list[Stage]) -> float:

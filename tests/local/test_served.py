@@ -439,3 +439,13 @@ def test_the_prediction_runs_at_the_speed_the_pilot_found_the_machine():
     far = replace(served, pilot_ms=[1e7] * len(served.pilot_arrivals_ms))
     speed = served_prediction(host, stages, sinks, far, "edge", schedule_s)["pilot_speed"]
     assert speed["slowdown"] is None and "0.5-4x slower" in speed["why"]
+
+
+def test_the_pilot_lasts_long_enough_for_its_requests():
+    """pilot_seconds: 10 s where the rate gives 20 requests in it; else the 20 requests' mean gaps
+    (OCR at 1.37 rps: 14.6 s); never over half the load."""
+    from planner.local.served import PILOT_REQUESTS, PILOT_S, pilot_seconds
+
+    assert pilot_seconds(26.0, 180.0) == PILOT_S
+    assert pilot_seconds(1.37, 180.0) == pytest.approx(PILOT_REQUESTS / 1.37) and pilot_seconds(1.37, 180.0) > PILOT_S
+    assert pilot_seconds(1.37, 20.0) == 10.0 and pilot_seconds(5.0, 0.5) == 0.25
