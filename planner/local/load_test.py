@@ -101,6 +101,11 @@ def error_pct(measured: float | None, predicted: float | None) -> float | None:
     return round(100 * (measured - predicted) / predicted, 1)
 
 
+def percentile_errors(p50_ms: float | None, p99_ms: float | None, predicted: dict) -> dict:
+    """{"p50", "p99"}: error_pct of the measured p50 and p99 against `predicted`'s p50_ms and p99_ms."""
+    return {"p50": error_pct(p50_ms, predicted["p50_ms"]), "p99": error_pct(p99_ms, predicted["p99_ms"])}
+
+
 def summarize(outcomes: list[Outcome], rate_rps: float, duration_s: float, replicas: dict[str, int],
               host: dict | None = None, instances: dict[str, int] | None = None, served: dict | None = None) -> dict:
     """The report's numbers (`planner bench --rate --json`, beside its context).
@@ -149,13 +154,11 @@ def summarize(outcomes: list[Outcome], rate_rps: float, duration_s: float, repli
         "error_messages": [{"message": m, "count": n} for m, n in messages.items()],
         "p50_ms": e2e["p50"], "p95_ms": e2e["p95"], "p99_ms": e2e["p99"],
         "predicted": predicted,
-        "error_pct": {"p50": error_pct(e2e["p50"], predicted["p50_ms"]),
-                      "p99": error_pct(e2e["p99"], predicted["p99_ms"])},
+        "error_pct": percentile_errors(e2e["p50"], e2e["p99"], predicted),
         "predicted_from": (("the served pass at its pilot's speed" if (served.get("pilot_speed") or {}).get("slowdown")
                             else "the served pass") if from_served else "the host profiles"),
         "predicted_from_profiles": from_profiles,
-        "error_pct_from_profiles": {"p50": error_pct(e2e["p50"], from_profiles["p50_ms"]),
-                                    "p99": error_pct(e2e["p99"], from_profiles["p99_ms"])},
+        "error_pct_from_profiles": percentile_errors(e2e["p50"], e2e["p99"], from_profiles),
         "served_prediction": served,
         "utilization": {site: round(ms / 1000 / window / replicas.get(site, 1), 4) for site, ms in sorted(busy.items())},
         "predicted_utilization": host.get("utilization"),

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from planner.local.bench import random_inputs
-from planner.local.load_test import Outcome, error_pct, schedule, summarize
+from planner.local.load_test import Outcome, percentile_errors, schedule, summarize
 from planner.local.served import Served, pilot_seconds, served_pass
 from planner.local.sites import entry_bundle, live_endpoints, live_services, site_bundles
 from planner.profiling.load import busy_core_ms, machine_cpu_times
@@ -148,7 +148,7 @@ def at_load_cpu(measured: Served | None, times: list[float], busy_core_ms: float
     if again.get("p50_ms") is None:
         return None
     return {"p50_ms": again["p50_ms"], "p99_ms": again["p99_ms"], "contention": again["contention"],
-            "error_pct": {"p50": error_pct(p50_ms, again["p50_ms"]), "p99": error_pct(p99_ms, again["p99_ms"])}}
+            "error_pct": percentile_errors(p50_ms, p99_ms, again)}
 
 
 def busy_share(from_ms: float, to_ms: float, rate_rps: float, cores: int) -> float:
@@ -249,8 +249,8 @@ def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals
     report["at_load_cpu"] = None if predict_served is None else at_load_cpu(
         measured, times, busy, lambda s: predict_served(s, entry_site), report["p50_ms"], report["p99_ms"])
     at_pass = (served or {}).get("at_pass_speed")
-    report["at_pass_speed"] = None if not at_pass else at_pass | {"error_pct": {
-        "p50": error_pct(report["p50_ms"], at_pass["p50_ms"]), "p99": error_pct(report["p99_ms"], at_pass["p99_ms"])}}
+    report["at_pass_speed"] = None if not at_pass else at_pass | {
+        "error_pct": percentile_errors(report["p50_ms"], report["p99_ms"], at_pass)}
     cpu = report["cpu_per_request_ms"]
     report["implied_slowdown"] = None if implied is None or measured is None or report["p50_ms"] is None else {
         "p50": implied(measured, entry_site, report["p50_ms"]),

@@ -281,10 +281,12 @@ def served_prediction(host: dict, profiled: list[Stage], sinks: list[tuple[str, 
     speed = pilot_speed(stages, sinks, served, toll)
     if speed.get("why"):
         notes.append(f"predicted at the served pass's speed: {speed['why']}")
-    at_pass = under_load(stages, sinks, 0.0, host["rate_rps"], schedule_s, [], toll)
     factor = speed.get("slowdown")
     predicted = stages if factor is None else slowed(stages, factor)
-    return {**under_load(predicted, sinks, 0.0, host["rate_rps"], schedule_s, notes, toll), "notes": notes,
+    load = under_load(predicted, sinks, 0.0, host["rate_rps"], schedule_s, notes, toll)
+    # the simulation is the costly part (~1 s): run at the pass's speed only where that differs
+    at_pass = load if factor is None else under_load(stages, sinks, 0.0, host["rate_rps"], schedule_s, [], toll)
+    return {**load, "notes": notes,
             "pilot_speed": speed, "at_pass_speed": {"p50_ms": at_pass["p50_ms"], "p99_ms": at_pass["p99_ms"]},
             "slower": slower_machine(stages, sinks, schedule_s, toll),
             "served": served.as_dict(), "contention": round(toll, 4), "disturbed": disturbed,
