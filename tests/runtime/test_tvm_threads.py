@@ -7,6 +7,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from planner_runtime.bundle_format import NodeSpec
 from planner_runtime.nodes import tvm_pool
 
@@ -99,10 +101,14 @@ def idle_cpu_ms(setup: str) -> float:
     return float(out.stdout.split()[-1])
 
 
+@pytest.mark.load
 def test_the_pool_of_a_site_and_of_the_profiler_sleeps_when_idle():
     """The runtime (tvm_pool) and the profiler (set_tvm_threads) start TVM's pool with its workers
-    not spinning (planner_runtime.tvm_options): after a parallel loop the process is idle. TVM's
-    own default, beside it, spins 150-190 ms of the next 0.5 s here (benchmarks/tvm_spinning.py)."""
+    not spinning (planner_runtime.tvm_options): after a parallel loop the process is idle (under
+    1 ms of CPU in the next 0.5 s). TVM's own default, beside it, spins: 150-190 ms on the AMD
+    2-vCPU VM (benchmarks/tvm_spinning.py), 52-54 ms on the Intel one. Marked `load`: the spin is
+    CPU time, and beside another test's work it fell to 48.8 ms in CI; 20 ms is the line both
+    ways."""
     import os
 
     site = ("from planner_runtime.bundle_format import NodeSpec\n"
@@ -112,4 +118,4 @@ def test_the_pool_of_a_site_and_of_the_profiler_sleeps_when_idle():
     assert idle_cpu_ms(site) < 20
     assert idle_cpu_ms(profiler) < 20
     if (os.cpu_count() or 1) >= 2:  # one core: TVM runs the loop inline, no pool to spin
-        assert idle_cpu_ms("os.environ['TVM_NUM_THREADS'] = '2'\n") > 50
+        assert idle_cpu_ms("os.environ['TVM_NUM_THREADS'] = '2'\n") > 20
