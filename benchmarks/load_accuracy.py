@@ -257,9 +257,10 @@ def ocr(duration: float, seed: int, work: Path, out: Path | None, retakes: int) 
                           f"(the host profiles' stages: {profiled:.1f})")
             # a request costs more CPU the busier the machine (two sites' threads preempting each
             # other): 326 core-ms at the 60 % rate made the 85 % rate's cores 94 % busy (360 core-ms),
-            # where a 2 % error in the CPU moves the p50 by half; so the top rate from its own
+            # where a 2 % error in the CPU moves the p50 by half; so the top rate from its own, 60 s
+            # (the machine's CPU per request over 30 s windows at 4.2 rps here spread 5 %, over 60 s 2 %)
             top = UTILIZATIONS[-1]
-            cpu_top = _under_load_cpu(planner("bench", out, "--rate", repr(rates[top]), "--duration", "30",
+            cpu_top = _under_load_cpu(planner("bench", out, "--rate", repr(rates[top]), "--duration", "60",
                                               "--served-pass", "0", "--no-predict", "--json", "--input", OCR_INPUT,
                                               timeout=600))
             if cpu_top:

@@ -98,9 +98,12 @@ def warm_up(clients: list, request, n: int, timeout_s: float) -> None:
 
 
 def measure_served(clients: list, request, n: int, rate_rps: float, duration_s: float, arrivals: str, seed: int,
-                   timeout_s: float, predict: Callable[[Served], dict]) -> tuple[Served | None, dict]:
+                   timeout_s: float, predict: Callable[[Served], dict], busiest: float = 0.0
+                   ) -> tuple[Served | None, dict]:
     """The served pass and its pilot (planner.local.served), and `predict`'s prediction from them
-    (None and why, where no request of the pass was answered).
+    (None and why, where no request of the pass was answered). The pilot's length is pilot_seconds'
+    for the busier of `busiest` (the host prediction's busiest site) and this machine's cores at the
+    rate, by the CPU per request the pass measured.
     A pass the prediction calls disturbed (the machine slower than its profiles: e.g. the slow
     spell seen here after the sites first serve load), or whose pilot cost the machine less than
     the pass (pilot_cheaper: the machine moved between them), is taken again once, REPASS_WAIT_S
@@ -112,7 +115,9 @@ def measure_served(clients: list, request, n: int, rate_rps: float, duration_s: 
         measured = served_pass(clients, request, n, 1 / rate_rps, timeout_s)
         if not isinstance(measured, Served):
             return None, {"status": "not available", "why": measured}
-        pilot_at = schedule(rate_rps, pilot_seconds(rate_rps, duration_s), arrivals, seed + PILOT_SEED)
+        cores = rate_rps * (measured.cpu_per_request_ms or 0.0) / (1000 * (os.cpu_count() or 1))
+        pilot_at = schedule(rate_rps, pilot_seconds(rate_rps, duration_s, max(busiest, cores)), arrivals,
+                            seed + PILOT_SEED)
         pilot, busy = send_measured(clients, request, pilot_at, timeout_s)
         if busy is not None and pilot_at and all(o.ok for o in pilot):
             measured.pilot_arrivals_ms = [1000 * t for t in pilot_at]
@@ -227,8 +232,9 @@ def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals
     try:
         warm_up(clients, request, warmup, timeout_s)
         if served_requests and predict_served is not None:
+            busiest = max((host or {}).get("utilization", {}).values(), default=0.0)
             measured, served = measure_served(clients, request, served_requests, rate_rps, duration_s, arrivals,
-                                              seed, timeout_s, lambda s: predict_served(s, entry_site))
+                                              seed, timeout_s, lambda s: predict_served(s, entry_site), busiest)
         outcomes, busy = send_measured(clients, request, times, timeout_s)
     finally:
         for c in clients:

@@ -59,6 +59,13 @@ PILOT_S = 10.0  # then an open loop this long at the load's rate (its own schedu
 # or as long as this many requests take at the rate, where that is longer: a 10 s pilot at the OCR
 # example's 30 % rate here (1.37 rps) drew 7 requests, too few to read its speed off (pilot_seconds)
 PILOT_REQUESTS = 20
+# and longer the busier the load (pilot_seconds): the machine's CPU per request over 10 s windows of
+# open loop (OCR through planner up at 4.2 rps, its cores ~76 % busy; Intel 2-vCPU VM, 2026-11-30)
+# ran 333-399 core-ms (sd ~4 %), over 30 s 357-375, over 60 s 362-369; near 85 % a 2 % error in the
+# speed moved the OCR prediction's p50 by 28 % (benchmarks/results/load_accuracy_ocr.md, 03:57)
+SPEED_NOISE = 0.04
+P50_SHARE_OF_SPEED = 0.075  # what the pilot's reading of the speed may move the predicted p50 by
+MAX_BUSY = 0.95  # busier than this the pilot takes its longest (half the load) anyway
 MAX_CONTENTION = 3.0  # beyond this the pilot measured something else than the cores' sharing
 # a toll is read off the pilot only where it has this many requests and its simulation spends this
 # share of its work crowded: a pilot of 2 requests that overlapped a little put a few core-ms of the
@@ -251,10 +258,14 @@ def served_stages(stages: list[Stage], sinks: list[tuple[str, float]], sites: di
     return out, answer
 
 
-def pilot_seconds(rate_rps: float, load_s: float) -> float:
-    """The pilot's length: PILOT_S, or PILOT_REQUESTS' mean gaps at the rate where that is longer;
+def pilot_seconds(rate_rps: float, load_s: float, busy: float = 0.0) -> float:
+    """The pilot's length: PILOT_S, or PILOT_REQUESTS' mean gaps at the rate, or as long as it takes
+    to read the machine's speed as finely as a load keeping its busiest resource `busy` (0-1) needs
+    (a wait grows about as 1/(1-busy): a speed read d off moves the p50 by about d/(1-busy); the
+    reading's noise falls as the root of its length, SPEED_NOISE at PILOT_S), whichever is longest;
     at most half the load's."""
-    return min(max(PILOT_S, PILOT_REQUESTS / rate_rps), load_s / 2)
+    finest = P50_SHARE_OF_SPEED * (1 - min(busy, MAX_BUSY))
+    return min(max(PILOT_S, PILOT_REQUESTS / rate_rps, PILOT_S * (SPEED_NOISE / finest) ** 2), load_s / 2)
 
 
 def unattributed_ms(served: Served, stages: list[Stage]) -> float:

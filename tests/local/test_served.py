@@ -449,3 +449,28 @@ def test_the_pilot_lasts_long_enough_for_its_requests():
     assert pilot_seconds(26.0, 180.0) == PILOT_S
     assert pilot_seconds(1.37, 180.0) == pytest.approx(PILOT_REQUESTS / 1.37) and pilot_seconds(1.37, 180.0) > PILOT_S
     assert pilot_seconds(1.37, 20.0) == 10.0 and pilot_seconds(5.0, 0.5) == 0.25
+
+
+@pytest.mark.parametrize("busy", [0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9])
+def test_the_busier_the_load_the_longer_the_pilot_reads_the_speed(busy):
+    """pilot_seconds at a busy load: long enough that the speed's noise over the pilot (SPEED_NOISE
+    over PILOT_S, falling as the root of the length), moved through the wait's 1/(1-busy), stays
+    within P50_SHARE_OF_SPEED of the p50; no longer than that needs (or the floor); capped at half
+    the load. The OCR example's 85 % rate (4.35 rps, 180 s): 90 s where it was 10."""
+    from planner.local.served import P50_SHARE_OF_SPEED, PILOT_S, SPEED_NOISE, pilot_seconds
+
+    def p50_moved_by(seconds: float) -> float:
+        return SPEED_NOISE * (PILOT_S / seconds) ** 0.5 / (1 - busy)
+
+    long = pilot_seconds(4.35, 10_000.0, busy)
+    assert p50_moved_by(long) <= P50_SHARE_OF_SPEED * 1.0001
+    assert long == PILOT_S or p50_moved_by(long * 0.99) > P50_SHARE_OF_SPEED  # no longer than it needs
+    assert pilot_seconds(4.35, 180.0, busy) == min(long, 90.0)
+    assert pilot_seconds(4.35, 10_000.0, busy + 0.05) >= long
+
+
+def test_a_busy_load_reads_the_speed_longer_than_an_idle_one():
+    from planner.local.served import PILOT_S, pilot_seconds
+
+    assert pilot_seconds(4.35, 180.0, 0.3) == PILOT_S and pilot_seconds(4.35, 180.0, 0.85) == 90.0
+    assert 15 < pilot_seconds(2.95, 180.0, 0.6) < 20  # the 60 % rate: ~18 s
