@@ -155,8 +155,7 @@ def summarize(outcomes: list[Outcome], rate_rps: float, duration_s: float, repli
         "p50_ms": e2e["p50"], "p95_ms": e2e["p95"], "p99_ms": e2e["p99"],
         "predicted": predicted,
         "error_pct": percentile_errors(e2e["p50"], e2e["p99"], predicted),
-        "predicted_from": (("the served pass at its pilot's speed" if (served.get("pilot_speed") or {}).get("slowdown")
-                            else "the served pass") if from_served else "the host profiles"),
+        "predicted_from": served.get("source", "the served pass") if from_served else "the host profiles",
         "predicted_from_profiles": from_profiles,
         "error_pct_from_profiles": percentile_errors(e2e["p50"], e2e["p99"], from_profiles),
         "served_prediction": served,

@@ -287,6 +287,7 @@ def served_prediction(host: dict, profiled: list[Stage], sinks: list[tuple[str, 
     # the simulation is the costly part (~1 s): run at the pass's speed only where that differs
     at_pass = load if factor is None else under_load(stages, sinks, 0.0, host["rate_rps"], schedule_s, [], toll)
     return {**load, "notes": notes,
+            "source": "the served pass" if factor is None else "the served pass at its pilot's speed",
             "pilot_speed": speed, "at_pass_speed": {"p50_ms": at_pass["p50_ms"], "p99_ms": at_pass["p99_ms"]},
             "slower": slower_machine(stages, sinks, schedule_s, toll),
             "served": served.as_dict(), "contention": round(toll, 4), "disturbed": disturbed,
