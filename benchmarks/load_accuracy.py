@@ -191,6 +191,7 @@ def row(report: dict, load: dict, site: str, target_u: float) -> dict:
         "slower_machine": (report.get("served_prediction") or {}).get("slower"),
         "pilot_speed": (report.get("served_prediction") or {}).get("pilot_speed"),
         "at_pass_speed": report.get("at_pass_speed"),
+        "predicted_range": report.get("predicted_range"),
         "implied_slowdown": report.get("implied_slowdown"),
         "machine_speed": report.get("machine_speed"),
         "within_goal": all(e is not None and abs(e) <= GOAL_PCT for e in error.values()),
@@ -374,6 +375,14 @@ def machine(note: str) -> dict:
             "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
 
 
+def _range(band: dict | None) -> str:
+    if not band:
+        return "-"
+    inside = band.get("measured_within") or {}
+    return "; ".join(f"{band[f'{q}_ms'][0]}-{band[f'{q}_ms'][1]}" for q in ("p50", "p99")) + " (" + ", ".join(
+        f"{q} {'inside' if v else 'outside'}" for q, v in inside.items() if v is not None) + ")"
+
+
 def markdown(r: dict) -> str:
     m = r["machine"]
     lines = ["# Load accuracy: predicted vs measured p50 and p99 under load", "",
@@ -387,13 +396,16 @@ def markdown(r: dict) -> str:
              "hop and the client's share timed as served, one request at a time, before the load, each simulated "
              "request drawing one pass request's times whole; beside it the same with every stage at its median, "
              "no draws), and the contention "
-             "the pass's pilot measured: 10 s of open loop at the rate, at least 20 requests' mean gaps, on another "
-             "schedule), and from the host profiles "
+             "the pass's pilot measured: open loop at the rate, on another schedule, 10 s, at least 20 requests' mean "
+             "gaps, and as long as the load's utilization needs to read the machine's speed (README: 90 s of 180 at "
+             "85 %)), and from the host profiles "
              "alone beside it. CPU per request: the whole machine's busy core-ms per request (/proc/stat): "
              "what the prediction's stages need, the served pass, its pilot, and under load. The pilot's speed: the "
              "factor by which the pass's stages are slower where the simulation of the pilot's own schedule gives the "
              "p50 the pilot measured; the prediction runs at it (since 2026-11-30; the pass's own speed before, "
-             "beside it now). After the fact (not a "
+             "beside it now). Its range: the same on a machine 3 % faster and slower than the pilot found it (the "
+             "speed's error between a pilot and its load in the committed OCR runs), and whether the measured "
+             "percentile fell inside. After the fact (not a "
              "prediction: the check that splits a miss): the same model with its contention toll fitted to the CPU "
              "the load itself used; near the measurement where the prediction was not, the load model held and the "
              "machine's speed moved between the pass and the load. Beside it the prediction on a machine 1.1, 1.25 "
@@ -431,11 +443,12 @@ def markdown(r: dict) -> str:
         head += (" from profiles p50 / p99 ms (error) | each stage its median, no draws: p50 / p99 ms (error) |"
                  " CPU per request ms: modeled / served pass / pilot / under load |"
                  " the pilot's speed over the pass's; at the pass's speed: p50 / p99 ms (error) |"
+                 " the prediction at 3 % less / more speed: p50; p99 ms (measured inside) |"
                  " after the fact, toll from the load's CPU: p50 / p99 ms (error), toll |"
                  " the prediction on a machine 1.1 / 1.25 / 1.5x slower than the pass: p50 / p99 ms |"
                  " the machine's slowdown the measured p50 implies / CPU per request under load over the pass |"
                  " served pass: model ms (CPU ms), hops, client ms, contention |")
-        cols += 8
+        cols += 9
         if synthetic:
             head += " replay p50 / p99 ms (measured vs) | schedule alone vs model p50 / p99 |"
             cols += 2
@@ -469,6 +482,7 @@ def markdown(r: dict) -> str:
             sp, ap = x.get("pilot_speed") or {}, x.get("at_pass_speed")
             cells.append(f"{sp.get('slowdown', '-')}; " + ("-" if not ap else f"{ap['p50_ms']} / {ap['p99_ms']} "
                          f"({_pct(ap['error_pct']['p50'])} / {_pct(ap['error_pct']['p99'])})"))
+            cells.append(_range(x.get("predicted_range")))
             ac = x.get("at_load_cpu")
             cells.append("-" if not ac else f"{ac['p50_ms']} / {ac['p99_ms']} ({_pct(ac['error_pct']['p50'])} / "
                          f"{_pct(ac['error_pct']['p99'])}), {ac['contention']}")

@@ -149,6 +149,13 @@ def show_load(report: dict) -> None:
     else:
         out.print(f"predicted on this machine at this rate (simulated over this schedule, from {report['predicted_from']}): "
                   + _against(pred, pct), highlight=False)
+        band = report.get("predicted_range")
+        if band:
+            inside = {q: "inside" if v else "outside" for q, v in band["measured_within"].items() if v is not None}
+            out.print(f"  on this machine {100 * band['speed_error']:g} % faster / slower than that: p50 "
+                      f"{_fmt(band['p50_ms'][0])}-{_fmt(band['p50_ms'][1])}  p99 {_fmt(band['p99_ms'][0])}-"
+                      f"{_fmt(band['p99_ms'][1])}" + (" (measured " + ", ".join(f"{q} {w}" for q, w in inside.items())
+                                                      + ")" if inside else ""), highlight=False)
         served = report.get("served_prediction") or {}
         if served.get("served"):
             s = served["served"]

@@ -201,6 +201,15 @@ def machine_speed(before_ms: float, after_ms: float, cpu: dict | None = None, ra
             "moved": bool(moved), "where": moved}
 
 
+def measured_within(speed_range: dict | None, p50_ms: float | None, p99_ms: float | None) -> dict | None:
+    """The served prediction's speed_range, and whether the load's p50 and p99 fell inside it."""
+    if not speed_range:
+        return None
+    within = {f"p{q}": None if ms is None else speed_range[f"p{q}_ms"][0] <= ms <= speed_range[f"p{q}_ms"][1]
+              for q, ms in ((50, p50_ms), (99, p99_ms))}
+    return speed_range | {"measured_within": within}
+
+
 def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals: str = "poisson", seed: int = 0,
                   warmup: int = 3, timeout_s: float = 30.0, entry: str | None = None, inputs: dict | None = None,
                   host: dict | None = None, served_requests: int = 0,
@@ -257,6 +266,7 @@ def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals
     at_pass = (served or {}).get("at_pass_speed")
     report["at_pass_speed"] = None if not at_pass else at_pass | {
         "error_pct": percentile_errors(report["p50_ms"], report["p99_ms"], at_pass)}
+    report["predicted_range"] = measured_within((served or {}).get("speed_range"), report["p50_ms"], report["p99_ms"])
     cpu = report["cpu_per_request_ms"]
     report["implied_slowdown"] = None if implied is None or measured is None or report["p50_ms"] is None else {
         "p50": implied(measured, entry_site, report["p50_ms"]),

@@ -50,7 +50,7 @@ REPORT_KEYS = {"app", "entry", "arrivals", "seed", "duration_s", "warmup", "time
                "predicted", "error_pct", "utilization", "predicted_utilization", "models", "window_s",
                "sender_late_ms", "requests", "predicted_from", "predicted_from_profiles", "error_pct_from_profiles",
                "served_prediction", "cpu_per_request_ms", "at_load_cpu", "machine_speed", "implied_slowdown",
-               "at_pass_speed"}
+               "at_pass_speed", "predicted_range"}
 
 
 # -- the schedule and the statistics, alone --------------------------------------------------
@@ -319,6 +319,10 @@ def test_report_keys_and_the_prediction_beside(site, env, capsys):
     assert report["predicted_from"] == "the served pass" and report["predicted"]["p50_ms"] is not None
     assert set(report["cpu_per_request_ms"]) == {"modeled", "served_pass", "pilot", "under_load"}
     assert served["pilot_requests"] == len(schedule(5, 0.25, "poisson", 7919)) and report["served_prediction"]["contention"] >= 1
+    # the prediction a few percent faster and slower: around it, and where the measurement fell
+    band = report["predicted_range"]
+    assert band["p50_ms"][0] <= report["predicted"]["p50_ms"] <= band["p50_ms"][1]
+    assert band["measured_within"]["p50"] is (band["p50_ms"][0] <= report["p50_ms"] <= band["p50_ms"][1])
     # the same schedule on a machine 10, 25 and 50 % slower than the pass measured: never sooner
     slower = report["served_prediction"]["slower"]
     assert [p["slower"] for p in slower] == [1.1, 1.25, 1.5]
@@ -330,9 +334,14 @@ def test_report_keys_and_the_prediction_beside(site, env, capsys):
     # the text output says it (the same report, shown)
     from planner.cli.bench import show_load
 
-    show_load(report | {"implied_slowdown": {"p50": 1.125, "cpu_under_load_over_pass": 1.14}})
-    assert "the measured p50 is the prediction on a machine 1.125x as slow as the served pass measured it; the load " \
-           "used 1.14x the pass's CPU per request" in capsys.readouterr().out
+    show_load(report | {"implied_slowdown": {"p50": 1.125, "cpu_under_load_over_pass": 1.14},
+                        "predicted_range": {"speed_error": 0.03, "p50_ms": [40.0, 52.5], "p99_ms": [90.0, 120.0],
+                                            "measured_within": {"p50": True, "p99": False}}})
+    text = " ".join(capsys.readouterr().out.split())
+    assert ("on this machine 3 % faster / slower than that: p50 40.000-52.500 p99 90.000-120.000 (measured p50 "
+            "inside, p99 outside)") in text
+    assert ("the measured p50 is the prediction on a machine 1.125x as slow as the served pass measured it; the load "
+            "used 1.14x the pass's CPU per request") in text
     # a pilot of ~1 request is too short to read the machine's speed off: at the pass's; one that was, shown
     assert report["served_prediction"]["pilot_speed"]["slowdown"] is None
     assert report["at_pass_speed"]["p50_ms"] == report["predicted"]["p50_ms"]

@@ -474,3 +474,36 @@ def test_a_busy_load_reads_the_speed_longer_than_an_idle_one():
 
     assert pilot_seconds(4.35, 180.0, 0.3) == PILOT_S and pilot_seconds(4.35, 180.0, 0.85) == 90.0
     assert 15 < pilot_seconds(2.95, 180.0, 0.6) < 20  # the 60 % rate: ~18 s
+
+
+def test_the_speed_range_is_the_prediction_a_few_percent_faster_and_slower():
+    """speed_range: the load's schedule on the served stages SPEED_ERROR faster and slower than the
+    speed the prediction runs at. Checked by time rescaling, as the slower machine: every stage k
+    times slower on a schedule answers each request exactly k times later than the stages at
+    their speed on the schedule k times shorter. The prediction lies inside its range, and a
+    measurement is inside or outside it by its percentiles (open_loop.measured_within)."""
+    import os
+
+    from planner.local.open_loop import measured_within
+    from planner.local.prediction import SPEED_ERROR, served_prediction, speed_range
+
+    served = round_trip_pass()
+    stages, sinks, sites = two_sites()
+    out, out_sinks = served_stages(stages, sinks, sites, "edge", served)
+    schedule_s = [0.013 * i + 0.004 * (i % 3) for i in range(150)]
+    got = speed_range(out, out_sinks, schedule_s, 1.2, 1.1)
+    assert got["speed_error"] == SPEED_ERROR
+    for side, k in ((0, 1.1 * (1 - SPEED_ERROR)), (1, 1.1 * (1 + SPEED_ERROR))):
+        base = simulate(out, out_sinks, 0, os.cpu_count() or 1, arrivals_ms=[1000 * t / k for t in schedule_s],
+                        contention=1.2)
+        assert got["p50_ms"][side] == pytest.approx(k * base.percentile(50), abs=2e-3)
+        assert got["p99_ms"][side] == pytest.approx(k * base.percentile(99), abs=2e-3)
+    assert speed_range(out, out_sinks, None, 1.2, 1.0) is None
+    pred = served_prediction({"rate_rps": 60.0, "sites": sites}, stages, sinks, served, "edge", schedule_s)
+    band = pred["speed_range"]
+    for q in ("p50_ms", "p99_ms"):
+        assert band[q][0] <= pred[q] <= band[q][1] and band[q][0] < band[q][1]
+    lo, hi = band["p50_ms"]
+    assert measured_within(band, (lo + hi) / 2, hi * 1.01)["measured_within"] == {"p50": True, "p99": False}
+    assert measured_within(band, None, band["p99_ms"][0])["measured_within"] == {"p50": None, "p99": True}
+    assert measured_within(None, 1.0, 2.0) is None
