@@ -379,7 +379,8 @@ def _range(band: dict | None) -> str:
     if not band:
         return "-"
     inside = band.get("measured_within") or {}
-    return "; ".join(f"{band[f'{q}_ms'][0]}-{band[f'{q}_ms'][1]}" for q in ("p50", "p99")) + " (" + ", ".join(
+    return f"±{100 * band['speed_error']:g} %: " + "; ".join(
+        f"{band[f'{q}_ms'][0]}-{band[f'{q}_ms'][1]}" for q in ("p50", "p99")) + " (" + ", ".join(
         f"{q} {'inside' if v else 'outside'}" for q, v in inside.items() if v is not None) + ")"
 
 
@@ -403,8 +404,9 @@ def markdown(r: dict) -> str:
              "what the prediction's stages need, the served pass, its pilot, and under load. The pilot's speed: the "
              "factor by which the pass's stages are slower where the simulation of the pilot's own schedule gives the "
              "p50 the pilot measured; the prediction runs at it (since 2026-11-30; the pass's own speed before, "
-             "beside it now). Its range: the same on a machine 3 % faster and slower than the pilot found it (the "
-             "speed's error between a pilot and its load in the committed OCR runs), and whether the measured "
+             "beside it now). Its range: the same on a machine a few percent (README) faster and slower than the pilot "
+             "found it (the speed's error between a pilot and its load in the committed OCR runs), and whether the "
+             "measured "
              "percentile fell inside. After the fact (not a "
              "prediction: the check that splits a miss): the same model with its contention toll fitted to the CPU "
              "the load itself used; near the measurement where the prediction was not, the load model held and the "
@@ -443,7 +445,7 @@ def markdown(r: dict) -> str:
         head += (" from profiles p50 / p99 ms (error) | each stage its median, no draws: p50 / p99 ms (error) |"
                  " CPU per request ms: modeled / served pass / pilot / under load |"
                  " the pilot's speed over the pass's; at the pass's speed: p50 / p99 ms (error) |"
-                 " the prediction at 3 % less / more speed: p50; p99 ms (measured inside) |"
+                 " the prediction at less / more speed: p50; p99 ms (measured inside) |"
                  " after the fact, toll from the load's CPU: p50 / p99 ms (error), toll |"
                  " the prediction on a machine 1.1 / 1.25 / 1.5x slower than the pass: p50 / p99 ms |"
                  " the machine's slowdown the measured p50 implies / CPU per request under load over the pass |"
