@@ -231,7 +231,9 @@ def numbers(served: Served, report: dict, replay: dict) -> str:
             f"waits measured p50/p99 {model.get('queue_p50_ms')}/{model.get('queue_p99_ms')}, replayed "
             f"{replay['wait_p50_ms']:.1f}/{replay['wait_p99_ms']:.1f}; service p50/p99 {model['service_p50_ms']}/"
             f"{model['service_p99_ms']} (profiled {served.service_ms}); utilization {report['utilization']['mec']}; "
-            f"sender late p99 {report['sender_late_ms']['p99']} ms")
+            f"sender late p99 {report['sender_late_ms']['p99']} ms; the pilot's speed "
+            f"{(report.get('served_prediction') or {}).get('pilot_speed')}, at the pass's speed "
+            f"{report.get('at_pass_speed')}, implied {report.get('implied_slowdown')}")
 
 
 def skip_if_the_cores_were_taken(served: Served, report: dict, p99_over: float, mean_over: float = 1.03) -> None:

@@ -507,3 +507,33 @@ def test_the_speed_range_is_the_prediction_a_few_percent_faster_and_slower():
     assert measured_within(band, (lo + hi) / 2, hi * 1.01)["measured_within"] == {"p50": True, "p99": False}
     assert measured_within(band, None, band["p99_ms"][0])["measured_within"] == {"p50": None, "p99": True}
     assert measured_within(None, 1.0, 2.0) is None
+
+
+def test_a_pilot_whose_reading_its_own_noise_explains_leaves_the_prediction_at_the_pass():
+    """pilot_speed's interval: the factors of the pilot's p50 one standard deviation either side
+    (its requests resampled). A pilot simulated 1.25x slow reads an interval around 1.25 that
+    excludes 1, and is used; the same pilot at the pass's own speed, its p50 nudged 2 % by a
+    single request's draw, reads near 1 within its noise, and the prediction stays at the pass's
+    speed, saying why."""
+    from planner.local.prediction import pilot_speed, served_prediction
+    from planner.model.simulation import slowed
+
+    served = round_trip_pass()
+    stages, sinks, sites = two_sites()
+    out, out_sinks = served_stages(stages, sinks, sites, "edge", served)
+    served.pilot_arrivals_ms = [31.0 * i + 7.0 * (i % 3) for i in range(40)]
+    slow = replace(served, pilot_ms=list(simulate(slowed(out, 1.25), out_sinks, 0, cores=2,
+                                                  arrivals_ms=served.pilot_arrivals_ms).responses_ms))
+    got = pilot_speed(out, out_sinks, slow, 1.0)
+    lo, hi = got["interval"]
+    assert 1 < lo <= got["read"] <= hi and got["slowdown"] == got["read"] and "why" not in got
+    same = list(simulate(out, out_sinks, 0, cores=2, arrivals_ms=served.pilot_arrivals_ms).responses_ms)
+    same = [ms * 1.02 for ms in same]  # a 2 % nudge: the requests' own spread is far wider
+    got = pilot_speed(out, out_sinks, replace(served, pilot_ms=same), 1.0)
+    assert got["slowdown"] is None and got["read"] > 1 and got["interval"][0] <= 1 <= got["interval"][1]
+    assert "within its own noise" in got["why"]
+    host = {"rate_rps": 30.0, "sites": sites}
+    schedule_s = [0.031 * i + 0.01 * (i % 4) for i in range(200)]
+    pred = served_prediction(host, stages, sinks, replace(served, pilot_ms=same), "edge", schedule_s)
+    assert pred["source"] == "the served pass" and {k: pred[k] for k in ("p50_ms", "p99_ms")} == pred["at_pass_speed"]
+    assert any("within its own noise" in n for n in pred["notes"])
