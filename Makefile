@@ -51,8 +51,8 @@ demo: install models
 
 # the layering first (import-linter contracts in pyproject.toml), then the tests; property tests
 # draw the same examples every run (the `ci` hypothesis profile in tests/conftest.py). The load
-# tests (marker `load`: latency under load against the model, CPU time) run alone on the cores, before the
-# others: beside other tests they would time the other tests, and right after them (a fresh
+# tests (marker `load`: latency under load against the model, CPU time) run alone on the cores,
+# before the others: beside other tests they would time the other tests, and right after them (a fresh
 # clone's `make test` on a 2-vCPU VM, 2026-11-30) the runtime's loopback hops took 9.3 ms at the
 # median where a quiet machine takes 5-6, and its queue's handovers with them.
 test: install models

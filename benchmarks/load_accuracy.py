@@ -482,7 +482,7 @@ def markdown(r: dict) -> str:
             cpu = x.get("cpu_per_request_ms") or {}
             cells.append(" / ".join(str(cpu.get(k)) for k in ("modeled", "served_pass", "pilot", "under_load")))
             sp, ap = x.get("pilot_speed") or {}, x.get("at_pass_speed")
-            read = (f"{sp.get('slowdown')}" if sp.get("slowdown") or not sp.get("read") else
+            read = (f"{sp.get('slowdown', '-')}" if sp.get("slowdown") or not sp.get("read") else
                     f"None (read {sp['read']}, interval {sp.get('interval')})")
             cells.append(f"{read}; " + ("-" if not ap else f"{ap['p50_ms']} / {ap['p99_ms']} "
                          f"({_pct(ap['error_pct']['p50'])} / {_pct(ap['error_pct']['p99'])})"))

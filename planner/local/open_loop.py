@@ -115,8 +115,8 @@ def measure_served(clients: list, request, n: int, rate_rps: float, duration_s: 
         measured = served_pass(clients, request, n, 1 / rate_rps, timeout_s)
         if not isinstance(measured, Served):
             return None, {"status": "not available", "why": measured}
-        cores = rate_rps * (measured.cpu_per_request_ms or 0.0) / (1000 * (os.cpu_count() or 1))
-        pilot_at = schedule(rate_rps, pilot_seconds(rate_rps, duration_s, max(busiest, cores)), arrivals,
+        cores_busy = rate_rps * (measured.cpu_per_request_ms or 0.0) / (1000 * (os.cpu_count() or 1))
+        pilot_at = schedule(rate_rps, pilot_seconds(rate_rps, duration_s, max(busiest, cores_busy)), arrivals,
                             seed + PILOT_SEED)
         pilot, busy = send_measured(clients, request, pilot_at, timeout_s)
         if busy is not None and pilot_at and all(o.ok for o in pilot):

@@ -415,6 +415,6 @@ def pilot_speed(stages: list[Stage], sinks: list[tuple[str, float]], served: Ser
     if None in interval or interval[0] <= 1 <= interval[1]:
         out["slowdown"] = None
         out["why"] = (f"the pilot read the machine {factor:g}x as slow as the pass, within its own noise "
-                      f"({'-'.join(f'{f:g}' for f in interval if f is not None) or 'out of range'} for its p50 one "
+                      f"({'-'.join('out of range' if f is None else f'{f:g}' for f in interval)} for its p50 one "
                       "standard deviation either side)")
     return out
