@@ -403,8 +403,9 @@ def markdown(r: dict) -> str:
              "alone beside it. CPU per request: the whole machine's busy core-ms per request (/proc/stat): "
              "what the prediction's stages need, the served pass, its pilot, and under load. The pilot's speed: the "
              "factor by which the pass's stages are slower where the simulation of the pilot's own schedule gives the "
-             "p50 the pilot measured; the prediction runs at it (since 2026-11-30; the pass's own speed before, "
-             "beside it now). Its range: the same on a machine a few percent (README) faster and slower than the pilot "
+             "p50 the pilot measured (read), with its interval one standard deviation either side; the prediction runs "
+             "at it weighed with the pass's speed by their errors (since 2026-11-30 09:00; the pilot's alone where "
+             "its interval excluded 1 before, and the pass's speed before that, beside it now). Its range: the same on a machine a few percent (README) faster and slower than the pilot "
              "found it (the speed's error between a pilot and its load in the committed OCR runs), and whether the "
              "measured "
              "percentile fell inside. After the fact (not a "
@@ -482,8 +483,15 @@ def markdown(r: dict) -> str:
             cpu = x.get("cpu_per_request_ms") or {}
             cells.append(" / ".join(str(cpu.get(k)) for k in ("modeled", "served_pass", "pilot", "under_load")))
             sp, ap = x.get("pilot_speed") or {}, x.get("at_pass_speed")
-            read = (f"{sp.get('slowdown', '-')}" if sp.get("slowdown") or not sp.get("read") else
-                    f"None (read {sp['read']}, interval {sp.get('interval')})")
+            read = f"{sp.get('slowdown', '-')}"
+            if sp.get("read") and sp.get("read") != sp.get("slowdown"):
+                read += f" (read {sp['read']})"
+            if sp.get("interval"):
+                read += f" (interval {'-'.join(str(f) for f in sp['interval'])}"
+                if "weight" in sp:
+                    read += (f", {sp['requests_per_reading']} requests a reading, weight "
+                             f"{'1 (moved)' if sp.get('moved') else sp['weight']}")
+                read += ")"
             cells.append(f"{read}; " + ("-" if not ap else f"{ap['p50_ms']} / {ap['p99_ms']} "
                          f"({_pct(ap['error_pct']['p50'])} / {_pct(ap['error_pct']['p99'])})"))
             cells.append(_range(x.get("predicted_range")))

@@ -119,6 +119,17 @@ def bench(
     show(report, n)
 
 
+def _weighed(speed: dict) -> str:
+    if "weight" not in speed:
+        return ""
+    lo, hi = speed["interval"]
+    if speed.get("moved"):
+        return (f", {lo:g}-{hi:g}x one standard deviation either side: so far from the pass's speed that the machine "
+                "moved between them; predicted at the pilot's")
+    return (f", {lo:g}-{hi:g}x one standard deviation either side; weighed with the pass's speed (the pilot's "
+            f"weight {speed['weight']:g}): predicted at {speed['slowdown']:g}x")
+
+
 def _against(pred: dict, pct: dict) -> str:
     return "  ".join(f"p{q} {_fmt(pred[f'p{q}_ms'])} (measured {pct[f'p{q}']:+g}%)" if pct[f"p{q}"] is not None
                      else f"p{q} {_fmt(pred[f'p{q}_ms'])}" for q in (50, 99))
@@ -179,9 +190,9 @@ def show_load(report: dict) -> None:
                 for p in served["slower"]), highlight=False)
         speed, at_pass = served.get("pilot_speed") or {}, report.get("at_pass_speed")
         if speed.get("slowdown") is not None and at_pass:
-            out.print(f"  the pilot found the machine {speed['slowdown']:g}x as slow as the served pass (the pilot's "
-                      f"p50 {speed['pilot_p50_ms']:g} ms on its own schedule); at the pass's speed: "
-                      + _against(at_pass, at_pass["error_pct"]), highlight=False)
+            out.print(f"  the pilot found the machine {speed.get('read', speed['slowdown']):g}x as slow as the served "
+                      f"pass (the pilot's p50 {speed['pilot_p50_ms']:g} ms on its own schedule){_weighed(speed)}; at "
+                      "the pass's speed: " + _against(at_pass, at_pass["error_pct"]), highlight=False)
         for note in served.get("notes", []):
             out.print(f"  note: {note}", highlight=False)
         if report["predicted_from"] != "the host profiles":

@@ -21,8 +21,9 @@ from planner.app.spec import App, Link
 from planner.errors import InputError
 from planner.model.bisection import turning_point
 from planner.model.simulation import Stage, core_ms_per_request, core_utilization, simulate, slowed
+from planner.local.median_noise import median_one_sigma
 from planner.local.run import host_profiles
-from planner.local.served import MIN_PILOT_REQUESTS, OUTSIDE, Served, contention, served_stages
+from planner.local.served import MIN_PILOT_REQUESTS, OUTSIDE, Served, contention, served_stages, toll_reading
 from planner.model.checked_app import CheckedApp
 from planner.model.open_app import open_app
 from planner.model.network import link_transfer_ms
@@ -269,8 +270,8 @@ def served_prediction(host: dict, profiled: list[Stage], sinks: list[tuple[str, 
                       entry_site: str, schedule_s: list[float] | None) -> dict:
     """`host` (host_prediction at a rate; `profiled` and `sinks` its stages, host_stages_for) again,
     with each model, hop and the client's share as the served pass through `entry_site` measured
-    them (planner.local.served), at the speed its pilot found the machine (pilot_speed; the pass's
-    own where the pilot gives none): the load model alone, on what is served. `at_pass_speed`:
+    them (planner.local.served), at the speed pilot_speed gives (the pilot's reading weighed with
+    the pass's; the pass's own where the pilot gives none): the load model alone, on what is served. `at_pass_speed`:
     the same at the pass's speed."""
     stages, sinks = served_stages(profiled, sinks, host["sites"], entry_site, served)
     notes: list[str] = []
@@ -283,7 +284,9 @@ def served_prediction(host: dict, profiled: list[Stage], sinks: list[tuple[str, 
         notes.append(f"the served pass ran the models in {ran:.0f} ms a request where their host profiles take "
                      f"{need:.0f}: other jobs, or a slower machine, during the pass (its times, and this prediction, "
                      "are then too slow: run it again on a quiet machine)")
-    toll = contention(stages, sinks, served, os.cpu_count() or 1)
+    toll, no_toll = toll_reading(stages, sinks, served, os.cpu_count() or 1)
+    if no_toll:
+        notes.append(no_toll)
     speed = pilot_speed(stages, sinks, served, toll)
     if speed.get("why"):
         notes.append(f"predicted at the served pass's speed: {speed['why']}")
@@ -293,7 +296,7 @@ def served_prediction(host: dict, profiled: list[Stage], sinks: list[tuple[str, 
     # the simulation is the costly part (~1 s): run at the pass's speed only where that differs
     at_pass = load if factor is None else under_load(stages, sinks, 0.0, host["rate_rps"], schedule_s, [], toll)
     return {**load, "notes": notes,
-            "source": "the served pass" if factor is None else "the served pass at its pilot's speed",
+            "source": "the served pass" if factor is None else "the served pass at the speed its pilot read",
             "speed_range": speed_range(stages, sinks, schedule_s, toll, factor or 1.0),
             "pilot_speed": speed, "at_pass_speed": {"p50_ms": at_pass["p50_ms"], "p99_ms": at_pass["p99_ms"]},
             "slower": slower_machine(stages, sinks, schedule_s, toll),
@@ -370,31 +373,42 @@ def slowdown_for_p50(stages: list[Stage], sinks: list[tuple[str, float]], schedu
     return round((lo + hi) / 2, 3)
 
 
-# The pilot's p50 is read with its sampling noise: its requests resampled (seeded) this many times,
-# and the factors of the p50s one standard deviation either side of the resampled medians (the 16th
-# and 84th percentiles) are the reading's interval. Where it holds 1 the pilot cannot tell the
-# machine's speed from the pass's, and the prediction stays at the pass's: at half the cores'
-# capacity a 6 s pilot (~100 requests) of the CPU-bound test step read 0.93-0.97 where its loads
-# implied 0.97-1.01 (its p50 hardly moves with the speed there), and a fresh clone's make test
-# failed on it at +23 %; the 06:06 OCR pilots of 18 and 42 requests read 0.898 and 1.052 where the
-# loads implied 0.99 and 0.977 (benchmarks/results/load_accuracy_ocr.json)
-PILOT_RESAMPLES = 200
-ONE_SIGMA = (15.87, 84.13)
+# The pilot's p50 is read with its sampling noise: the factors of its p50 one standard deviation
+# either side (planner.local.median_noise: its requests' effective number, a queue's consecutive
+# requests being alike) are the reading's interval, half its width the reading's error. The pass
+# reads the load's speed with an error too: over the 33 committed load-benchmark rows with a
+# pilot (synthetic and OCR, 2026-11-30 02:32-08:32, Intel Xeon 2-vCPU VM) the speed each load
+# implied stood 2.8 % (root mean square) from the pass's. The prediction runs at the two readings
+# weighed by the inverse of their variances: there the pass's speed was 2.05 % off on average,
+# the pilot's alone 2.71, the pilot's gated by its noise (until 2026-11-30 08:50: used only where
+# its interval excluded 1) 2.26, and the two weighed 1.79 %. Near half the cores' capacity the
+# pilot's p50 hardly moves with the speed and its reading weighs little: a 6 s pilot of the
+# CPU-bound test step read 0.953 where its load implied 1.00, and a fresh clone's make test
+# failed on it at +23 %; near capacity a long pilot weighs more: the sleeping test step's at 85 %
+# read 1.025 where its load implied 1.031 and the pass's speed was 25 % off the p50. A reading
+# CONFLICT_SIGMAS of their joint error or more from the pass's says the machine moved between them
+# (this VM's speed moved 2x within minutes: benchmarks/results/machine_drift.md), which the pass's
+# error above does not describe: the pilot's reading is then used alone (no committed row did so).
+PASS_SPEED_ERROR = 0.03
+CONFLICT_SIGMAS = 3.0
 
 
 def pilot_speed(stages: list[Stage], sinks: list[tuple[str, float]], served: Served, toll: float) -> dict:
-    """How fast the pilot found the machine, against the served pass: the pilot (pilot_seconds at the
-    load's rate, right before it) timed each of its requests, and slowdown_for_p50 on its own
-    schedule gives the factor by which every stage of the pass (`stages`, served_stages) was
-    slower for it (`read`; the same toll), and for the p50s one standard deviation either side
-    (`interval`, PILOT_RESAMPLES). The pass, one request at a time over seconds, and a load of
+    """How fast the machine will be under the load, against the served pass: the pilot
+    (pilot_seconds at the load's rate, right before it) timed each of its requests, and
+    slowdown_for_p50 on its own schedule gives the factor by which every stage of the pass
+    (`stages`, served_stages) was slower for it (`read`; the same toll), and for its p50 one
+    standard deviation either side (`interval`, median_noise.median_one_sigma;
+    `requests_per_reading`, its tau). The pass, one request at a time over seconds, and a load of
     minutes at the rate part by the machine's speed and by what crowding costs beyond the toll
     (the runtime's handovers under load, which one request at a time never pays); the pilot, at
-    the rate and right before the load, has seen both. `slowdown` is the reading where its
-    interval excludes 1; else None, and `why` says why: fewer than MIN_PILOT_REQUESTS answered, a
-    p50 outside SLOWDOWN_RANGE, or a reading the pilot's own noise explains."""
-    import numpy as np
-
+    the rate and right before the load, has seen both, with its own noise. `slowdown` is the
+    pilot's reading and the pass's (1) weighed by the inverse of their variances (`weight`, the
+    pilot's: PASS_SPEED_ERROR against half the interval), or the pilot's alone where the two are
+    CONFLICT_SIGMAS of their joint error apart (`moved`: the machine moved between the pass and
+    the pilot); None, and `why`, where the pilot gives
+    no reading: fewer than MIN_PILOT_REQUESTS answered, or a p50 (or an end of its interval)
+    outside SLOWDOWN_RANGE."""
     if len(served.pilot_ms) < MIN_PILOT_REQUESTS or len(served.pilot_ms) != len(served.pilot_arrivals_ms):
         return {"slowdown": None, "pilot_p50_ms": None,
                 "why": f"no pilot of {MIN_PILOT_REQUESTS} or more requests, all answered"}
@@ -402,16 +416,28 @@ def pilot_speed(stages: list[Stage], sinks: list[tuple[str, float]], served: Ser
     schedule_s = [t / 1000 for t in served.pilot_arrivals_ms]
     factor = slowdown_for_p50(stages, sinks, schedule_s, toll, measured)
     out = {"slowdown": factor, "pilot_p50_ms": round(measured, 3), "read": factor}
+    lo, hi = SLOWDOWN_RANGE
     if factor is None:
-        lo, hi = SLOWDOWN_RANGE
         out["why"] = (f"the pilot's p50, {measured:.1f} ms, is not what its schedule gives on the pass's times "
                       f"{lo:g}-{hi:g}x slower")
         return out
-    ms = np.array(served.pilot_ms)
-    medians = np.median(ms[np.random.default_rng(0).integers(0, len(ms), (PILOT_RESAMPLES, len(ms)))], axis=1)
-    interval = [slowdown_for_p50(stages, sinks, schedule_s, toll, float(p50))
-                for p50 in np.percentile(medians, ONE_SIGMA)]
+    low, high, tau = median_one_sigma(served.pilot_ms)
+    interval = [slowdown_for_p50(stages, sinks, schedule_s, toll, p50) for p50 in (low, high)]
+    out |= {"interval": interval, "requests_per_reading": round(tau, 2)}
+    if None in interval:
+        out["slowdown"] = None
+        out["why"] = (f"the pilot read the machine {factor:g}x as slow as the pass, but its p50 one standard "
+                      f"deviation either side is not what its schedule gives {lo:g}-{hi:g}x slower")
+        return out
+    error = (interval[1] - interval[0]) / 2
+    moved = abs(factor - 1) >= CONFLICT_SIGMAS * (PASS_SPEED_ERROR ** 2 + error ** 2) ** 0.5
+    weight = 1.0 if moved else PASS_SPEED_ERROR ** 2 / (PASS_SPEED_ERROR ** 2 + error ** 2)
+    out |= {"weight": round(weight, 3), "moved": moved, "slowdown": round(1 + weight * (factor - 1), 3)}
+    return out
+    low, high, tau = median_one_sigma(served.pilot_ms)
+    interval = [slowdown_for_p50(stages, sinks, schedule_s, toll, p50) for p50 in (low, high)]
     out["interval"] = interval
+    out["requests_per_reading"] = round(tau, 2)
     if None in interval or interval[0] <= 1 <= interval[1]:
         out["slowdown"] = None
         out["why"] = (f"the pilot read the machine {factor:g}x as slow as the pass, within its own noise "

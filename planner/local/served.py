@@ -72,6 +72,15 @@ MAX_CONTENTION = 3.0  # beyond this the pilot measured something else than the c
 # machine's noise (CPU time comes in 10 ms ticks) on almost no crowded work, a toll of 2.8
 MIN_PILOT_REQUESTS = 10
 MIN_CROWDED_SHARE = 0.1
+# nor where the pilot's CPU beyond fair sharing is within the pilot's own noise (SPEED_NOISE at
+# PILOT_S, falling as the root of its length; a whole pilot has no window's edges, so this reads
+# it wide): the toll spreads that CPU over the crowded work alone, and little of a pilot at 60 %
+# of the OCR example's cores is crowded. There a 16 s pilot (48 requests) ran within its noise
+# over its pass, read a toll of 1.084, and the prediction's p99 was -30.9 % (2026-11-30 08:32, 600
+# s a rate); without the toll +0.3 % (the same pass read again). Left: at 30 % pilots of 18-20
+# requests ran 14-19 core-ms a request over their pass, beyond their noise, and kept tolls of
+# 1.32-1.36 (p99 -25.7 and -46.8 %; without a toll +13.1 and -16.5 %). At 85 % pilots of 282-455
+# requests read their tolls (1.04-1.09) beyond their noise.
 
 
 @dataclass
@@ -276,18 +285,37 @@ def unattributed_ms(served: Served, stages: list[Stage]) -> float:
     return max(0.0, served.cpu_per_request_ms - (served.idle_per_request_ms or 0.0) - core_ms_per_request(stages))
 
 
+def pilot_cpu_noise_ms(served: Served) -> float:
+    """One standard deviation of the pilot's CPU per request (core-ms): SPEED_NOISE of it over
+    PILOT_S, falling as the root of the pilot's length (its n arrivals span n - 1 of its n gaps)."""
+    arrivals, measured = served.pilot_arrivals_ms, served.pilot_cpu_per_request_ms or 0.0
+    if len(arrivals) < 2 or arrivals[-1] <= arrivals[0]:
+        return measured
+    span_s = (arrivals[-1] - arrivals[0]) / 1000 * len(arrivals) / (len(arrivals) - 1)
+    return SPEED_NOISE * (PILOT_S / span_s) ** 0.5 * measured
+
+
 def contention(stages: list[Stage], sinks: list[tuple[str, float]], served: Served, cores: int) -> float:
+    """toll_reading's toll."""
+    return toll_reading(stages, sinks, served, cores)[0]
+
+
+def toll_reading(stages: list[Stage], sinks: list[tuple[str, float]], served: Served, cores: int
+                 ) -> tuple[float, str | None]:
     """What a core-ms of work costs while the running models want more cores than there are
     (planner.model.simulation's `contention`), from the served pass's pilot: the toll c under
     which the simulation of the pilot's own schedule on `stages` (served_stages) keeps the cores
     busy for the CPU per request the machine measured over it (bisection: the simulated CPU rises
     with c), less what the machine spent beside the requests when they came one at a time (the
     served pass's CPU per request over what `stages` need). 1 where the pilot cost no more than
-    the simulation at no cost, where too little of it was crowded (MIN_CROWDED_SHARE), or where
-    it was not run or too short (MIN_PILOT_REQUESTS); at most MAX_CONTENTION."""
+    the simulation at no cost, or no more than its own noise (pilot_cpu_noise_ms), where too
+    little of it was crowded (MIN_CROWDED_SHARE), or where it was not run or too short
+    (MIN_PILOT_REQUESTS); at most MAX_CONTENTION. Beside it why it is 1 where the pilot ran
+    over fair sharing within its noise (else None)."""
     measured, arrivals = served.pilot_cpu_per_request_ms, served.pilot_arrivals_ms
     if measured is None or len(arrivals) < MIN_PILOT_REQUESTS:
-        return 1.0
+        return 1.0, None
+    noise = pilot_cpu_noise_ms(served)
     if served.cpu_per_request_ms is not None:
         # what the machine spent beside the requests one at a time (idle; with served_stages' OUTSIDE
         # stage nothing else): the pass and the pilot both take 1/rate s a request, so the pilot
@@ -298,9 +326,13 @@ def contention(stages: list[Stage], sinks: list[tuple[str, float]], served: Serv
         return simulate(stages, sinks, 0, cores, arrivals_ms=arrivals, contention=c).busy_core_ms / len(arrivals)
 
     fair = simulate(stages, sinks, 0, cores, arrivals_ms=arrivals)
-    if fair.crowded_core_ms < MIN_CROWDED_SHARE * fair.busy_core_ms or fair.busy_core_ms / len(arrivals) >= measured:
-        return 1.0  # too little crowded to find a toll in the machine's noise; or no more than fair sharing
+    fair_ms = fair.busy_core_ms / len(arrivals)
+    if fair.crowded_core_ms < MIN_CROWDED_SHARE * fair.busy_core_ms or fair_ms >= measured:
+        return 1.0, None  # too little crowded to find a toll in the machine's noise; or no more than fair sharing
+    if fair_ms >= measured - noise:
+        return 1.0, (f"the pilot's {measured - fair_ms:.1f} core-ms a request beyond fair sharing is within its own "
+                     f"noise ({noise:.1f}): no toll")
     if cpu(MAX_CONTENTION) <= measured:
-        return MAX_CONTENTION
+        return MAX_CONTENTION, None
     lo, hi = turning_point(lambda toll: cpu(toll) < measured, 1.0, MAX_CONTENTION, 0.005)
-    return (lo + hi) / 2
+    return (lo + hi) / 2, None

@@ -351,6 +351,17 @@ def test_report_keys_and_the_prediction_beside(site, env, capsys):
     assert ("the pilot found the machine 1.2x as slow as the served pass (the pilot's p50 61.5 ms on its own "
             "schedule); at the pass's speed: p50 70.000 (measured +10%) p99 100.000 (measured -5%)"
             ) in " ".join(capsys.readouterr().out.split())
+    weighed = {"slowdown": 1.05, "read": 1.2, "interval": [1.1, 1.3], "weight": 0.25, "moved": False,
+               "pilot_p50_ms": 61.5}
+    at_pass = {"p50_ms": 70.0, "p99_ms": 100.0, "error_pct": {"p50": 10.0, "p99": -5.0}}
+    show_load(report | {"served_prediction": sp | {"pilot_speed": weighed}, "at_pass_speed": at_pass})
+    assert ("the pilot found the machine 1.2x as slow as the served pass (the pilot's p50 61.5 ms on its own "
+            "schedule), 1.1-1.3x one standard deviation either side; weighed with the pass's speed (the pilot's "
+            "weight 0.25): predicted at 1.05x; at the pass's speed") in " ".join(capsys.readouterr().out.split())
+    show_load(report | {"served_prediction": sp | {"pilot_speed": weighed | {"moved": True, "slowdown": 1.2}},
+                        "at_pass_speed": at_pass})
+    assert "so far from the pass's speed that the machine moved between them; predicted at the pilot's" in " ".join(
+        capsys.readouterr().out.split())
     speed = report["machine_speed"]
     assert speed["before_ms"] > 0 and speed["after_ms"] > 0 and speed["moved"] == bool(speed["where"])
     from planner.local.open_loop import machine_speed
