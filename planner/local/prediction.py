@@ -271,8 +271,8 @@ def served_prediction(host: dict, profiled: list[Stage], sinks: list[tuple[str, 
     """`host` (host_prediction at a rate; `profiled` and `sinks` its stages, host_stages_for) again,
     with each model, hop and the client's share as the served pass through `entry_site` measured
     them (planner.local.served), at the speed pilot_speed gives (the pilot's reading weighed with
-    the pass's; the pass's own where the pilot gives none): the load model alone, on what is served. `at_pass_speed`:
-    the same at the pass's speed."""
+    the pass's; the pass's own where the pilot gives none): the load model alone, on what is
+    served. `at_pass_speed`: the same at the pass's speed."""
     stages, sinks = served_stages(profiled, sinks, host["sites"], entry_site, served)
     notes: list[str] = []
     profiled_cpu = core_ms_per_request(profiled)
@@ -380,8 +380,9 @@ def slowdown_for_p50(stages: list[Stage], sinks: list[tuple[str, float]], schedu
 # pilot (synthetic and OCR, 2026-11-30 02:32-08:32, Intel Xeon 2-vCPU VM) the speed each load
 # implied stood 2.8 % (root mean square) from the pass's. The prediction runs at the two readings
 # weighed by the inverse of their variances: there the pass's speed was 2.05 % off on average,
-# the pilot's alone 2.71, the pilot's gated by its noise (until 2026-11-30 08:50: used only where
-# its interval excluded 1) 2.26, and the two weighed 1.79 %. Near half the cores' capacity the
+# the pilot's alone 2.71, the pilot's only where this interval excluded 1 (the rule until
+# 2026-11-30 09:00, with the narrower interval of resampling one by one) 2.26, and the two weighed
+# 1.79 %. Near half the cores' capacity the
 # pilot's p50 hardly moves with the speed and its reading weighs little: a 6 s pilot of the
 # CPU-bound test step read 0.953 where its load implied 1.00, and a fresh clone's make test
 # failed on it at +23 %; near capacity a long pilot weighs more: the sleeping test step's at 85 %
@@ -406,9 +407,8 @@ def pilot_speed(stages: list[Stage], sinks: list[tuple[str, float]], served: Ser
     pilot's reading and the pass's (1) weighed by the inverse of their variances (`weight`, the
     pilot's: PASS_SPEED_ERROR against half the interval), or the pilot's alone where the two are
     CONFLICT_SIGMAS of their joint error apart (`moved`: the machine moved between the pass and
-    the pilot); None, and `why`, where the pilot gives
-    no reading: fewer than MIN_PILOT_REQUESTS answered, or a p50 (or an end of its interval)
-    outside SLOWDOWN_RANGE."""
+    the pilot); None, and `why`, where the pilot gives no reading: fewer than MIN_PILOT_REQUESTS
+    answered, or a p50 (or an end of its interval) outside SLOWDOWN_RANGE."""
     if len(served.pilot_ms) < MIN_PILOT_REQUESTS or len(served.pilot_ms) != len(served.pilot_arrivals_ms):
         return {"slowdown": None, "pilot_p50_ms": None,
                 "why": f"no pilot of {MIN_PILOT_REQUESTS} or more requests, all answered"}
@@ -433,14 +433,4 @@ def pilot_speed(stages: list[Stage], sinks: list[tuple[str, float]], served: Ser
     moved = abs(factor - 1) >= CONFLICT_SIGMAS * (PASS_SPEED_ERROR ** 2 + error ** 2) ** 0.5
     weight = 1.0 if moved else PASS_SPEED_ERROR ** 2 / (PASS_SPEED_ERROR ** 2 + error ** 2)
     out |= {"weight": round(weight, 3), "moved": moved, "slowdown": round(1 + weight * (factor - 1), 3)}
-    return out
-    low, high, tau = median_one_sigma(served.pilot_ms)
-    interval = [slowdown_for_p50(stages, sinks, schedule_s, toll, p50) for p50 in (low, high)]
-    out["interval"] = interval
-    out["requests_per_reading"] = round(tau, 2)
-    if None in interval or interval[0] <= 1 <= interval[1]:
-        out["slowdown"] = None
-        out["why"] = (f"the pilot read the machine {factor:g}x as slow as the pass, within its own noise "
-                      f"({'-'.join('out of range' if f is None else f'{f:g}' for f in interval)} for its p50 one "
-                      "standard deviation either side)")
     return out
