@@ -101,6 +101,18 @@ def idle_cpu_ms(setup: str) -> float:
     return float(out.stdout.split()[-1])
 
 
+def least_idle_cpu_ms(setup: str, below: float, tries: int = 3) -> float:
+    """idle_cpu_ms at most `tries` times, until one is `below`: the least. Other work on the
+    machine only adds to a process's CPU (a fresh clone's make test, right after installing,
+    measured the profiler's sleeping pool at 23 ms once), while a spinning pool spins every time."""
+    least = idle_cpu_ms(setup)
+    for _ in range(tries - 1):
+        if least < below:
+            break
+        least = min(least, idle_cpu_ms(setup))
+    return least
+
+
 @pytest.mark.load
 def test_the_pool_of_a_site_and_of_the_profiler_sleeps_when_idle():
     """The runtime (tvm_pool) and the profiler (set_tvm_threads) start TVM's pool with its workers
@@ -108,14 +120,14 @@ def test_the_pool_of_a_site_and_of_the_profiler_sleeps_when_idle():
     1 ms of CPU in the next 0.5 s). TVM's own default, beside it, spins: 150-190 ms on the AMD
     2-vCPU VM (benchmarks/tvm_spinning.py), 52-54 ms on the Intel one. Marked `load`: the spin is
     CPU time, and beside another test's work it fell to 48.8 ms in CI; 20 ms is the line both
-    ways."""
+    ways, the sleeping pools at their least of three tries (least_idle_cpu_ms)."""
     import os
 
     site = ("from planner_runtime.bundle_format import NodeSpec\n"
             "from planner_runtime.nodes import tvm_pool\n"
             f"tvm_pool([NodeSpec(kind='tvm', threads=2, **{SPEC!r})])\n")
     profiler = "from planner.profiling.measure import set_tvm_threads\nset_tvm_threads(2)\n"
-    assert idle_cpu_ms(site) < 20
-    assert idle_cpu_ms(profiler) < 20
+    assert least_idle_cpu_ms(site, 20) < 20
+    assert least_idle_cpu_ms(profiler, 20) < 20
     if (os.cpu_count() or 1) >= 2:  # one core: TVM runs the loop inline, no pool to spin
         assert idle_cpu_ms("os.environ['TVM_NUM_THREADS'] = '2'\n") > 20
