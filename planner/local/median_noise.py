@@ -25,9 +25,11 @@ def autocorrelation_time(values) -> float:
     independent value (at least 1)."""
     x = np.asarray(values, dtype=float)
     n = len(x)
+    if n < 2:
+        return 1.0
     x = x - x.mean()
-    var = float(x @ x) / n if n else 0.0
-    if n < 2 or var == 0:
+    var = float(x @ x) / n
+    if var == 0:
         return 1.0
     spectrum = np.fft.rfft(x, 2 * n)
     acf = np.fft.irfft(spectrum * np.conj(spectrum))[:n] / (n * var)
