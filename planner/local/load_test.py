@@ -57,17 +57,22 @@ class RequestTimes:
 
     models: dict[tuple[str, str], float] = field(default_factory=dict)  # (model, site) -> ms running
     queues: dict[tuple[str, str], float] = field(default_factory=dict)  # (model, site) -> ms waiting for an instance
+    # (model, site) -> of that wait, ms from the instance's hand-on to this request until it ran
+    handovers: dict[tuple[str, str], float] = field(default_factory=dict)
     hops: dict[tuple[str, str], list] = field(default_factory=dict)  # (hop, flows) -> [ms, bytes]
 
 
 def request_times(timings: list) -> RequestTimes:
-    """Sum a request's timings ([kind, name, site, ms, bytes, detail]) by kind: "model", "queue"
-    (the time it waited for a model instance, where the runtime reports it) and "hop"."""
+    """Sum a request's timings ([kind, name, site, ms, bytes, detail, cpu_ms, handover_ms]) by kind:
+    "model", "queue" (the time it waited for a model instance, where the runtime reports it; and
+    its handover, where the runtime reports that) and "hop"."""
     times = RequestTimes()
     for kind, name, site, t_ms, nbytes, *rest in timings:
         if kind in ("model", "queue"):
             table = times.models if kind == "model" else times.queues
             table[(name, site)] = table.get((name, site), 0.0) + t_ms
+            if kind == "queue" and len(rest) > 2 and rest[2] is not None:
+                times.handovers[(name, site)] = times.handovers.get((name, site), 0.0) + rest[2]
         else:
             acc = times.hops.setdefault((name, rest[0] if rest else ""), [0.0, 0])
             acc[0] += t_ms
@@ -127,7 +132,7 @@ def summarize(outcomes: list[Outcome], rate_rps: float, duration_s: float, repli
             message = o.error or "no answer"
             if message in messages or len(messages) < MAX_ERROR_MESSAGES:
                 messages[message] = messages.get(message, 0) + 1
-    service, queue, busy = {}, {}, {}
+    service, queue, handover, busy = {}, {}, {}, {}
     for o in ok:
         times = request_times(o.timings)
         for (name, site), ms in times.models.items():
@@ -135,12 +140,18 @@ def summarize(outcomes: list[Outcome], rate_rps: float, duration_s: float, repli
             busy[site] = busy.get(site, 0.0) + ms / (instances or {}).get(name, 1)
         for key, ms in times.queues.items():
             queue.setdefault(key, []).append(ms)
+            if ms > 0 and key in times.handovers:  # a request that found an instance free had none
+                handover.setdefault(key, []).append(times.handovers[key])
     models = []
     for (name, site), values in sorted(service.items()):
         s, q = percentiles(values), percentiles(queue.get((name, site), []))
         row = {"model": name, "site": site, "service_p50_ms": s["p50"], "service_p99_ms": s["p99"]}
         if q["n"]:  # the runtime reports queueing: only then
             row |= {"queue_p50_ms": q["p50"], "queue_p99_ms": q["p99"]}
+        if handover.get((name, site)):
+            # a queue of turns serves each waiting request this much slower than its run alone
+            row |= {"handover_mean_ms": _ms(sum(handover[(name, site)]) / len(handover[(name, site)])),
+                    "handovers": len(handover[(name, site)])}
         models.append(row)
     host = host or {}
     from_profiles = {"p50_ms": host.get("p50_ms"), "p99_ms": host.get("p99_ms")}
@@ -170,13 +181,15 @@ def summarize(outcomes: list[Outcome], rate_rps: float, duration_s: float, repli
 
 
 def _request_row(o: Outcome) -> dict:
-    """One request of the report; `service_ms` and `queue_ms` (its models' run and instance waits,
-    summed) let a reader replay the schedule through a queue of their own (tests/local/lindley.py)."""
+    """One request of the report; `service_ms`, `queue_ms` and `handover_ms` (its models' run,
+    instance waits and the handovers in those, summed) let a reader replay the schedule through a
+    queue of their own (tests/local/fifo_replay.py)."""
     row = {"at_ms": _ms(o.at * 1000), "late_ms": _ms((o.sent - o.at) * 1000),
            "ms": _ms((o.done - o.at) * 1000) if o.ok else None, "error": None if o.ok else (o.error or "no answer"),
-           "service_ms": None, "queue_ms": None}
+           "service_ms": None, "queue_ms": None, "handover_ms": None}
     if o.ok:
         times = request_times(o.timings)
         row["service_ms"] = _ms(sum(times.models.values()))
         row["queue_ms"] = _ms(sum(times.queues.values()))
+        row["handover_ms"] = _ms(sum(times.handovers.values()))
     return row

@@ -6,6 +6,9 @@ when a slot is handed to it, when its deadline passes, or when it is cancelled, 
 first. A freed slot goes straight to the oldest waiter, so a newcomer never overtakes the queue.
 The same gate, with an unbounded queue, holds a node's instances (runtime.executor): a ticket
 gate, because neither threading.Lock nor Semaphore wakes its waiters in arrival order.
+A slot handed to a waiter stays held, unused, until the waiter's thread runs again: `enter`
+reports that handover apart (`Admitted`), because a queue of such turns serves each request
+that much slower than its run alone, and a replay of the queue needs it.
 
 `Cancellation` is one call's cancel signal: what waits on the call (a queue turn, a forward, the
 sinks) registers how to be woken, and is woken at once when the client goes away.
@@ -17,6 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 
 class Cancellation:
@@ -56,12 +60,22 @@ class Refused(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class Admitted:
+    """A slot taken: `waited_s` from the call until the caller ran again holding it; of which
+    `handover_s` from the slot's hand-on by its previous holder (0 where a slot was free)."""
+
+    waited_s: float
+    handover_s: float = 0.0
+
+
 class _Turn:
-    __slots__ = ("event", "granted")
+    __slots__ = ("event", "granted", "granted_at")
 
     def __init__(self):
         self.event = threading.Event()
         self.granted = False
+        self.granted_at = 0.0
 
 
 class Admission:
@@ -79,15 +93,14 @@ class Admission:
         self._free = slots
         self._waiting: deque[_Turn] = deque()
 
-    def enter(self, timeout_s: float | None, cancel: Cancellation | None = None) -> float:
-        """Take a slot, waiting up to `timeout_s` (None: without limit) in the queue; the seconds waited.
-        Raises Refused."""
+    def enter(self, timeout_s: float | None, cancel: Cancellation | None = None) -> Admitted:
+        """Take a slot, waiting up to `timeout_s` (None: without limit) in the queue. Raises Refused."""
         t0 = time.monotonic()  # before the queue shows this request: the wait counted is never shorter than seen
         with self._lock:
             if self._free > 0:
                 self._free -= 1
                 self._changed()
-                return 0.0
+                return Admitted(0.0)
             if self.queue is not None and len(self._waiting) >= self.queue:
                 raise Refused("full", f"{self.slots} requests running and {len(self._waiting)} waiting, "
                                       f"the most it takes; retry later")
@@ -97,11 +110,12 @@ class Admission:
         if cancel is not None:
             cancel.add(turn.event.set)
         turn.event.wait(None if timeout_s is None else max(0.0, timeout_s - (time.monotonic() - t0)))
-        waited = time.monotonic() - t0
+        woke = time.monotonic()
+        waited = woke - t0
         with self._lock:
             if turn.granted:
                 if cancel is None or not cancel.is_set:
-                    return waited
+                    return Admitted(waited, max(0.0, woke - turn.granted_at))
                 self._hand_on()  # cancelled just as the slot came: pass it to the next in line
             else:
                 self._waiting.remove(turn)
@@ -120,6 +134,7 @@ class Admission:
         if self._waiting:
             turn = self._waiting.popleft()
             turn.granted = True
+            turn.granted_at = time.monotonic()
             turn.event.set()
         else:
             self._free += 1

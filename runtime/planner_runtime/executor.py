@@ -15,7 +15,8 @@ Runners are callables `runner(inputs: dict[str, ndarray]) -> dict[str, ndarray]`
 
 A node serves `instances` requests at once (its NodeSpec, default 1); a request finding them all
 busy waits in FIFO order (runtime.admission's gate) until one frees, its deadline passes or it is
-cancelled (`Wait`). The wait is a timing of its own ("queue"), apart from the run ("model").
+cancelled (`Wait`). The wait is a timing of its own ("queue", with the instance's handover in
+it reported apart), apart from the run ("model").
 """
 
 from __future__ import annotations
@@ -156,15 +157,25 @@ class Timing:
     # a node run: the CPU time its process used meanwhile, every thread's (a build's own pool
     # included); the node's own where nothing else ran in the process (one request at a time)
     cpu_ms: float | None = None
+    # a queue wait: of it, the time from the instance's hand-on to this request until its thread ran
+    handover_ms: float | None = None
 
     def as_list(self) -> list:
         return [self.kind, self.name, self.site, round(self.ms, 4), self.bytes, self.detail,
-                None if self.cpu_ms is None else round(self.cpu_ms, 4)]
+                _rounded(self.cpu_ms), _rounded(self.handover_ms)]
 
     @classmethod
     def from_list(cls, item: list) -> Timing:
         return cls(item[0], item[1], item[2], float(item[3]), int(item[4]), item[5] if len(item) > 5 else "",
-                   float(item[6]) if len(item) > 6 and item[6] is not None else None)
+                   _optional(item, 6), _optional(item, 7))
+
+
+def _rounded(v: float | None) -> float | None:
+    return None if v is None else round(v, 4)
+
+
+def _optional(item: list, i: int) -> float | None:
+    return float(item[i]) if len(item) > i and item[i] is not None else None
 
 
 @dataclass(frozen=True)
@@ -272,7 +283,7 @@ class Executor:
         spec = self.graph.nodes[node]
         gate = self.gates[node]
         try:
-            queued_ms = gate.enter(wait.remaining_s(), wait.cancel) * 1000
+            admitted = gate.enter(wait.remaining_s(), wait.cancel)
         except Refused as exc:
             raise Refused(exc.reason, f"node {node!r}: {exc}") from None
         t0, cpu0 = time.perf_counter(), time.process_time()
@@ -286,6 +297,7 @@ class Executor:
             gate.leave()
         ms = (time.perf_counter() - t0) * 1000
         cpu_ms = (time.process_time() - cpu0) * 1000
+        queued_ms = admitted.waited_s * 1000
         if not isinstance(results, Mapping):
             raise NodeError(node, f"returned {type(results).__name__}, expected a dict of output name -> array")
         missing = [t.name for t in spec.outputs if t.name not in results]
@@ -296,7 +308,7 @@ class Executor:
             v = results[t.name]
             out[t.name] = np.asarray(v, dtype=object) if t.dtype == "bytes" else np.asarray(v)
         if timings is not None:
-            timings.append(Timing("queue", node, spec.site, queued_ms))
+            timings.append(Timing("queue", node, spec.site, queued_ms, handover_ms=admitted.handover_s * 1000))
             timings.append(Timing("model", node, spec.site, ms, cpu_ms=cpu_ms))
         if self.on_queue is not None:
             self.on_queue(node, queued_ms)

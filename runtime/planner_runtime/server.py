@@ -35,9 +35,10 @@ replica of one of the bundle's sites (bundle.yaml's addresses or their `--peer`/
 overrides), so a site cannot be used to make calls elsewhere.
 
 Response parameters carry the timings: `timings` (JSON list of [kind, name, site, ms, bytes,
-detail, cpu_ms], kind "model" for a node run, "queue" for the wait for one of its instances, "hop"
-for a forward: round trip minus the receiver's handling; cpu_ms, of a node run, the CPU time its
-process used meanwhile) and `server_ms`.
+detail, cpu_ms, handover_ms], kind "model" for a node run, "queue" for the wait for one of its
+instances, "hop" for a forward: round trip minus the receiver's handling; cpu_ms, of a node run,
+the CPU time its process used meanwhile; handover_ms, of a queue wait, the part from the
+instance's hand-on to the request until its thread ran) and `server_ms`.
 """
 
 from __future__ import annotations

@@ -25,6 +25,13 @@ def test_two_servers_waits_by_hand():
     assert fifo_waits([0, 5, 12], [10, 10, 1], servers=2).tolist() == [0, 0, 0]
 
 
+def test_a_waiting_request_starts_a_handover_after_its_server_frees():
+    # 10 ms each: the second waits 10 - 5 + 1, the third 10 + 1 + 10 + 1 - 6; the fourth finds it free
+    assert fifo_waits([0, 5, 6, 40], 10.0, handover_ms=1.0).tolist() == [0, 6, 16, 0]
+    # two servers: only the third and fourth wait; each takes its server 1 ms after it frees
+    assert fifo_waits([0, 0, 0, 0], 10.0, servers=2, handover_ms=1.0).tolist() == [0, 0, 11, 11]
+
+
 @pytest.mark.parametrize("servers", [1, 2])
 def test_constant_service_waits_are_the_simulations(servers):
     arrivals = poisson_arrivals(40 * servers, 5000, random.Random(3))
@@ -46,3 +53,19 @@ def test_a_report_replayed_keeps_each_requests_hops_and_service():
     assert r["wait_p99_ms"] == pytest.approx(np.percentile([0, 5, 10], 99))
     with pytest.raises(ValueError, match="1 request"):
         replay_report({"requests": rows + [{"at_ms": 30.0, "late_ms": 0.0, "ms": None, "error": "INTERNAL: x"}]})
+
+
+def test_a_report_replayed_uses_the_mean_handover_of_the_requests_that_waited():
+    """The second and third waited, their handovers 1 and 3 ms: the replay's server takes 2 ms to
+    hand over; the first, which found it free, reported none and counts for nothing."""
+    rows = [{"at_ms": 0.0, "late_ms": 0.0, "ms": 17.0, "queue_ms": 0.0, "service_ms": 15.0, "handover_ms": 0.0,
+             "error": None},
+            {"at_ms": 10.0, "late_ms": 0.0, "ms": 23.0, "queue_ms": 6.0, "service_ms": 15.0, "handover_ms": 1.0,
+             "error": None},
+            {"at_ms": 20.0, "late_ms": 0.0, "ms": 32.0, "queue_ms": 15.0, "service_ms": 15.0, "handover_ms": 3.0,
+             "error": None}]
+    r = replay_report({"requests": rows})
+    assert r["handover_ms"] == pytest.approx(2.0)
+    # waits 0, 5 + 2, 7 + 15 + 2 - 10 = 14: latencies 17, 24, 31
+    assert r["wait_p99_ms"] == pytest.approx(np.percentile([0, 7, 14], 99))
+    assert r["p50_ms"] == pytest.approx(24.0)

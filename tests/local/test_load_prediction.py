@@ -9,8 +9,9 @@ u / S, S the host profile's measurement, which is the S the prediction uses).
 
 Each run is checked twice:
 - against a replay of the same run through an ideal FIFO single server (tests/local/fifo_replay.py,
-  Lindley's recursion over the actual send times and the measured service times): measured p50
-  and p99 within 15 %. This is the check that the runtime queues as modeled, for any schedule.
+  Lindley's recursion over the actual send times and the measured service times, each turn
+  handed over in the run's measured mean handover): measured p50 and p99 within 15 %. This is
+  the check that the runtime queues as modeled, for any schedule.
 - against the model's prediction for this machine (the bench report's `predicted`), its hops
   replaced by those the run measured (see the test): within 20 %.
   A model's percentiles are long-run values, and one short run is one sample of them. By the
@@ -28,7 +29,7 @@ Each run is checked twice:
 Why these numbers. S = 30 ms, not 20: the runtime's own time is then a smaller share. Handing
 the instance to the next queued request takes ~0.6 ms (a thread woken, the GIL), time the
 model's S does not count; on this 2-core machine under load that made the measured p50 at 80 %
-22 % slower than the replay at S = 20 ms, 6-10 % at 30 ms. And the client's hop and the two
+22 % slower than the replay at S = 20 ms, 6-10 % at 30 ms (before the replay counted it). And the client's hop and the two
 hops, predicted 3 ms in all, took 5-14 ms while other jobs had the cores. 49 %, not 50: the
 model's p50 of one M/D/1 server steps from S to S + 0.18 S where the chance of waiting crosses
 one half (u = 0.5, reported), so at exactly 0.5 rounding would decide between two predictions
@@ -75,6 +76,7 @@ RUNS = {0.49: (200, 87), 0.8: (360, 695)}
 TWO = (0.6, 400, 2161)  # two instances: each server's utilization, requests, seed
 IDEAL_TOLERANCE = 0.03  # the chosen schedules against the model, before any runtime is involved
 REPLAY_TOLERANCE = 0.15  # measured against the replay of the same run
+HANDOVER_SHARE = 0.1  # the runtime's mean handover to a waiting request, at most this share of S
 MODEL_TOLERANCE = 0.20  # measured against the model's prediction for this machine
 
 
@@ -229,7 +231,8 @@ def numbers(served: Served, report: dict, replay: dict) -> str:
             f"p99 {predicted['p99_ms']}, from the served pass {report['predicted']} (hops predicted {hops_ms(report)[0]:.1f} ms, measured p50/p99 "
             f"{np.percentile(hops_ms(report)[1], 50):.1f}/{np.percentile(hops_ms(report)[1], 99):.1f}); "
             f"waits measured p50/p99 {model.get('queue_p50_ms')}/{model.get('queue_p99_ms')}, replayed "
-            f"{replay['wait_p50_ms']:.1f}/{replay['wait_p99_ms']:.1f}; service p50/p99 {model['service_p50_ms']}/"
+            f"{replay['wait_p50_ms']:.1f}/{replay['wait_p99_ms']:.1f} (handover {replay['handover_ms']:.2f} ms, "
+            f"mean measured); service p50/p99 {model['service_p50_ms']}/"
             f"{model['service_p99_ms']} (profiled {served.service_ms}); utilization {report['utilization']['mec']}; "
             f"sender late p99 {report['sender_late_ms']['p99']} ms; the pilot's speed "
             f"{(report.get('served_prediction') or {}).get('pilot_speed')}, at the pass's speed "
@@ -251,16 +254,23 @@ def test_the_runtime_queues_like_an_ideal_fifo_server(served, env, utilization):
     """Measured p50 and p99 within 15 % of the same run replayed through one FIFO server.
 
     The replay takes each request's measured service time, so a slower step is no reason to
-    differ; but the runtime's handover to the next queued request (a thread woken) is not in
-    it, ~0.6 ms here, and when other jobs hold both cores that wake-up waits for one too (under
-    `make test`'s two workers: a measured p50 20 % over the replay at 80 %, the step's p99 2.2 S).
-    Skipped, saying so, when the step's own p99 shows the cores so taken (over 1.5 S)."""
+    differ, and hands the server to each waiting request in the run's mean measured handover
+    (the instance's hand-on until the waiting thread runs: a thread woken). That handover is
+    the runtime's cost of a turn, a part of the server as its speed is: ~0.6 ms on a quiet
+    machine, and on the VM of CI (2026-11-30, its idle vCPUs halted: a thread woken after 100 ms
+    idle took 0.66 ms for 0.05 ms back to back) it made the measured p50 at 80 % 16-20 % slower
+    than a replay without it (waits p50 53.5 ms against 39.4, hops 7.9 ms). The handover itself
+    is bounded too: a runtime whose turns cost a tenth of the service fails here. When other
+    jobs hold both cores the wake-up waits for one as well (under `make test`'s two workers: a
+    measured p50 20 % over the replay at 80 %, the step's p99 2.2 S): skipped, saying so, when
+    the step's own p99 shows the cores so taken (over 1.5 S)."""
     report = loaded(served, env, utilization)
     replay = replay_report(report)
     said = numbers(served, report, replay)
     print(said)
     skip_if_the_cores_were_taken(served, report, 1.5)
     assert report["utilization"]["mec"] == pytest.approx(utilization, abs=0.1), said
+    assert replay["handover_ms"] <= HANDOVER_SHARE * served.service_ms, said
     for q in ("p50", "p99"):
         assert abs(report[f"{q}_ms"] / replay[f"{q}_ms"] - 1) <= REPLAY_TOLERANCE, f"{q}: {said}"
 

@@ -62,8 +62,8 @@ def _ran(times) -> dict[int, tuple[float, float]]:
     return runs
 
 
-def _timing(resp, kind: str) -> float:
-    [ms] = [t[3] for t in json.loads(resp.parameters["timings"].string_param) if t[0] == kind and t[1] == "hold"]
+def _timing(resp, kind: str, field: int = 3) -> float:
+    [ms] = [t[field] for t in json.loads(resp.parameters["timings"].string_param) if t[0] == kind and t[1] == "hold"]
     return ms
 
 
@@ -104,13 +104,16 @@ def test_requests_beyond_the_instances_wait_in_arrival_order(tmp_path, gate, ins
     ends = sorted(e for _, e in runs.values())
     queued = [_timing(f.result(), "queue") for f in futures]
     served = [_timing(f.result(), "model") for f in futures]
+    handed = [_timing(f.result(), "queue", 7) for f in futures]
     for k in range(N):
         start, end = runs[k]
-        if k < instances:  # an instance was free: no wait
-            assert queued[k] == 0
+        if k < instances:  # an instance was free: no wait, no handover
+            assert queued[k] == 0 and handed[k] == 0
         else:  # in the queue before the gate opened, granted once k - instances + 1 earlier runs had ended
             assert (ends[k - instances] - opened) * 1000 <= queued[k] <= (start - sent[k]) * 1000
             assert queued[k] >= SLEEP_S * 1000 * (k // instances)
+            # handed on after the run it waited for ended, and running again before its own began
+            assert 0 < handed[k] <= min(queued[k], (start - ends[k - instances]) * 1000)
         # the model timing is the run alone: the wait and the run are disjoint within the request
         assert served[k] >= (end - start) * 1000 >= SLEEP_S * 1000
         assert queued[k] + served[k] <= (done[k] - sent[k]) * 1000
