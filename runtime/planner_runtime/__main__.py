@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 
+from planner_runtime.gc_freeze import freeze_loaded
 from planner_runtime.malloc import tune_malloc
 
 
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ArtifactError, OSError, ValueError) as exc:  # BundleError included: it names bundle.yaml
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    freeze_loaded()  # the bundle and the imports are loaded: no full collection walks them again
     b: Bundle = server.bundle
     note = " (host-targets: models compiled for this machine, not the site's hardware)" if args.host_targets else ""
     metrics = f", metrics on :{server.metrics_port}" if server.metrics_port else ""

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from planner_runtime.gc_freeze import freeze_loaded
+
 _LENGTH = struct.Struct("<Q")
 
 
@@ -131,6 +133,7 @@ def serve(path: str, function: str, name: str, calls_fd: int, replies_fd: int) -
     except StepLoadError as exc:
         replies.send(("failed", str(exc)))
         return
+    freeze_loaded()  # the step is imported: a full collection need not walk it per call
     replies.send(("ready", os.getpid()))
     while True:
         try:
