@@ -25,6 +25,10 @@ def bench(
     out_dir: OutArg,
     n: Annotated[Optional[int], typer.Option("-n", "--requests", min=1, show_default="100",
                                              help="requests to time, one after another")] = None,
+    every: Annotated[Optional[float], typer.Option("--every", min=0, show_default="0", help="without --rate: send "
+                                                   "each request this many seconds after the last one left (or "
+                                                   "once it answered, where that is later): a sporadic load's "
+                                                   "latency, whose idle cores wake for each request")] = None,
     rate: Annotated[Optional[float], typer.Option("--rate", help="open loop instead: requests per second, each "
                                                   "sent on schedule whether or not earlier ones answered")] = None,
     duration: Annotated[Optional[float], typer.Option("--duration", show_default="10",
@@ -64,9 +68,9 @@ def bench(
         if stray:
             raise InputError(f"{', '.join(stray)} set(s) the open loop's schedule: give --rate too")
     else:
-        if n is not None:
-            raise InputError("-n and --rate are two modes (N requests one after another, or an open loop at a "
-                             "rate): give one")
+        if n is not None or every is not None:
+            raise InputError(f"{'-n' if n is not None else '--every'} and --rate are two modes (N requests one after "
+                             "another, or an open loop at a rate): give one")
         duration = 10.0 if duration is None else duration
         arrivals = "poisson" if arrivals is None else arrivals
         seed = 0 if seed is None else seed
@@ -112,7 +116,7 @@ def bench(
             raise typer.Exit(1)
         return
     n = n or 100
-    report = run_bench(out_dir, n, warmup, timeout, entry, inputs=given, host=host)
+    report = run_bench(out_dir, n, warmup, timeout, entry, inputs=given, host=host, every_s=every or 0.0)
     if as_json:
         print(json.dumps(report, indent=2))
         return
@@ -253,7 +257,8 @@ def show_load(report: dict) -> None:
 def show(report: dict, n: int) -> None:
     e = report["e2e_ms"]
     host = report["host_prediction"]
-    out.print(f"{report['app']}: {n} requests via {report['entry']['site']} ({report['entry']['address']})",
+    paced = f", one every {report['every_s']:g} s" if report.get("every_s") else ", one after another"
+    out.print(f"{report['app']}: {n} requests{paced} via {report['entry']['site']} ({report['entry']['address']})",
               highlight=False)
     out.print(f"end-to-end ms: p50 {e['p50']}  p95 {e['p95']}  p99 {e['p99']}  mean {e['mean']}", highlight=False)
     if report["host_predicted_ms"] is not None:

@@ -39,14 +39,16 @@ def random_inputs(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def run_bench(out_dir: Path, n: int, warmup: int = 3, timeout_s: float = 30.0, entry: str | None = None,
-              inputs: dict | None = None, host: dict | None = None) -> dict:
+              inputs: dict | None = None, host: dict | None = None, every_s: float = 0.0) -> dict:
     """Send `warmup` + n requests through the entry site, in turn to each of its replicas that `planner up`
-    serves; the report as a dict (also `planner bench --json`).
+    serves, one at a time, each `every_s` after the last one left or once that one answered,
+    whichever is later; the report as a dict (also `planner bench --json`).
 
     `host` is host_prediction(out_dir), computed before the requests so it does not compete with them."""
     import grpc
 
     from planner_runtime.client import OipClient
+    from planner_runtime.gc_freeze import freeze_loaded
 
     bundles = site_bundles(out_dir)
     entry_site, b = entry_bundle(bundles)
@@ -57,10 +59,14 @@ def run_bench(out_dir: Path, n: int, warmup: int = 3, timeout_s: float = 30.0, e
     dtypes = {t.key: t.tensor.dtype for t in graph.inputs}
     clients = [OipClient(a, b.runtime.max_message_bytes) for a in addresses]
     e2e, server, models, hops = [], [], {}, {}
+    freeze_loaded()  # a full collection walking the planner's imports would stall a timed request
+    due = time.perf_counter()
     try:
         for i in range(warmup + n):
             client, address = clients[i % len(clients)], addresses[i % len(clients)]
+            time.sleep(max(0.0, due - time.perf_counter()))
             t0 = time.perf_counter()
+            due = t0 + every_s
             try:
                 _, params = client.infer(b.app, inputs, timeout=timeout_s, dtypes=dtypes)
             except grpc.RpcError as exc:
@@ -86,7 +92,7 @@ def run_bench(out_dir: Path, n: int, warmup: int = 3, timeout_s: float = 30.0, e
     p50 = e2e_ms["p50"]
     report = {
         "app": b.app, "entry": {"site": entry_site, "address": addresses[0], "addresses": addresses},
-        "requests": n, "warmup": warmup,
+        "requests": n, "warmup": warmup, "every_s": every_s,
         "e2e_ms": e2e_ms, "e2e_samples_ms": e2e, "entry_server_ms": percentiles(server),
         "plan_latency_ms": planned.get("latency_ms"),
         "host_prediction": host,
