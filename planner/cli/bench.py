@@ -244,12 +244,15 @@ def show_load(report: dict) -> None:
         t.add_row(site, f"{100 * u:.1f}%", "-" if p is None else f"{100 * p:.1f}%")
     out.print(t)
     queued = any("queue_p50_ms" in m for m in report["models"])
-    t = Table(title="per model (ms)")
-    cols = ("model", "site", "service p50", "service p99") + (("queue p50", "queue p99") if queued else ())
+    handed = any("handover_mean_ms" in m for m in report["models"])
+    t = Table(title="per model (ms; handover: from an instance's hand-on to a waiting request until it ran, mean)")
+    cols = (("model", "site", "service p50", "service p99") + (("queue p50", "queue p99") if queued else ())
+            + (("handover",) if handed else ()))
     for col in cols:
         t.add_column(col, justify="left" if col in ("model", "site") else "right")
     for m in report["models"]:
-        keys = ("service_p50_ms", "service_p99_ms") + (("queue_p50_ms", "queue_p99_ms") if queued else ())
+        keys = (("service_p50_ms", "service_p99_ms") + (("queue_p50_ms", "queue_p99_ms") if queued else ())
+                + (("handover_mean_ms",) if handed else ()))
         t.add_row(m["model"], m["site"], *(_fmt(m.get(k)) for k in keys))
     out.print(t)
 

@@ -110,11 +110,22 @@ def test_summary_of_known_outcomes():
     assert [q["ms"] for q in r["requests"]] == [200.0, 300.0, None, 1000.0]
     # each answered request's own model and queue time (what tests/local/fifo_replay.py replays)
     assert [(q["service_ms"], q["queue_ms"]) for q in r["requests"]] == [(100.0, 30.0)] * 2 + [(None, None), (100.0, 30.0)]
+    assert [q["handover_ms"] for q in r["requests"]] == [0.0, 0.0, None, 0.0]  # a runtime that reports none
+    # the runtime's handovers (the queue timing's 8th field): the mean over the requests that waited
+    handed = [Outcome(at=0.0, sent=0.0, done=0.2, timings=[["model", "s", "m", 100.0, 0, "", 90.0, None],
+                                                           ["queue", "s", "m", 0.0, 0, "", None, 0.0]]),
+              Outcome(at=0.1, sent=0.1, done=0.3, timings=[["model", "s", "m", 100.0, 0, "", 90.0, None],
+                                                           ["queue", "s", "m", 90.0, 0, "", None, 0.5]]),
+              Outcome(at=0.2, sent=0.2, done=0.4, timings=[["model", "s", "m", 100.0, 0, "", 90.0, None],
+                                                           ["queue", "s", "m", 180.0, 0, "", None, 1.5]])]
+    r = summarize(handed, 10.0, 0.3, {"m": 1})
+    assert r["models"][0]["handover_mean_ms"] == 1.0 and r["models"][0]["handovers"] == 2
+    assert [q["handover_ms"] for q in r["requests"]] == [0.0, 0.5, 1.5]
     # no queue timings from the runtime, no prediction at this rate: neither is made up
     for o in outcomes:
         o.timings = [t for t in o.timings if t[0] != "queue"]
     r = summarize(outcomes, 2.0, 2.0, {}, {"status": "ok", "latency_ms": 100.0})
-    assert "queue_p50_ms" not in r["models"][0]
+    assert "queue_p50_ms" not in r["models"][0] and "handover_mean_ms" not in r["models"][0]
     assert r["predicted"] == {"p50_ms": None, "p99_ms": None} and r["error_pct"] == {"p50": None, "p99": None}
     assert r["utilization"] == {"m": pytest.approx(0.3 / 2.5)}  # one replica without services.json
     # a model of two instances is two servers busy half as much
@@ -391,6 +402,12 @@ def test_report_keys_and_the_prediction_beside(site, env, capsys):
             "pilot (the pilot cost 358.4 core-ms a request, the pass 437: crowding does not make a request cheaper): "
             "the prediction and the load were not measured on the same machine; run it again"
             ) in " ".join(capsys.readouterr().out.split())
+    # a model whose requests waited: their mean handover beside the queue
+    show_load(report | {"models": [{"model": "s", "site": "here", "service_p50_ms": 10.0, "service_p99_ms": 12.0,
+                                    "queue_p50_ms": 3.0, "queue_p99_ms": 9.0, "handover_mean_ms": 0.412,
+                                    "handovers": 7}]})
+    table = capsys.readouterr().out
+    assert "handover" in table and "0.412" in table and "9.000" in table
     # after the load, the same model with the load as its pilot: its toll from the CPU the load used
     check = report["at_load_cpu"]
     assert set(check) == {"p50_ms", "p99_ms", "contention", "error_pct"} and check["contention"] >= 1
