@@ -318,7 +318,15 @@ def test_requests_spread_over_the_replicas_of_services_json(site, env, tmp_path)
                               if line.startswith("oip_requests_total{") and 'model="steps"' in line))
         return counts
 
-    before = served()
+    # a request of an earlier test that passed its client's deadline may still be running on a
+    # replica (200 ms of service), and counts once it ends: the counts first settle
+    before, end = served(), time.monotonic() + 10
+    while time.monotonic() < end:
+        time.sleep(0.5)
+        now = served()
+        if now == before:
+            break
+        before = now
     r = planner(env, "bench", out, "--no-predict", "--rate", "10", "--duration", "1", "--arrivals", "uniform",
                 "--input", f"cam={site['sleep200']}", "--warmup", "2", "--json")
     assert r.returncode == 0, r.stderr
