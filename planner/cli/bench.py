@@ -93,6 +93,11 @@ def bench(
     if not entry:
         wait_for_sites(out_dir, wait, lambda: err.print("waiting for the sites to serve (`planner up OUT`)",
                                                         highlight=False))
+    from planner_runtime.gc_freeze import freeze_loaded
+
+    # this process is the load's client from here: a full collection walking the planner's imports
+    # would stall the sender and the answers (the library functions leave a caller's process alone)
+    freeze_loaded()
     if rate is not None:
         from planner.local.open_loop import run_load_test
 

@@ -48,7 +48,6 @@ def run_bench(out_dir: Path, n: int, warmup: int = 3, timeout_s: float = 30.0, e
     import grpc
 
     from planner_runtime.client import OipClient
-    from planner_runtime.gc_freeze import freeze_loaded
 
     bundles = site_bundles(out_dir)
     entry_site, b = entry_bundle(bundles)
@@ -59,7 +58,6 @@ def run_bench(out_dir: Path, n: int, warmup: int = 3, timeout_s: float = 30.0, e
     dtypes = {t.key: t.tensor.dtype for t in graph.inputs}
     clients = [OipClient(a, b.runtime.max_message_bytes) for a in addresses]
     e2e, server, models, hops = [], [], {}, {}
-    freeze_loaded()  # a full collection walking the planner's imports would stall a timed request
     due = time.perf_counter()
     try:
         for i in range(warmup + n):

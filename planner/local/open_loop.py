@@ -225,7 +225,6 @@ def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals
     after the load, `implied` gives the slowdown of the machine under which that prediction
     would have been the measured p50 (planner.local.prediction.implied_slowdown)."""
     from planner_runtime.client import OipClient, infer_request
-    from planner_runtime.gc_freeze import freeze_loaded
 
     times = schedule(rate_rps, duration_s, arrivals, seed)
     bundles = site_bundles(out_dir)
@@ -238,7 +237,6 @@ def run_load_test(out_dir: Path, rate_rps: float, duration_s: float, *, arrivals
     request = infer_request(b.app, inputs or random_inputs(graph), dtypes)
     clients = [OipClient(a, b.runtime.max_message_bytes) for a in addresses]
     measured, served = None, None
-    freeze_loaded()  # a full collection walking the planner's imports would stall the sender and the answers
     speed_before = probe_ms()  # before the warm-up: the probe's thread pool spins a while after it
     try:
         warm_up(clients, request, warmup, timeout_s)
