@@ -69,11 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         server = SiteServer(args.bundle_dir, port=args.port, host=args.host, host_targets=args.host_targets,
                             metrics_port=args.metrics_port, workers=args.workers, peers=peers,
                             advertise=args.advertise, max_inflight=args.max_inflight,
-                            max_queue=args.max_queue).start(serving=args.peers_file is None)
+                            max_queue=args.max_queue)
+        # the bundle and the imports are loaded: no full collection walks them again, and the
+        # collection before the freeze runs before any request can meet it
+        freeze_loaded()
+        server.start(serving=args.peers_file is None)
     except (ArtifactError, OSError, ValueError) as exc:  # BundleError included: it names bundle.yaml
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    freeze_loaded()  # the bundle and the imports are loaded: no full collection walks them again
     b: Bundle = server.bundle
     note = " (host-targets: models compiled for this machine, not the site's hardware)" if args.host_targets else ""
     metrics = f", metrics on :{server.metrics_port}" if server.metrics_port else ""
