@@ -148,10 +148,9 @@ def summarize(outcomes: list[Outcome], rate_rps: float, duration_s: float, repli
         row = {"model": name, "site": site, "service_p50_ms": s["p50"], "service_p99_ms": s["p99"]}
         if q["n"]:  # the runtime reports queueing: only then
             row |= {"queue_p50_ms": q["p50"], "queue_p99_ms": q["p99"]}
-        if handover.get((name, site)):
-            # a queue of turns serves each waiting request this much slower than its run alone
-            row |= {"handover_mean_ms": _ms(sum(handover[(name, site)]) / len(handover[(name, site)])),
-                    "handovers": len(handover[(name, site)])}
+        handed = handover.get((name, site))
+        if handed:  # a queue of turns serves each waiting request this much slower than its run alone
+            row |= {"handover_mean_ms": _ms(sum(handed) / len(handed)), "handovers": len(handed)}
         models.append(row)
     host = host or {}
     from_profiles = {"p50_ms": host.get("p50_ms"), "p99_ms": host.get("p99_ms")}
