@@ -428,7 +428,8 @@ def markdown(r: dict) -> str:
              "no draws), and the contention "
              "the pass's pilot measured: open loop at the rate, on another schedule, 10 s, at least 20 requests' mean "
              "gaps, and as long as the load's utilization needs to read the machine's speed (README: 90 s of 180 at "
-             "85 %)), and from the host profiles "
+             "85 %)), a turn of a model's instances costing the pilot's mean handover (since 2026-11-30 14:30), "
+             "and from the host profiles "
              "alone beside it. CPU per request: the whole machine's busy core-ms per request (/proc/stat): "
              "what the prediction's stages need, the served pass, its pilot, and under load. The pilot's speed: the "
              "factor by which the pass's stages are slower where the simulation of the pilot's own schedule gives the "
@@ -480,7 +481,7 @@ def markdown(r: dict) -> str:
                  " after the fact, toll from the load's CPU: p50 / p99 ms (error), toll |"
                  " the prediction on a machine 1.1 / 1.25 / 1.5x slower than the pass: p50 / p99 ms |"
                  " the machine's slowdown the measured p50 implies / CPU per request under load over the pass |"
-                 " served pass: model ms (CPU ms), hops, client ms, contention |")
+                 " served pass: model ms (CPU ms), hops, client ms, contention; the pilot's mean handover ms (turns) |")
         cols += 9
         if synthetic:
             head += " replay p50 / p99 ms (measured vs) | schedule alone vs model p50 / p99 |"
@@ -535,7 +536,8 @@ def markdown(r: dict) -> str:
             cells.append("-" if not sp else ", ".join(f"{m} {v['ms']} ({v['cpu_ms']})" for m, v in sp["models"].items())
                          + "; " + ", ".join(f"{h} {ms}" for h, ms in sp["hops"].items()) + f"; client {sp['client_ms']}"
                          + f"; CPU per request alone {sp['cpu_per_request_ms']}, in the pilot "
-                           f"{sp.get('pilot_cpu_per_request_ms')}: contention {x.get('contention')}")
+                           f"{sp.get('pilot_cpu_per_request_ms')}: contention {x.get('contention')}; handover "
+                           f"{sp.get('pilot_handover_ms', '-')} ({len(sp.get('pilot_handovers_ms', []))})")
             if synthetic:
                 rp = x.get("replay")
                 cells.append("-" if rp is None else f"{rp['p50_ms']} / {rp['p99_ms']} "

@@ -132,7 +132,7 @@ def summarize(outcomes: list[Outcome], rate_rps: float, duration_s: float, repli
             message = o.error or "no answer"
             if message in messages or len(messages) < MAX_ERROR_MESSAGES:
                 messages[message] = messages.get(message, 0) + 1
-    service, queue, handover, busy = {}, {}, {}, {}
+    service, queue, busy = {}, {}, {}
     for o in ok:
         times = request_times(o.timings)
         for (name, site), ms in times.models.items():
@@ -140,8 +140,7 @@ def summarize(outcomes: list[Outcome], rate_rps: float, duration_s: float, repli
             busy[site] = busy.get(site, 0.0) + ms / (instances or {}).get(name, 1)
         for key, ms in times.queues.items():
             queue.setdefault(key, []).append(ms)
-            if ms > 0 and key in times.handovers:  # a request that found an instance free had none
-                handover.setdefault(key, []).append(times.handovers[key])
+    handover = turn_handovers(ok)
     models = []
     for (name, site), values in sorted(service.items()):
         s, q = percentiles(values), percentiles(queue.get((name, site), []))
@@ -177,6 +176,20 @@ def summarize(outcomes: list[Outcome], rate_rps: float, duration_s: float, repli
                            "max": _ms(max(((o.sent - o.at) * 1000 for o in outcomes), default=None))},
         "requests": [_request_row(o) for o in outcomes],
     }
+
+
+def turn_handovers(outcomes: list[Outcome]) -> dict[tuple[str, str], list[float]]:
+    """(model, site) -> the handover (ms) of each answered request that waited for one of its
+    instances, where the runtime reports handovers (one that found an instance free had none)."""
+    out: dict[tuple[str, str], list[float]] = {}
+    for o in outcomes:
+        if not o.ok:
+            continue
+        times = request_times(o.timings)
+        for key, ms in times.queues.items():
+            if ms > 0 and key in times.handovers:
+                out.setdefault(key, []).append(times.handovers[key])
+    return out
 
 
 def _request_row(o: Outcome) -> dict:

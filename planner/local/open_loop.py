@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from planner.local.bench import random_inputs
-from planner.local.load_test import Outcome, percentile_errors, schedule, summarize
+from planner.local.load_test import Outcome, percentile_errors, schedule, summarize, turn_handovers
 from planner.local.served import Served, pilot_seconds, served_pass
 from planner.local.sites import entry_bundle, live_endpoints, live_services, site_bundles
 from planner.profiling.load import busy_core_ms, machine_cpu_times
@@ -123,6 +123,7 @@ def measure_served(clients: list, request, n: int, rate_rps: float, duration_s: 
             measured.pilot_arrivals_ms = [1000 * t for t in pilot_at]
             measured.pilot_cpu_per_request_ms = busy / len(pilot_at)
             measured.pilot_ms = [1000 * (o.done - o.at) for o in pilot]
+            measured.pilot_handovers_ms = [ms for each in turn_handovers(pilot).values() for ms in each]
         prediction = predict(measured)
         if kept is None or (measured.cpu_per_request_ms or 0) < (kept[0].cpu_per_request_ms or 0):
             kept = (measured, prediction)

@@ -270,9 +270,10 @@ def served_prediction(host: dict, profiled: list[Stage], sinks: list[tuple[str, 
                       entry_site: str, schedule_s: list[float] | None) -> dict:
     """`host` (host_prediction at a rate; `profiled` and `sinks` its stages, host_stages_for) again,
     with each model, hop and the client's share as the served pass through `entry_site` measured
-    them (planner.local.served), at the speed pilot_speed gives (the pilot's reading weighed with
-    the pass's; the pass's own where the pilot gives none): the load model alone, on what is
-    served. `at_pass_speed`: the same at the pass's speed."""
+    them (planner.local.served), a turn of a model's instances costing the pilot's mean handover
+    (`handover_ms`), at the speed pilot_speed gives (the pilot's reading weighed with the pass's;
+    the pass's own where the pilot gives none): the load model alone, on what is served.
+    `at_pass_speed`: the same at the pass's speed."""
     stages, sinks = served_stages(profiled, sinks, host["sites"], entry_site, served)
     notes: list[str] = []
     profiled_cpu = core_ms_per_request(profiled)
@@ -301,6 +302,8 @@ def served_prediction(host: dict, profiled: list[Stage], sinks: list[tuple[str, 
             "pilot_speed": speed, "at_pass_speed": {"p50_ms": at_pass["p50_ms"], "p99_ms": at_pass["p99_ms"]},
             "slower": slower_machine(stages, sinks, schedule_s, toll),
             "served": served.as_dict(), "contention": round(toll, 4), "disturbed": disturbed,
+            "handover_ms": None if served.pilot_handover_ms is None else round(served.pilot_handover_ms, 3),
+            "handovers": len(served.pilot_handovers_ms),
             "models_over_profiles": round(ran / need, 3) if need > 0 else None,
             "modeled_cpu_per_request_ms": round(core_ms_per_request(predicted), 3),
             "outside_ms": round(sum(s.service_ms for s in predicted if s.name == OUTSIDE), 3),
@@ -401,9 +404,9 @@ def pilot_speed(stages: list[Stage], sinks: list[tuple[str, float]], served: Ser
     (`stages`, served_stages) was slower for it (`read`; the same toll), and for its p50 one
     standard deviation either side (`interval`, median_noise.median_one_sigma;
     `requests_per_reading`, its tau). The pass, one request at a time over seconds, and a load of
-    minutes at the rate part by the machine's speed and by what crowding costs beyond the toll
-    (the runtime's handovers under load, which one request at a time never pays); the pilot, at
-    the rate and right before the load, has seen both, with its own noise. `slowdown` is the
+    minutes at the rate part by the machine's speed; the pilot, at the rate and right before the
+    load, has seen it, with its own noise (the runtime's handovers under load, which one request
+    at a time never pays, are in `stages` from the pilot's own: served_stages). `slowdown` is the
     pilot's reading and the pass's (1) weighed by the inverse of their variances (`weight`, the
     pilot's: PASS_SPEED_ERROR against half the interval), or the pilot's alone where the two are
     CONFLICT_SIGMAS of their joint error apart (`moved`: the machine moved between the pass and

@@ -100,6 +100,9 @@ class Served:
     pilot_arrivals_ms: list[float] = field(default_factory=list)  # then a short open loop at the load's rate
     pilot_cpu_per_request_ms: float | None = None  # the machine's busy core-ms over it, per request
     pilot_ms: list[float] = field(default_factory=list)  # each pilot request's latency, from its due time
+    # each handover of the pilot (a request that waited for a model's instance: from the instance's
+    # hand-on until it ran), which one request at a time never pays
+    pilot_handovers_ms: list[float] = field(default_factory=list)
     # each answered request's own times, in the pass's order: {"models": {m: ms}, "hops": {(a, b): ms},
     # "client_ms": ms}; the simulation draws whole requests from them (their spread, not only medians)
     runs: list[dict] = field(default_factory=list)
@@ -119,6 +122,8 @@ class Served:
                           "client_ms": round(r["client_ms"], 3)} for r in self.runs],
                 "pilot_arrivals_ms": [round(t, 3) for t in self.pilot_arrivals_ms],
                 "pilot_ms": [round(t, 3) for t in self.pilot_ms],
+                "pilot_handovers_ms": [round(t, 3) for t in self.pilot_handovers_ms],
+                "pilot_handover_ms": _r(self.pilot_handover_ms),
                 "wall_s": round(self.wall_s, 3)}
 
     @classmethod
@@ -130,9 +135,15 @@ class Served:
                    models_cpu={m: v["cpu_ms"] for m, v in d["models"].items() if v["cpu_ms"] is not None},
                    hops={_hop_sites(k): ms for k, ms in d["hops"].items()},
                    pilot_arrivals_ms=list(d["pilot_arrivals_ms"]), pilot_cpu_per_request_ms=d["pilot_cpu_per_request_ms"],
-                   pilot_ms=list(d.get("pilot_ms", [])),
+                   pilot_ms=list(d.get("pilot_ms", [])), pilot_handovers_ms=list(d.get("pilot_handovers_ms", [])),
                    runs=[{"models": dict(r["models"]), "hops": {_hop_sites(k): ms for k, ms in r["hops"].items()},
                           "client_ms": r["client_ms"]} for r in d["runs"]])
+
+    @property
+    def pilot_handover_ms(self) -> float | None:
+        """The mean of the pilot's handovers (None where no request of it waited): the runtime's
+        cost of a turn on this machine, which served_stages gives every model."""
+        return sum(self.pilot_handovers_ms) / len(self.pilot_handovers_ms) if self.pilot_handovers_ms else None
 
     @property
     def idle_per_request_ms(self) -> float | None:
@@ -229,7 +240,8 @@ def served_stages(stages: list[Stage], sinks: list[tuple[str, float]], sites: di
     through the kernel, parse), one core each, never waiting for one another. A hop no request of
     the pass made keeps the stage's own delay. The machine's CPU per request that none of them
     carries (the pass's, less the idle machine's, less what they need) is one more stage, OUTSIDE,
-    on one core after the request's answer."""
+    on one core after the request's answer. A request that waited for a model's instance starts
+    the pilot's mean handover after it frees (none without a pilot that waited)."""
     pool = stages[0].pool if stages else ""
 
     def samples(pick, median: float) -> tuple[float, ...]:
@@ -253,10 +265,11 @@ def served_stages(stages: list[Stage], sinks: list[tuple[str, float]], sites: di
                              samples_ms=samples(lambda r: r["hops"].get((src, dst)), ms)))
         return (hops[key], 0.0)
 
+    handover = served.pilot_handover_ms or 0.0
     for s in stages:
         ms = served.models.get(s.name, s.service_ms)
         cpu = served.models_cpu.get(s.name)
-        out.append(replace(s, service_ms=ms, busy_cores=None if cpu is None or ms <= 0 else cpu / ms,
+        out.append(replace(s, service_ms=ms, handover_ms=handover, busy_cores=None if cpu is None or ms <= 0 else cpu / ms,
                            inputs=tuple(hop(p, d, sites[s.name]) for p, d in s.inputs),
                            samples_ms=samples(lambda r: r["models"].get(s.name), ms) if s.name in served.models
                            else ()))

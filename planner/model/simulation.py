@@ -11,7 +11,10 @@ pipeline's P99 by simulating it:
 - requests arrive as a Poisson stream (one request carries every source's tensors, as `planner
   bench --rate` sends them); a model is ready when every input has arrived (its producer
   finished, plus the hop when the producer ran on another site);
-- each model is a FIFO queue with `servers` = replicas x instances, as the runtime gates it;
+- each model is a FIFO queue with `servers` = replicas x instances, as the runtime gates it; a
+  request that waited for a server starts `handover_ms` after it frees (the runtime's cost of a
+  turn: the waiting thread woken and run, ~1 ms on an idle 2-vCPU VM whose idle cores sleep; 0
+  unless measured), the server held meanwhile and no core busy;
 - a model that runs needs `service_ms` x `threads` core-milliseconds (its profile, taken alone,
   with the threads it is served with; where its runs were measured request by request, the time
   of one measured request drawn for each simulated request, the same draw for all its stages)
@@ -55,6 +58,7 @@ class Stage:
     # the stage for the time of one measured request, drawn for the request (the same index for every
     # stage: a run slow because the machine was slow comes with its request's other slow runs)
     samples_ms: tuple[float, ...] = ()
+    handover_ms: float = 0.0  # from a server's freeing to the start of the request that waited for it
 
     def ms_for(self, draw: int) -> float:
         """The time alone of a run for the request that drew `draw` (service_ms without samples)."""
@@ -100,7 +104,8 @@ class SimulatedRun:
 
 def slowed(stages: list[Stage], factor: float) -> list[Stage]:
     """The stages on a machine `factor` times slower: every run, and every measured run, that much
-    longer (hop delays given as `inputs` unchanged: they are the links', not the cores')."""
+    longer (hop delays given as `inputs` unchanged: they are the links', not the cores'; handovers
+    too: a measured wake-up, not work)."""
     return [replace(s, service_ms=s.service_ms * factor, samples_ms=tuple(v * factor for v in s.samples_ms))
             for s in stages]
 
@@ -189,6 +194,7 @@ def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: floa
     queues = {s.name: [] for s in stages}  # FIFO of requests waiting, per stage
     busy_servers = dict.fromkeys(by_name, 0)
     running: list[_Job] = []
+    handing: list[tuple[float, int, int, str]] = []  # (start, order, request, stage): servers being handed on
     busy_core_ms = crowded_core_ms = 0.0
     runs_ms: dict[str, list[float]] = {s.name: [] for s in stages}  # each stage's runs, start to end
     next_arrival = 0
@@ -206,25 +212,36 @@ def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: floa
             job.rate, job.crowded = r, crowded
             job.speed = r / contention if crowded else r
 
-    def start_waiting(name: str) -> bool:
+    def run(request: int, name: str) -> None:
+        s = by_name[name]
+        running.append(_Job(request, name, s.ms_for(draws[request]) * s.cores_alone, s.cores_alone, s.pool, now))
+
+    def start_waiting(name: str, handover_ms: float = 0.0) -> bool:
+        """Start what the free servers of `name` can take; with `handover_ms` > 0 (the requests
+        waited) each starts that much later, its server held. Whether one started now."""
+        nonlocal order
         started = False
         while queues[name] and busy_servers[name] < by_name[name].servers:
             request = queues[name].pop(0)
-            s = by_name[name]
             busy_servers[name] += 1
-            running.append(_Job(request, name, s.ms_for(draws[request]) * s.cores_alone, s.cores_alone, s.pool, now))
-            started = True
+            if handover_ms > 0:
+                heapq.heappush(handing, (now + handover_ms, order, request, name))
+                order += 1
+            else:
+                run(request, name)
+                started = True
         return started
 
     now = 0.0
-    while next_arrival < requests or events or running:
+    while next_arrival < requests or events or running or handing:
         t_arrival = arrivals[next_arrival] if next_arrival < requests else math.inf
         t_event = events[0][0] if events else math.inf
+        t_handed = handing[0][0] if handing else math.inf
         t_finish, finishing = math.inf, None
         for job in running:
             if job.speed > 0 and now + job.work / job.speed < t_finish:
                 t_finish, finishing = now + job.work / job.speed, job
-        t_next = min(t_arrival, t_event, t_finish)
+        t_next = min(t_arrival, t_event, t_finish, t_handed)
         dt = t_next - now
         for job in running:  # progress up to t_next
             job.work -= job.speed * dt
@@ -237,7 +254,7 @@ def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: floa
             running.remove(finishing)
             runs_ms[finishing.stage].append(now - finishing.started)
             busy_servers[finishing.stage] -= 1
-            start_waiting(finishing.stage)
+            start_waiting(finishing.stage, by_name[finishing.stage].handover_ms)  # what starts now waited
             deliver(now, finishing.request, finishing.stage)
             changed = finishing.pool
         elif t_next == t_event:
@@ -254,6 +271,10 @@ def simulate(stages: list[Stage], sinks: list[tuple[str, float]], rate_rps: floa
                     queues[stage].append(request)
                     if start_waiting(stage):
                         changed = by_name[stage].pool
+        elif t_next == t_handed:
+            _, _, request, stage = heapq.heappop(handing)
+            run(request, stage)
+            changed = by_name[stage].pool
         else:
             deliver(now, next_arrival, "")
             next_arrival += 1

@@ -234,7 +234,8 @@ def numbers(served: Served, report: dict, replay: dict) -> str:
             f"{replay['wait_p50_ms']:.1f}/{replay['wait_p99_ms']:.1f} (handover {replay['handover_ms']:.2f} ms, "
             f"mean measured); service p50/p99 {model['service_p50_ms']}/"
             f"{model['service_p99_ms']} (profiled {served.service_ms}); utilization {report['utilization']['mec']}; "
-            f"sender late p99 {report['sender_late_ms']['p99']} ms; the pilot's speed "
+            f"sender late p99 {report['sender_late_ms']['p99']} ms; the prediction's handover "
+            f"{(report.get('served_prediction') or {}).get('handover_ms')} ms (the pilot's mean); the pilot's speed "
             f"{(report.get('served_prediction') or {}).get('pilot_speed')}, at the pass's speed "
             f"{report.get('at_pass_speed')}, implied {report.get('implied_slowdown')}")
 

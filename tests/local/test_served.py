@@ -4,6 +4,7 @@ through the simulation."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import replace
 
@@ -572,3 +573,52 @@ def test_the_pilots_reading_and_the_pass_are_weighed_by_their_errors():
     pred = served_prediction(host, stages, sinks, nudged, "edge", schedule_s)
     assert pred["source"] == "the served pass at the speed its pilot read"
     assert pred["at_pass_speed"]["p50_ms"] <= pred["p50_ms"] < 1.02 * pred["at_pass_speed"]["p50_ms"]
+
+
+def test_a_turn_of_a_models_instances_costs_the_pilots_mean_handover():
+    """The pilot's handovers (its requests that waited for an instance: the runtime's cost of a
+    turn, which the pass, one request at a time, never pays): every model of the prediction hands
+    its instance on in their mean, the client's share and the hops in none; the report keeps them;
+    without a pilot that waited the turns cost nothing. Where requests queue for an instance, the
+    prediction with the handover is the slower one, by more than the handover (each turn delays
+    every request queued behind it)."""
+    from planner.local.prediction import served_prediction
+
+    served = round_trip_pass()
+    stages, sinks, sites = two_sites()
+    assert {s.handover_ms for s in served_stages(stages, sinks, sites, "edge", served)[0]} == {0.0}
+    served.pilot_handovers_ms = [0.5, 1.5, 1.0, 3.0]
+    out, _ = served_stages(stages, sinks, sites, "edge", served)
+    assert {s.name: s.handover_ms for s in out if s.name in ("a", "b")} == {"a": 1.5, "b": 1.5}
+    assert {s.handover_ms for s in out if s.name not in ("a", "b")} == {0.0}
+    again = Served.from_dict(json.loads(json.dumps(served.as_dict())))
+    assert again.pilot_handovers_ms == served.pilot_handovers_ms and again.pilot_handover_ms == 1.5
+    assert served_stages(stages, sinks, sites, "edge", again)[0] == out
+    # a sleeping step (1 core-ms of CPU in its 30 ms) at 80 % of its one instance: the instance,
+    # not the cores, is what requests wait for, and each turn costs it 1.5 ms more
+    step = [Stage("s", 30.0, 1, 1, (("", 0.0),))]
+    sleeping = Served(requests=5, every_s=0.2, models={"s": 30.0}, models_cpu={"s": 1.0}, client_ms=1.0, e2e_ms=31.0,
+                      pilot_handovers_ms=[1.5])
+    rng = __import__("random").Random(3)
+    schedule_s = list(itertools.accumulate(rng.expovariate(80 / 3) for _ in range(400)))
+    host = {"rate_rps": 80 / 3, "sites": {"s": "edge"}}
+    got = served_prediction(host, step, [("s", 0.0)], sleeping, "edge", schedule_s)
+    none = served_prediction(host, step, [("s", 0.0)], replace(sleeping, pilot_handovers_ms=[]), "edge", schedule_s)
+    assert (got["handover_ms"], got["handovers"], none["handover_ms"], none["handovers"]) == (1.5, 1, None, 0)
+    assert got["p50_ms"] > none["p50_ms"] + 1.5 and got["p99_ms"] > none["p99_ms"] + 1.5
+
+
+def test_the_pilots_handovers_are_those_of_its_requests_that_waited():
+    """turn_handovers: per (model, site), the 8th field of each queue timing that waited (one that
+    found an instance free, or a runtime that reports none, has no handover); failed requests
+    left out."""
+    from planner.local.load_test import Outcome, turn_handovers
+
+    def q(model: str, waited: float, handover: float | None) -> list:
+        return ["queue", model, "edge", waited, 0, "", None, handover]
+
+    outcomes = [Outcome(0.0, 0.0, 0.1, timings=[q("a", 0.0, 0.0), q("b", 4.0, 0.7)]),
+                Outcome(0.1, 0.1, 0.2, timings=[q("a", 3.0, 1.1), q("b", 0.0, 0.0)]),
+                Outcome(0.2, 0.2, 0.3, timings=[q("a", 2.0, 0.9), q("b", 5.0, None)]),
+                Outcome(0.3, 0.3, None, error="UNAVAILABLE: gone", timings=[q("a", 9.0, 9.0)])]
+    assert turn_handovers(outcomes) == {("b", "edge"): [0.7], ("a", "edge"): [1.1, 0.9]}

@@ -4,6 +4,8 @@ hand-computed processor sharing where everything does."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from planner.model.simulation import Stage, core_utilization, fair_rates, simulate, slowed
@@ -24,14 +26,15 @@ def test_fair_rates_are_max_min_fair_and_capped_at_the_threads(threads, cores, w
     assert fair_rates(threads, cores) == pytest.approx(want)
 
 
-def fifo_responses(arrivals: list[float], service: float, servers: int) -> list[float]:
+def fifo_responses(arrivals: list[float], service: float, servers: int, handover: float = 0.0) -> list[float]:
     """Exact FIFO with constant service on `servers` servers: each request, in arrival order, starts
-    on the server free first (Kiefer-Wolfowitz; Lindley's recursion for one server)."""
+    on the server free first (Kiefer-Wolfowitz; Lindley's recursion for one server); one that
+    found it busy starts `handover` after it frees."""
     free = [0.0] * servers
     out = []
     for a in arrivals:
         k = min(range(servers), key=free.__getitem__)
-        free[k] = max(a, free[k]) + service
+        free[k] = (free[k] + handover if free[k] > a else a) + service
         out.append(free[k] - a)
     return out
 
@@ -49,6 +52,45 @@ def test_one_model_with_cores_to_spare_is_a_fifo_queue(servers, utilization):
     run = simulate([Stage("m", service, 1, servers, ARRIVAL)], [("m", 0.0)], 0, cores=servers, arrivals_ms=arrivals)
     assert run.responses_ms == pytest.approx(fifo_responses(arrivals, service, servers), abs=1e-6)
     assert max(run.responses_ms) > 3 * service  # it did queue
+
+
+@pytest.mark.parametrize("servers, utilization, handover", [(1, 0.8, 1.0), (2, 0.9, 2.5)])
+def test_a_request_that_waited_starts_a_handover_after_its_server_frees(servers, utilization, handover):
+    """The runtime's cost of a turn: only a request that found every server busy pays it, each
+    time a server is handed on to it, the server held meanwhile (so it lengthens the busy period
+    behind it too); every response is the FIFO recursion's with the same rule."""
+    service = 30.0
+    rate = utilization * servers * 1000 / service
+    arrivals, t = [], 0.0
+    rng = __import__("random").Random(11)
+    for _ in range(4000):
+        t += rng.expovariate(rate / 1000)
+        arrivals.append(t)
+    stage = Stage("m", service, 1, servers, ARRIVAL, handover_ms=handover)
+    run = simulate([stage], [("m", 0.0)], 0, cores=servers, arrivals_ms=arrivals)
+    assert run.responses_ms == pytest.approx(fifo_responses(arrivals, service, servers, handover), abs=1e-6)
+    without = simulate([replace(stage, handover_ms=0.0)], [("m", 0.0)], 0, cores=servers, arrivals_ms=arrivals)
+    waited = sum(1 for r in without.responses_ms if r > service + 1e-9)
+    # more than handover x the requests that waited: each turn delays everyone queued behind it
+    assert sum(run.responses_ms) - sum(without.responses_ms) > handover * waited > 0
+    alone = simulate([stage], [("m", 0.0)], 0, cores=servers, arrivals_ms=[0.0, 100.0, 200.0])
+    assert alone.responses_ms == pytest.approx([service] * 3)  # nobody waited: no handover
+
+
+def test_handovers_hold_no_core():
+    """While a server is handed on, its model runs nothing. One core, a (10 ms, handover 4 ms) and
+    b (6 ms) for each of two requests at 0 and 1 ms, by hand: a0 and b0 share the core, b0 ends at
+    12, b1 (no handover) starts; a0 ends at 20; a1 is handed on until 24, so b1 runs its last 2 ms
+    alone (ends 22: 10 ms) and a1 runs alone (24-34). Without the handover a1 would share 20-24
+    with b1: both runs 12 ms."""
+    stages = [Stage("a", 10.0, 1, 1, ARRIVAL, handover_ms=4.0), Stage("b", 6.0, 1, 1, ARRIVAL)]
+    sinks = [("a", 0.0), ("b", 0.0)]
+    run = simulate(stages, sinks, 0, cores=1, arrivals_ms=[0.0, 1.0])
+    assert run.runs_ms["a"] == pytest.approx([20.0, 10.0])
+    assert run.runs_ms["b"] == pytest.approx([12.0, 10.0])
+    assert run.responses_ms == pytest.approx([20.0, 33.0])
+    without = simulate([replace(stages[0], handover_ms=0.0), stages[1]], sinks, 0, cores=1, arrivals_ms=[0.0, 1.0])
+    assert without.runs_ms["a"][1] == pytest.approx(12.0) and without.runs_ms["b"][1] == pytest.approx(12.0)
 
 
 def test_the_long_run_is_the_queueing_model_where_nothing_shares_the_cores():
