@@ -164,6 +164,8 @@ def _scrape(port: int) -> str:
 def test_prometheus_metrics_per_model_and_hop(sites):
     client = triton.InferenceServerClient(sites["addr"]["edge"])
     client.infer("fanapp", [_input(np.ones((1, 64), np.float32))])
+    # a bad request of its own: the count must not rest on another test of the module having sent one
+    _error(lambda: client.infer("fanapp", [_input(np.ones((1, 63), np.float32))]))
     edge, mec = _scrape(sites["metrics"]["edge"]), _scrape(sites["metrics"]["mec"])
     assert 'runtime_model_duration_seconds_count{model="a",site="edge"}' in edge
     assert 'runtime_hop_duration_seconds_count{dst_site="mec",src_site="edge"}' in edge
