@@ -4,14 +4,15 @@ through the simulation."""
 
 from __future__ import annotations
 
-import itertools
 import json
+import random
 from dataclasses import replace
 
 import pytest
 
 from planner.local.served import CLIENT, OUTSIDE, Served, contention, served_stages, summarize_pass
 from planner.model.simulation import Stage, simulate
+from tests.model.queue_sim import poisson_arrivals
 
 
 def timing(kind: str, name: str, site: str, ms: float, cpu_ms: float | None = None) -> list:
@@ -599,8 +600,7 @@ def test_a_turn_of_a_models_instances_costs_the_pilots_mean_handover():
     step = [Stage("s", 30.0, 1, 1, (("", 0.0),))]
     sleeping = Served(requests=5, every_s=0.2, models={"s": 30.0}, models_cpu={"s": 1.0}, client_ms=1.0, e2e_ms=31.0,
                       pilot_handovers_ms=[1.5])
-    rng = __import__("random").Random(3)
-    schedule_s = list(itertools.accumulate(rng.expovariate(80 / 3) for _ in range(400)))
+    schedule_s = [t / 1000 for t in poisson_arrivals(80 / 3, 400, random.Random(3))]
     host = {"rate_rps": 80 / 3, "sites": {"s": "edge"}}
     got = served_prediction(host, step, [("s", 0.0)], sleeping, "edge", schedule_s)
     none = served_prediction(host, step, [("s", 0.0)], replace(sleeping, pilot_handovers_ms=[]), "edge", schedule_s)

@@ -4,12 +4,14 @@ hand-computed processor sharing where everything does."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 
 import pytest
 
 from planner.model.simulation import Stage, core_utilization, fair_rates, simulate, slowed
 from planner.model.queueing import Queue
+from tests.model.queue_sim import poisson_arrivals
 
 ARRIVAL = (("", 0.0),)
 
@@ -44,11 +46,7 @@ def test_one_model_with_cores_to_spare_is_a_fifo_queue(servers, utilization):
     """Cores enough for every server: every request's response is the exact FIFO queue's."""
     service = 30.0
     rate = utilization * servers * 1000 / service
-    arrivals, t = [], 0.0
-    rng = __import__("random").Random(5)
-    for _ in range(5000):
-        t += rng.expovariate(rate / 1000)
-        arrivals.append(t)
+    arrivals = poisson_arrivals(rate, 5000, random.Random(5))
     run = simulate([Stage("m", service, 1, servers, ARRIVAL)], [("m", 0.0)], 0, cores=servers, arrivals_ms=arrivals)
     assert run.responses_ms == pytest.approx(fifo_responses(arrivals, service, servers), abs=1e-6)
     assert max(run.responses_ms) > 3 * service  # it did queue
@@ -61,11 +59,7 @@ def test_a_request_that_waited_starts_a_handover_after_its_server_frees(servers,
     behind it too); every response is the FIFO recursion's with the same rule."""
     service = 30.0
     rate = utilization * servers * 1000 / service
-    arrivals, t = [], 0.0
-    rng = __import__("random").Random(11)
-    for _ in range(4000):
-        t += rng.expovariate(rate / 1000)
-        arrivals.append(t)
+    arrivals = poisson_arrivals(rate, 4000, random.Random(11))
     stage = Stage("m", service, 1, servers, ARRIVAL, handover_ms=handover)
     run = simulate([stage], [("m", 0.0)], 0, cores=servers, arrivals_ms=arrivals)
     assert run.responses_ms == pytest.approx(fifo_responses(arrivals, service, servers, handover), abs=1e-6)
